@@ -1,0 +1,35 @@
+// The command line the three drivers share: --config FILE [--set key=value ...] [--resume].
+#pragma once
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <iostream>
+
+#include "xft/error.h"
+#include "xft/stages.h"
+
+namespace xft::driver {
+
+using Pipeline = std::function<std::string(const ExperimentConfig&, Workspace&, bool)>;
+
+inline int main(int argc, char** argv, const std::string& name, const std::string& about, const Pipeline& run) {
+  CLI::App app{about};
+  std::string config_path;
+  std::vector<std::string> overrides;
+  bool resume = false;
+  app.add_option("--config", config_path, "experiment config (JSON), e.g. configs/tiny.json")->required();
+  app.add_option("--set", overrides, "override a config field: --set moe_train.lr=1e-4 (repeatable)");
+  app.add_flag("--resume", resume, "continue an interrupted run from its latest checkpoint");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    auto config = ExperimentConfig::load(config_path, overrides);
+    auto ws = load_workspace(config);
+    const auto out = run(config, ws, resume);
+    std::cout << name << ": final model in " << out << "\n";
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << name << ": error: " << e.what() << "\n";
+    return 1;
+  }
+}
+
+}  // namespace xft::driver

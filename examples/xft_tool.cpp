@@ -1,0 +1,112 @@
+// xft-tool: the utility verbs.
+//   forward --model DIR --tokens 1,2,3 --out FILE   logits [T, vocab] (F32) as safetensors
+//   inspect DIR                                     config and tensors with shapes and dtypes
+//   upcycle --model DENSE --out MOE --experts 8 --top-k 6 [--routing ...] [--router ...] [--seed S]
+#include <CLI/CLI.hpp>
+#include <iostream>
+#include <sstream>
+
+#include "xft/checkpoint.h"
+#include "xft/error.h"
+#include "xft/upcycle.h"
+
+namespace {
+
+std::vector<int64_t> parse_tokens(const std::string& text) {
+  std::vector<int64_t> ids;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    size_t used = 0;
+    int64_t v = 0;
+    try {
+      v = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    XFT_CHECK(used == item.size() && !item.empty() && v >= 0, "--tokens: '", item,
+              "' is not a non-negative integer (expected a comma-separated list like 1,2,3)");
+    ids.push_back(v);
+  }
+  XFT_CHECK(!ids.empty(), "--tokens: no token ids given");
+  return ids;
+}
+
+int cmd_forward(const std::string& model_dir, const std::string& tokens, const std::string& out_path) {
+  auto model = xft::load_model(model_dir);
+  model->eval();
+  auto ids = parse_tokens(tokens);
+  const int64_t V = model->config().vocab_size;
+  for (auto id : ids) XFT_CHECK(id < V, "--tokens: id ", id, " is outside the vocabulary (size ", V, ")");
+  torch::NoGradGuard ng;
+  auto input = torch::tensor(ids, torch::kInt64).unsqueeze(0);
+  auto logits = model->forward(input).logits.squeeze(0).to(torch::kFloat32).contiguous();
+  xft::save_safetensors(out_path, {{"logits", logits}});
+  std::cout << "wrote logits " << logits.sizes() << " to " << out_path << "\n";
+  return 0;
+}
+
+int cmd_inspect(const std::string& dir) {
+  auto config = xft::ModelConfig::load(dir);
+  std::cout << config.to_json().dump(2) << "\n";
+  auto files = xft::TensorDirectory::open(dir);
+  int64_t total = 0;
+  for (const auto& name : files.names()) {
+    const auto& e = files.entry(name);
+    int64_t n = 1;
+    for (auto s : e.shape) n *= s;
+    total += n;
+    std::cout << name << "  " << xft::safetensors_dtype_name(e.dtype) << "  " << c10::IntArrayRef(e.shape) << "\n";
+  }
+  std::cout << files.names().size() << " tensors, " << total << " parameters\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"xft-tool: look inside and convert xft / Hugging Face Llama checkpoints"};
+  app.require_subcommand(1);
+
+  std::string model_dir, tokens, out_path;
+  auto* fwd = app.add_subcommand("forward", "write the logits for token ids as safetensors (tensor 'logits', F32 [T, vocab])");
+  fwd->add_option("--model", model_dir, "model directory (config.json + safetensors)")->required();
+  fwd->add_option("--tokens", tokens, "comma-separated token ids, e.g. 1,2,3")->required();
+  fwd->add_option("--out", out_path, "output .safetensors file")->required();
+
+  std::string inspect_dir;
+  auto* insp = app.add_subcommand("inspect", "print the config and every tensor's shape and dtype");
+  insp->add_option("dir", inspect_dir, "model directory")->required();
+
+  xft::MoeConfig moe;
+  uint64_t seed = 0;
+  auto* up = app.add_subcommand("upcycle", "turn a dense checkpoint into an MoE whose experts copy its FFN");
+  up->add_option("--model", model_dir, "dense model directory")->required();
+  up->add_option("--out", out_path, "MoE model directory to write")->required();
+  up->add_option("--experts", moe.num_experts, "experts per layer N (expert 0 is shared)")->required();
+  up->add_option("--top-k", moe.top_k, "active experts per token K (including the shared one)")->required();
+  up->add_option("--routing", moe.routing, "xft | shared_no_norm | vanilla")->capture_default_str();
+  up->add_option("--router", moe.router, "linear | mlp")->capture_default_str();
+  up->add_flag("--router-noise", moe.router_noise, "noisy gating during training");
+  up->add_option("--router-init-std", moe.router_init_std, "router weight init std")->capture_default_str();
+  up->add_option("--aux-loss", moe.aux_loss, "cv2 | switch | none")->capture_default_str();
+  up->add_option("--aux-loss-coef", moe.aux_loss_coef, "load-balancing loss coefficient")->capture_default_str();
+  up->add_option("--seed", seed, "router initialisation seed")->capture_default_str();
+
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (*fwd) return cmd_forward(model_dir, tokens, out_path);
+    if (*insp) return cmd_inspect(inspect_dir);
+    if (*up) {
+      moe.shared_expert = moe.routing != "vanilla";
+      xft::upcycle_directory(model_dir, out_path, moe, seed);
+      std::cout << "wrote MoE (" << moe.num_experts << " experts, top-" << moe.top_k << ", " << moe.routing
+                << " routing) to " << out_path << "\n";
+      return 0;
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "xft-tool: error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Configures and builds into build/ (Release, Ninja). Extra arguments go to cmake's configure step,
+# e.g. scripts/build.sh -DXFT_WITH_CUDA=OFF or -DXFT_PYTHON=/usr/bin/python3.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+jobs=${XFT_JOBS:-$(nproc)}
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release "$@"
+cmake --build build -j "$jobs"

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs what the build and the tests need on a fresh Debian 12 machine with the CUDA toolkit:
+# Debian's -dev packages, and LibTorch as the pinned PyPI torch wheel in a project-local venv.
+# Re-running is quick and changes nothing once everything is in place.
+#
+# XFT_PYTHON=/path/to/python3  use that interpreter's torch instead of the venv (a GPU machine's
+#                              own torch 2.11, say); nothing is installed into it.
+# XFT_SKIP_APT=1               skip the Debian packages (air-gapped nodes install them from the
+#                              bundle made by scripts/apt-bundle.sh).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+apt_packages=(nlohmann-json3-dev libsentencepiece-dev sentencepiece libcli11-dev libgtest-dev libgmock-dev ninja-build)
+
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${XFT_SKIP_APT:-0}" != 1 ] && [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if [ -n "${XFT_PYTHON:-}" ]; then
+  "$XFT_PYTHON" -c 'import torch' || { echo "setup: XFT_PYTHON=$XFT_PYTHON has no torch" >&2; exit 1; }
+  echo "setup: using torch from $XFT_PYTHON ($("$XFT_PYTHON" -c 'import torch; print(torch.__version__)'))"
+  exit 0
+fi
+
+venv="$root/.venv"
+stamp="$venv/.requirements.sha256"
+want=$(sha256sum scripts/requirements.txt | cut -d' ' -f1)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  echo "setup: $venv is up to date"
+  exit 0
+fi
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -m pip install -q --upgrade pip
+"$venv/bin/python" -m pip install -q --progress-bar off -r scripts/requirements.txt
+echo "$want" > "$stamp"
+echo "setup: torch $("$venv/bin/python" -c 'import torch; print(torch.__version__)') in $venv"

@@ -1,0 +1,178 @@
+// The routing op (paper Eq. 1 and 2): hand-computed weights for every mode, ties, the custom
+// backward against autograd of the composed ops and against finite differences (fp64), and
+// the load-balancing losses against hand computation.
+#include <cmath>
+
+#include "test_util.h"
+#include "xft/load_balancing.h"
+#include "xft/routing.h"
+
+using namespace xft;
+using xft::test::expect_error;
+using xft::test::max_abs_diff;
+
+namespace {
+
+MoeConfig config(const std::string& mode, int64_t N, int64_t K, bool renorm = false) {
+  MoeConfig c;
+  c.num_experts = N;
+  c.top_k = K;
+  c.routing = mode;
+  c.shared_expert = mode != "vanilla";
+  c.vanilla_renormalize = renorm;
+  return c;
+}
+
+// Logits whose softmax is exactly {0.5, 0.3, 0.2}.
+torch::Tensor logits_532() { return torch::log(torch::tensor({{0.5, 0.3, 0.2}}, torch::kFloat64)); }
+
+}  // namespace
+
+TEST(Routing, XftWeightsByHand) {
+  // N = 4 (shared + 3 routed), K = 3: the shared expert and the top 2 routed.
+  auto r = route(logits_532(), config("xft", 4, 3));
+  const double p0 = std::exp(0.5) / (std::exp(0.5) + std::exp(0.3));  // softmax over the chosen {0.5, 0.3}
+  auto w = r.weights_TS[0];
+  EXPECT_NEAR(w[0].item<double>(), 1 - 0.5, 1e-12);          // shared: 1 - s_max
+  EXPECT_NEAR(w[1].item<double>(), p0 * 0.5, 1e-12);         // softmax * s_max
+  EXPECT_NEAR(w[2].item<double>(), (1 - p0) * 0.5, 1e-12);
+  EXPECT_NEAR(w.sum().item<double>(), 1.0, 1e-12);           // Eq. 2: all K weights sum to 1
+  EXPECT_TRUE(torch::equal(r.experts_TS[0], torch::tensor({0, 1, 2}, torch::kInt64)));
+}
+
+TEST(Routing, SharedNoNormWeightsByHand) {
+  auto r = route(logits_532(), config("shared_no_norm", 4, 3));
+  auto w = r.weights_TS[0];
+  EXPECT_NEAR(w[0].item<double>(), 0.5, 1e-12);
+  EXPECT_NEAR(w[1].item<double>(), 0.5, 1e-12);
+  EXPECT_NEAR(w[2].item<double>(), 0.3, 1e-12);
+  EXPECT_NEAR(w.sum().item<double>(), 1.3, 1e-12);  // the scale mismatch the paper names
+}
+
+TEST(Routing, VanillaWeightsByHand) {
+  auto raw = route(logits_532(), config("vanilla", 3, 2));
+  EXPECT_NEAR(raw.weights_TS[0][0].item<double>(), 0.5, 1e-12);
+  EXPECT_NEAR(raw.weights_TS[0][1].item<double>(), 0.3, 1e-12);
+  EXPECT_TRUE(torch::equal(raw.experts_TS[0], torch::tensor({0, 1}, torch::kInt64)));
+  auto renorm = route(logits_532(), config("vanilla", 3, 2, true));
+  EXPECT_NEAR(renorm.weights_TS[0][0].item<double>(), 0.625, 1e-12);
+  EXPECT_NEAR(renorm.weights_TS[0][1].item<double>(), 0.375, 1e-12);
+}
+
+TEST(Routing, TiesGoToTheLowerIndex) {
+  auto z = torch::tensor({{0.0, 1.0, 0.0, 1.0, 0.0}, {2.0, 2.0, 2.0, 2.0, 2.0}});
+  auto r = route(z, config("xft", 6, 4));
+  EXPECT_TRUE(torch::equal(r.experts_TS[0], torch::tensor({0, 2, 4, 1}, torch::kInt64)));
+  EXPECT_TRUE(torch::equal(r.experts_TS[1], torch::tensor({0, 1, 2, 3}, torch::kInt64)));
+  auto v = route(z, config("vanilla", 5, 3));
+  EXPECT_TRUE(torch::equal(v.experts_TS[0], torch::tensor({1, 3, 0}, torch::kInt64)));
+}
+
+TEST(Routing, Bf16LogitsRouteInFp32) {
+  auto z = torch::randn({5, 7}).to(torch::kBFloat16);
+  auto r = route(z, config("xft", 8, 6));
+  EXPECT_EQ(r.weights_TS.scalar_type(), torch::kFloat32);
+  EXPECT_LE(max_abs_diff(r.weights_TS.sum(-1), torch::ones({5})), 1e-6);
+}
+
+TEST(Routing, RejectsLogitsOfTheWrongWidth) {
+  expect_error([] { route(torch::randn({4, 5}), config("xft", 8, 6)); }, {"route", "7 routed"});
+}
+
+struct Mode {
+  std::string name;
+  int64_t N, K;
+  bool renorm;
+};
+
+void PrintTo(const Mode& m, std::ostream* os) { *os << m.name << " N" << m.N << " K" << m.K; }
+class RoutingBackward : public ::testing::TestWithParam<Mode> {};
+
+TEST_P(RoutingBackward, MatchesAutogradOfComposedOps) {
+  const auto m = GetParam();
+  const auto c = config(m.name, m.N, m.K, m.renorm);
+  torch::manual_seed(3);
+  auto z = torch::randn({33, c.num_routed()}, torch::kFloat64);
+  auto gw = torch::randn({33, m.K}, torch::kFloat64);
+  auto gp = torch::randn({33, c.num_routed()}, torch::kFloat64);
+  auto za = z.clone().requires_grad_(true);
+  auto zb = z.clone().requires_grad_(true);
+  auto a = route(za, c);
+  auto b = route_reference(zb, c);
+  ASSERT_TRUE(torch::equal(a.experts_TS, b.experts_TS));
+  ASSERT_LE(max_abs_diff(a.weights_TS, b.weights_TS), 1e-14);
+  ((a.weights_TS * gw).sum() + (a.probs_TR * gp).sum()).backward();
+  ((b.weights_TS * gw).sum() + (b.probs_TR * gp).sum()).backward();
+  EXPECT_LE(max_abs_diff(za.grad(), zb.grad()), 1e-12);
+  // Only the weights used (probs unused), as in the MoE layer without a switch loss.
+  auto zc = z.clone().requires_grad_(true);
+  auto zd = z.clone().requires_grad_(true);
+  (route(zc, c).weights_TS * gw).sum().backward();
+  (route_reference(zd, c).weights_TS * gw).sum().backward();
+  EXPECT_LE(max_abs_diff(zc.grad(), zd.grad()), 1e-12);
+}
+
+TEST_P(RoutingBackward, MatchesFiniteDifferencesInDouble) {
+  const auto m = GetParam();
+  const auto c = config(m.name, m.N, m.K, m.renorm);
+  torch::manual_seed(11);
+  auto z = torch::randn({4, c.num_routed()}, torch::kFloat64);
+  auto gw = torch::randn({4, m.K}, torch::kFloat64);
+  auto gp = torch::randn({4, c.num_routed()}, torch::kFloat64);
+  auto loss = [&](const torch::Tensor& zz) {
+    auto r = route(zz, c);
+    return ((r.weights_TS * gw).sum() + (r.probs_TR * gp).sum());
+  };
+  auto zg = z.clone().requires_grad_(true);
+  loss(zg).backward();
+  auto numeric = torch::zeros_like(z);
+  const double eps = 1e-6;
+  for (int64_t i = 0; i < z.numel(); ++i) {
+    auto zp = z.clone(), zm = z.clone();
+    zp.view(-1)[i] += eps;
+    zm.view(-1)[i] -= eps;
+    torch::NoGradGuard ng;
+    numeric.view(-1)[i] = (loss(zp) - loss(zm)).item<double>() / (2 * eps);
+  }
+  EXPECT_LE(max_abs_diff(zg.grad(), numeric), 1e-7);
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, RoutingBackward,
+                         ::testing::Values(Mode{"xft", 8, 6, false}, Mode{"xft", 4, 2, false},
+                                           Mode{"shared_no_norm", 8, 6, false}, Mode{"vanilla", 8, 2, false},
+                                           Mode{"vanilla", 8, 3, true}),
+                         [](const auto& info) {
+                           return info.param.name + "_N" + std::to_string(info.param.N) + "_K" +
+                                  std::to_string(info.param.K) + (info.param.renorm ? "_renorm" : "");
+                         });
+
+TEST(LoadBalancing, Cv2ByHand) {
+  // Two tokens, R = 3 routed, one routed slot each (N = 4, K = 2), shared expert in slot 0.
+  Routing r;
+  r.weights_TS = torch::tensor({{0.4, 0.6}, {0.2, 0.8}}, torch::kFloat64);
+  r.experts_TS = torch::tensor({{0, 1}, {0, 1}}, torch::kInt64);
+  r.probs_TR = torch::full({2, 3}, 1.0 / 3, torch::kFloat64);
+  auto c = config("xft", 4, 2);
+  c.aux_loss = "cv2";
+  c.aux_loss_coef = 0.5;
+  // importance = [1.4, 0, 0]: mean 1.4/3, unbiased var = (2 * (1.4/3)^2 + (2.8/3)^2) / 2
+  const double mi = 1.4 / 3, vi = (2 * mi * mi + (1.4 - mi) * (1.4 - mi)) / 2;
+  // load = [2, 0, 0]: same shape of numbers
+  const double ml = 2.0 / 3, vl = (2 * ml * ml + (2 - ml) * (2 - ml)) / 2;
+  const double want = 0.5 * (vi / (mi * mi + 1e-10) + vl / (ml * ml + 1e-10));
+  EXPECT_NEAR(load_balancing_loss(r, c).item<double>(), want, 1e-9);
+}
+
+TEST(LoadBalancing, SwitchByHand) {
+  Routing r;
+  r.weights_TS = torch::tensor({{0.4, 0.6}, {0.2, 0.8}}, torch::kFloat64);
+  r.experts_TS = torch::tensor({{0, 1}, {0, 3}}, torch::kInt64);
+  r.probs_TR = torch::tensor({{0.6, 0.3, 0.1}, {0.2, 0.2, 0.6}}, torch::kFloat64);
+  auto c = config("xft", 4, 2);
+  c.aux_loss = "switch";
+  c.aux_loss_coef = 1.0;
+  // f = [0.5, 0, 0.5], P = [0.4, 0.25, 0.35]: 3 * (0.2 + 0.175)
+  EXPECT_NEAR(load_balancing_loss(r, c).item<double>(), 3 * (0.5 * 0.4 + 0.5 * 0.35), 1e-12);
+  c.aux_loss = "none";
+  EXPECT_FALSE(load_balancing_loss(r, c).defined());
+}

@@ -1,0 +1,301 @@
+// Training: the merge (Eq. 5-6) and its export, EWA's averaging, exact resume on CPU, the NaN
+// stop, and transformers loading what the pipelines export.
+#include <filesystem>
+#include <fstream>
+
+#include "test_util.h"
+#include "xft/ewa.h"
+#include "xft/merge.h"
+#include "xft/moe_layer.h"
+#include "xft/trainer.h"
+#include "xft/upcycle.h"
+
+namespace fs = std::filesystem;
+using namespace xft;
+using xft::test::max_abs_diff;
+
+namespace {
+
+ModelConfig tiny_dense(int64_t vocab = 61) {
+  return ModelConfig::from_json({{"model_type", "llama"}, {"vocab_size", vocab}, {"hidden_size", 32},
+                                 {"intermediate_size", 40}, {"num_hidden_layers", 2}, {"num_attention_heads", 4},
+                                 {"num_key_value_heads", 2}, {"rope_theta", 100000.0},
+                                 {"rope_scaling", {{"type", "linear"}, {"factor", 4.0}}}},
+                                "tiny");
+}
+
+MoeConfig moe_config(bool noise = false) {
+  MoeConfig m;
+  m.num_experts = 5;
+  m.top_k = 3;
+  m.router_noise = noise;
+  return m;
+}
+
+// A tiny upcycled MoE whose experts have drifted apart (as after MoE training).
+CausalLM tiny_moe(const std::string& dir, bool noise = false) {
+  auto dense_cfg = tiny_dense();
+  CausalLM dense(dense_cfg);
+  dense->init_weights(0.1, 1);
+  auto moe = upcycle(dense_cfg, model_tensors(*dense), moe_config(noise), 2);
+  torch::manual_seed(3);
+  for (auto& [n, t] : moe.tensors)
+    if (n.find(".experts.") != std::string::npos) t = t + 0.05 * torch::randn_like(t);
+  save_model_tensors(moe.config, moe.tensors, dir);
+  return load_model(dir);
+}
+
+// Pre-tokenised records with random token ids (prompt part carries no loss).
+InstructionDataset tiny_data(const std::string& dir, int64_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::ofstream out(dir + "/data.jsonl");
+  for (int64_t i = 0; i < n; ++i) {
+    std::vector<int64_t> p(3 + rng() % 5), r(2 + rng() % 9);
+    for (auto& v : p) v = 3 + static_cast<int64_t>(rng() % 58);
+    for (auto& v : r) v = 3 + static_cast<int64_t>(rng() % 58);
+    out << nlohmann::json({{"prompt_ids", p}, {"response_ids", r}}).dump() << "\n";
+  }
+  out.close();
+  DataConfig dc;
+  dc.path = dir + "/data.jsonl";
+  dc.format = "pretokenized";
+  dc.bos_id = 1;
+  dc.eos_id = 2;
+  return InstructionDataset::load(dc, nullptr);
+}
+
+TrainConfig tiny_train(int64_t steps) {
+  TrainConfig t;
+  t.max_steps = steps;
+  t.global_batch = 8;
+  t.micro_batch = 4;
+  t.optimizer = "adamw";
+  t.lr = 1e-2;
+  t.warmup = 2;
+  t.seed = 7;
+  return t;
+}
+
+std::vector<double> losses(const std::string& metrics) {
+  std::vector<double> out;
+  std::ifstream in(metrics);
+  std::string line;
+  while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line)["loss"].get<double>());
+  return out;
+}
+
+}  // namespace
+
+TEST(Merge, ExportEqualsEq5AppliedToTheExperts) {
+  const auto dir = xft::test::scratch_dir("merge");
+  auto model = tiny_moe(dir + "/moe");
+  // Keep the experts before attaching (attach keeps references to the same tensors).
+  auto moe_layer = std::dynamic_pointer_cast<MoeLayerImpl>(model->layer(1)->mlp);
+  auto gate = moe_layer->experts->gate_proj.detach().clone();
+  auto down = moe_layer->experts->down_proj.detach().clone();
+  MergeConfig mc;
+  mc.shared_rate = 0.75;
+  auto logits = attach_merge(*model, mc);
+  ASSERT_EQ(logits.size(), 2u);
+  {
+    torch::NoGradGuard ng;
+    logits[1].second.copy_(torch::tensor({0.3f, -1.0f, 2.0f, 0.5f}));
+  }
+  export_merged(*model, dir + "/merged", torch::kFloat32);
+  auto files = TensorDirectory::open(dir + "/merged");
+  // By hand: alpha = 0.25 * softmax(logits); W = 0.75 W_0 + sum alpha_i W_{i}.
+  auto e = torch::exp(torch::tensor({0.3, -1.0, 2.0, 0.5}, torch::kFloat64));
+  auto alpha = 0.25 * e / e.sum();
+  auto want_gate = 0.75 * gate[0].to(torch::kFloat64);
+  auto want_down = 0.75 * down[0].to(torch::kFloat64);
+  for (int64_t i = 0; i < 4; ++i) {
+    want_gate += alpha[i] * gate[i + 1].to(torch::kFloat64);
+    want_down += alpha[i] * down[i + 1].to(torch::kFloat64);
+  }
+  EXPECT_LE(max_abs_diff(files.get("model.layers.1.mlp.gate_proj.weight"), want_gate), 1e-6);
+  EXPECT_LE(max_abs_diff(files.get("model.layers.1.mlp.down_proj.weight"), want_down), 1e-6);
+  // Layer 0 kept its uniform initial coefficients: 0.75 and 0.25 / 4 each.
+  auto coeffs = merge_coefficients_json(*model, mc);
+  EXPECT_NEAR(coeffs["layers"][0][0].get<double>(), 0.75, 1e-7);
+  EXPECT_NEAR(coeffs["layers"][0][3].get<double>(), 0.0625, 1e-7);
+  EXPECT_NEAR(coeffs["layers"][1][3].get<double>(), alpha[2].item<double>(), 1e-7);
+  // The export is a dense checkpoint of the base architecture, rope settings kept.
+  auto cfg = ModelConfig::load(dir + "/merged");
+  EXPECT_FALSE(cfg.moe.has_value());
+  EXPECT_EQ(cfg.rope_scaling.type, "linear");
+  EXPECT_DOUBLE_EQ(cfg.rope_theta, 100000.0);
+  // The merged model's forward equals the exported dense model's forward.
+  auto dense = load_model(dir + "/merged");
+  dense->eval();
+  model->eval();
+  auto ids = torch::randint(0, 61, {2, 9});
+  torch::NoGradGuard ng;
+  EXPECT_LE(max_abs_diff(model->forward(ids).logits, dense->forward(ids).logits), 1e-5);
+}
+
+TEST(Merge, LearnedSoupStartsAtTheFixedRatePoint) {
+  const auto dir = xft::test::scratch_dir("soup");
+  auto model = tiny_moe(dir + "/moe");
+  MergeConfig mc;
+  mc.fixed_shared_rate = false;
+  auto logits = attach_merge(*model, mc);
+  EXPECT_EQ(logits[0].second.numel(), 5);
+  auto c = merge_coefficients_json(*model, mc)["layers"][0];
+  EXPECT_NEAR(c[0].get<double>(), 0.75, 1e-6);
+  EXPECT_NEAR(c[4].get<double>(), 0.0625, 1e-6);
+}
+
+TEST(Merge, TrainingMovesOnlyTheLogits) {
+  const auto dir = xft::test::scratch_dir("mtrain");
+  auto model = tiny_moe(dir + "/moe");
+  auto data = tiny_data(dir, 24, 1);
+  auto before = model_tensors(*model);
+  std::map<std::string, torch::Tensor> frozen;
+  for (auto& [n, t] : before) frozen[n] = t.clone();
+  auto logits = attach_merge(*model, MergeConfig{});
+  Trainer trainer("merge", model, logits, data, tiny_train(3), dir + "/run", 0);
+  trainer.run(false);
+  for (auto& [n, t] : model_tensors(*model)) {
+    if (n.find(".logits") != std::string::npos) {
+      EXPECT_GT(t.abs().sum().item<double>(), 0.0) << n;
+    } else if (frozen.count(n)) {
+      EXPECT_TRUE(torch::equal(t, frozen[n])) << n << " changed";
+    }
+  }
+}
+
+TEST(Ewa, PullAndFinalAverageByHand) {
+  const auto dir = xft::test::scratch_dir("ewa");
+  auto model = tiny_moe(dir + "/moe");
+  auto layer = std::dynamic_pointer_cast<MoeLayerImpl>(model->layer(0)->mlp);
+  auto W = layer->experts->up_proj.detach().clone().to(torch::kFloat64);
+  ewa_pull(*model, 0.3);
+  auto mean = W.mean(0);
+  for (int64_t i = 0; i < W.size(0); ++i) {
+    auto want = 0.3 * mean + 0.7 * W[i];
+    EXPECT_LE(max_abs_diff(layer->experts->up_proj[i], want), 1e-6) << i;
+  }
+  auto after = layer->experts->up_proj.detach().clone().to(torch::kFloat64);
+  export_averaged(*model, dir + "/avg", torch::kFloat32);
+  auto files = TensorDirectory::open(dir + "/avg");
+  EXPECT_LE(max_abs_diff(files.get("model.layers.0.mlp.up_proj.weight"), after.mean(0)), 1e-6);
+  EXPECT_FALSE(ModelConfig::load(dir + "/avg").moe.has_value());
+  EwaConfig lin;
+  lin.schedule = "linear";
+  EXPECT_DOUBLE_EQ(ewa_beta(lin, 5, 10), 0.15);
+  EXPECT_DOUBLE_EQ(ewa_beta(EwaConfig{}, 5, 10), 0.3);
+}
+
+// A run interrupted after a checkpoint and resumed reproduces the uninterrupted loss curve and
+// parameters exactly (noisy routing included, so the RNG state must come back too).
+TEST(Trainer, ResumeReproducesTheUninterruptedRunExactly) {
+  const auto dir = xft::test::scratch_dir("resume");
+  tiny_moe(dir + "/moe", /*noise=*/true);
+  auto data = tiny_data(dir, 29, 2);
+  auto cfg = tiny_train(7);
+  cfg.save_every = 2;
+
+  auto a = load_model(dir + "/moe");
+  Trainer(" run", a, model_tensors(*a), data, cfg, dir + "/a", 0).run(false);
+
+  auto b = load_model(dir + "/moe");
+  Trainer crashing(" run", b, model_tensors(*b), data, cfg, dir + "/b", 0);
+  crashing.set_after_step([](int64_t step, int64_t) {
+    if (step == 5) throw std::runtime_error("simulated crash");
+  });
+  EXPECT_THROW(crashing.run(false), std::runtime_error);
+  ASSERT_TRUE(fs::exists(dir + "/b/checkpoints/step-00000004"));
+  // Without --resume an existing run is not overwritten.
+  auto c = load_model(dir + "/moe");
+  xft::test::expect_error([&] { Trainer(" run", c, model_tensors(*c), data, cfg, dir + "/b", 0).run(false); },
+                          {"--resume"});
+  Trainer(" run", c, model_tensors(*c), data, cfg, dir + "/b", 0).run(true);
+
+  auto la = losses(dir + "/a/metrics.jsonl"), lb = losses(dir + "/b/metrics.jsonl");
+  ASSERT_EQ(la.size(), 7u);
+  ASSERT_EQ(lb.size(), 7u);
+  for (size_t i = 0; i < la.size(); ++i) EXPECT_EQ(la[i], lb[i]) << "step " << i + 1;
+  auto pa = model_tensors(*a), pc = model_tensors(*c);
+  for (size_t i = 0; i < pa.size(); ++i) EXPECT_TRUE(torch::equal(pa[i].second, pc[i].second)) << pa[i].first;
+  // keep_last = 2: only the newest two checkpoints remain.
+  int n = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir + "/a/checkpoints")) ++n;
+  EXPECT_EQ(n, 2);
+}
+
+TEST(Trainer, NanLossStopsWithStepAndBatchNamedAndCheckpointIntact) {
+  const auto dir = xft::test::scratch_dir("nan");
+  auto model = CausalLM(tiny_dense());
+  model->init_weights(0.05, 4);
+  auto data = tiny_data(dir, 16, 3);
+  auto cfg = tiny_train(4);
+  cfg.save_every = 1;
+  Trainer trainer("sft", model, model_tensors(*model), data, cfg, dir + "/run", 0);
+  trainer.set_after_step([&](int64_t step, int64_t) {
+    if (step == 2) {
+      torch::NoGradGuard ng;
+      model->model->norm->weight.fill_(std::numeric_limits<float>::quiet_NaN());
+    }
+  });
+  xft::test::expect_error([&] { trainer.run(false); }, {"sft", "nan", "step 3", "examples", "intact"});
+  // The last good checkpoint (step 2 was saved after the hook: its norm is NaN; step 1 is clean)
+  // is whole and readable.
+  auto ck = SafetensorsFile::open(dir + "/run/checkpoints/step-00000001/trainable.safetensors");
+  EXPECT_TRUE(torch::isfinite(ck->get("model.norm.weight")).all().item<bool>());
+  EXPECT_FALSE(fs::exists(dir + "/run/checkpoints/step-00000003"));
+}
+
+TEST(Trainer, GradientAccumulationMatchesOneBigBatch) {
+  const auto dir = xft::test::scratch_dir("accum");
+  auto data = tiny_data(dir, 16, 5);
+  auto m1 = CausalLM(tiny_dense());
+  m1->init_weights(0.05, 4);
+  save_model(*m1, dir + "/init");
+  auto a = load_model(dir + "/init"), b = load_model(dir + "/init");
+  auto ca = tiny_train(2), cb = tiny_train(2);
+  ca.micro_batch = 8;
+  cb.micro_batch = 2;
+  Trainer("sft", a, model_tensors(*a), data, ca, dir + "/a", 0).run(false);
+  Trainer("sft", b, model_tensors(*b), data, cb, dir + "/b", 0).run(false);
+  auto la = losses(dir + "/a/metrics.jsonl"), lb = losses(dir + "/b/metrics.jsonl");
+  for (size_t i = 0; i < la.size(); ++i) EXPECT_NEAR(la[i], lb[i], 1e-5);
+  auto pa = model_tensors(*a), pb = model_tensors(*b);
+  for (size_t i = 0; i < pa.size(); ++i) EXPECT_LE(max_abs_diff(pa[i].second, pb[i].second), 1e-5) << pa[i].first;
+}
+
+TEST(Trainer, LossMasksPromptAndPadding) {
+  // Two positions predict labels 5 and 6; everything else is -100.
+  auto logits = torch::zeros({1, 4, 8});
+  logits[0][1][5] = 2.0;
+  auto labels = torch::tensor({{-100, -100, 5, 6}}, torch::kInt64);
+  auto [sum, n] = language_model_loss(logits, labels);
+  EXPECT_EQ(n, 2);
+  const double l1 = -std::log(std::exp(2.0) / (std::exp(2.0) + 7));  // position 1 -> label 5
+  const double l2 = std::log(8.0);                                   // position 2 -> label 6, uniform
+  EXPECT_NEAR(sum.item<double>(), l1 + l2, 1e-5);
+}
+
+TEST(Export, TransformersLoadsMergedAndAveragedModelsWithSameLogits) {
+  const auto dir = xft::test::scratch_dir("hf");
+  auto model = tiny_moe(dir + "/moe");
+  auto logits = attach_merge(*model, MergeConfig{});
+  {
+    torch::NoGradGuard ng;
+    logits[0].second.copy_(torch::tensor({1.0f, -0.5f, 0.2f, 0.0f}));
+  }
+  export_merged(*model, dir + "/xft", torch::kFloat32);
+  auto ewa_model = tiny_moe(dir + "/moe2");
+  export_averaged(*ewa_model, dir + "/ewa", torch::kFloat32);
+  const auto py = xft::test::env_or_empty("XFT_PYTHON"), src = xft::test::env_or_empty("XFT_SOURCE_DIR");
+  for (const auto* name : {"xft", "ewa"}) {
+    auto m = load_model(dir + "/" + name);
+    m->eval();
+    auto ids = torch::randint(0, 61, {2, 7});
+    torch::NoGradGuard ng;
+    save_safetensors(dir + "/" + name + ".safetensors", {{"input_ids", ids}, {"logits", m->forward(ids).logits}});
+    EXPECT_EQ(xft::test::run(py + " " + src + "/tests/python/check_hf_load.py " + dir + "/" + name + " " + dir + "/" +
+                             name + ".safetensors 1e-4"),
+              0)
+        << name;
+  }
+}

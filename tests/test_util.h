@@ -1,0 +1,71 @@
+// Helpers shared by the tests: fixture paths, scratch directories, running programs.
+#pragma once
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+#include <torch/torch.h>
+
+#include "xft/error.h"
+#include "xft/files.h"
+
+namespace xft::test {
+
+// Paths come from the build (compile definitions), overridable through the environment.
+inline std::string env_or_empty(const char* name) {
+  if (const char* v = std::getenv(name)) return v;
+  const std::string n = name;
+#ifdef XFT_TEST_FIXTURES
+  if (n == "XFT_FIXTURES") return XFT_TEST_FIXTURES;
+  if (n == "XFT_PYTHON") return XFT_TEST_PYTHON;
+  if (n == "XFT_TOOL") return XFT_TEST_TOOL;
+  if (n == "XFT_SOURCE_DIR") return XFT_TEST_SOURCE_DIR;
+#endif
+  return "";
+}
+
+// Directory of transformers-made fixtures (tests/python/make_llama_fixtures.py, run by CTest).
+inline std::string fixture(const std::string& name) {
+  const auto root = env_or_empty("XFT_FIXTURES");
+  if (root.empty()) ADD_FAILURE() << "XFT_FIXTURES is not set: run the tests through ctest";
+  const auto p = std::filesystem::path(root) / name;
+  if (!std::filesystem::exists(p)) ADD_FAILURE() << p << " missing: the make_llama_fixtures CTest step must run first";
+  return p.string();
+}
+
+// A fresh, empty scratch directory for one test.
+inline std::string scratch_dir(const std::string& tag) {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  auto p = std::filesystem::temp_directory_path() /
+           ("xft-test-" + std::to_string(::getpid()) + "-" + info->test_suite_name() + "-" + info->name() + "-" + tag);
+  xft::remove_tree(p.string());
+  std::filesystem::create_directories(p);
+  return p.string();
+}
+
+inline int run(const std::string& command) {
+  const int rc = std::system(command.c_str());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+inline double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a.to(torch::kFloat64) - b.to(torch::kFloat64)).abs().max().item<double>();
+}
+
+// Expects `f` to throw xft::Error whose message contains every one of `parts`.
+template <typename F>
+void expect_error(F&& f, std::initializer_list<std::string> parts) {
+  try {
+    f();
+    ADD_FAILURE() << "expected an xft::Error";
+  } catch (const xft::Error& e) {
+    const std::string msg = e.what();
+    for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "message lacks '" << p << "': " << msg;
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "expected an xft::Error, got another exception: " << e.what();
+  }
+}
+
+}  // namespace xft::test
