@@ -2,12 +2,17 @@
 //   forward --model DIR --tokens 1,2,3 --out FILE   logits [T, vocab] (F32) as safetensors
 //   inspect DIR                                     config and tensors with shapes and dtypes
 //   upcycle --model DENSE --out MOE --experts 8 --top-k 6 [--routing ...] [--router ...] [--seed S]
+//   generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3)... [--max-new-tokens N] [--temperature T]
+//            [--top-p P] [--stop S]...                  batched generation with a KV cache
 #include <CLI/CLI.hpp>
 #include <iostream>
 #include <sstream>
 
+#include <chrono>
+
 #include "xft/checkpoint.h"
 #include "xft/error.h"
+#include "xft/generation.h"
 #include "xft/upcycle.h"
 
 namespace {
@@ -62,6 +67,33 @@ int cmd_inspect(const std::string& dir) {
   return 0;
 }
 
+int cmd_generate(const std::string& model_dir, const std::vector<std::string>& prompts,
+                 const std::vector<std::string>& prompt_ids, xft::GenerationConfig config) {
+  XFT_CHECK(prompts.empty() != prompt_ids.empty(), "generate: give --prompt or --prompt-ids (one kind)");
+  auto model = xft::load_model(model_dir);
+  const auto t0 = std::chrono::steady_clock::now();
+  int64_t produced = 0;
+  if (!prompt_ids.empty()) {
+    std::vector<std::vector<int64_t>> ids;
+    for (const auto& p : prompt_ids) ids.push_back(parse_tokens(p));
+    for (const auto& row : xft::generate(*model, ids, config)) {
+      produced += static_cast<int64_t>(row.size());
+      for (size_t i = 0; i < row.size(); ++i) std::cout << (i ? "," : "") << row[i];
+      std::cout << "\n";
+    }
+  } else {
+    auto tok = xft::Tokenizer::load(model_dir);
+    for (const auto& text : xft::generate_text(*model, *tok, prompts, config)) {
+      produced += static_cast<int64_t>(tok->encode(text).size());
+      std::cout << text << "\n";
+    }
+  }
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::cerr << "generated " << produced << " tokens in " << s << " s (" << produced / std::max(s, 1e-9)
+            << " tokens/s)\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -93,10 +125,23 @@ int main(int argc, char** argv) {
   up->add_option("--aux-loss-coef", moe.aux_loss_coef, "load-balancing loss coefficient")->capture_default_str();
   up->add_option("--seed", seed, "router initialisation seed")->capture_default_str();
 
+  std::vector<std::string> prompts, prompt_ids;
+  xft::GenerationConfig gen;
+  auto* gn = app.add_subcommand("generate", "continue prompts with the model (greedy unless --temperature > 0)");
+  gn->add_option("--model", model_dir, "model directory (with its tokenizer for --prompt)")->required();
+  gn->add_option("--prompt", prompts, "prompt text (repeatable: one batch)");
+  gn->add_option("--prompt-ids", prompt_ids, "prompt token ids, e.g. 1,2,3 (repeatable)");
+  gn->add_option("--max-new-tokens", gen.max_new_tokens, "tokens to generate at most")->capture_default_str();
+  gn->add_option("--temperature", gen.temperature, "0 = greedy")->capture_default_str();
+  gn->add_option("--top-p", gen.top_p, "nucleus sampling mass")->capture_default_str();
+  gn->add_option("--seed", gen.seed, "sampling seed")->capture_default_str();
+  gn->add_option("--stop", gen.stop, "stop sequence (repeatable)");
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (*fwd) return cmd_forward(model_dir, tokens, out_path);
     if (*insp) return cmd_inspect(inspect_dir);
+    if (*gn) return cmd_generate(model_dir, prompts, prompt_ids, gen);
     if (*up) {
       moe.shared_expert = moe.routing != "vanilla";
       xft::upcycle_directory(model_dir, out_path, moe, seed);

@@ -1,7 +1,9 @@
 #include "xft/experts.h"
 
+#include "xft/cuda_ops.h"
 #include "xft/error.h"
 #include "xft/mlp.h"
+#include "xft/moe_cuda.h"
 
 namespace xft {
 
@@ -26,6 +28,10 @@ torch::Tensor moe_combine(const ExpertsImpl& experts, const torch::Tensor& x_TD,
                 experts_TS.size(0) == x_TD.size(0),
             "moe_combine: expected x [T, D], experts and weights [T, S]; got ", x_TD.sizes(), ", ",
             experts_TS.sizes(), ", ", weights_TS.sizes());
+  // No host sync on sm90 bf16 (grouped products); fp64 stays on the ATen path below.
+  if (x_TD.is_cuda() && cuda_ops_available() && moe_combine_cuda_supports(experts, x_TD, experts_TS)) {
+    return moe_combine_cuda(experts, x_TD, experts_TS, weights_TS);
+  }
   const int64_t S = experts_TS.size(1), E = experts.num_experts();
   auto flat_e = experts_TS.reshape(-1);
   auto order = flat_e.argsort(/*stable=*/true);                 // rows grouped by expert, token order within

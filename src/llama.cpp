@@ -17,8 +17,8 @@ DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c) {
 void DecoderLayerImpl::set_mlp(std::shared_ptr<FeedForwardImpl> m) { mlp = replace_module("mlp", std::move(m)); }
 
 torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                                        const torch::Tensor& mask, torch::Tensor* aux) {
-  auto h = x + self_attn->forward(input_layernorm->forward(x), cos, sin, mask);
+                                        const torch::Tensor& mask, torch::Tensor* aux, KvCacheLayer* cache) {
+  auto h = x + self_attn->forward(input_layernorm->forward(x), cos, sin, mask, cache);
   auto ffn = mlp->forward(post_attention_layernorm->forward(h));
   if (ffn.aux_loss.defined() && aux) *aux = aux->defined() ? *aux + ffn.aux_loss : ffn.aux_loss;
   return h + ffn.y;
@@ -40,20 +40,28 @@ CausalLMImpl::CausalLMImpl(const ModelConfig& c) : config_(c), rotary_(c) {
 }
 
 torch::Tensor CausalLMImpl::hidden_states(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
-                                          const torch::Tensor& position_ids, torch::Tensor* aux) {
+                                          const torch::Tensor& position_ids, torch::Tensor* aux,
+                                          std::vector<KvCacheLayer>* cache) {
   XFT_CHECK(input_ids.dim() == 2, "input_ids: expected [batch, tokens], got ", input_ids.sizes());
   const int64_t B = input_ids.size(0), T = input_ids.size(1);
   auto h = model->embed_tokens->forward(input_ids);
   torch::Tensor pos = position_ids;
   if (!pos.defined()) pos = torch::arange(T, input_ids.options().dtype(torch::kInt64)).unsqueeze(0).expand({B, T});
   auto [cos, sin] = rotary_.cos_sin(pos, h.scalar_type());
+  if (cache && cache->empty()) cache->resize(model->layers->size());
+  const int64_t cached = cache && (*cache)[0].k.defined() ? (*cache)[0].k.size(2) : 0;
   torch::Tensor mask;
   if (attention_mask.defined()) {
-    XFT_CHECK(attention_mask.sizes() == input_ids.sizes(), "attention_mask: expected shape ", input_ids.sizes(),
-              ", got ", attention_mask.sizes());
-    mask = attention_mask_4d(attention_mask);
+    XFT_CHECK(attention_mask.dim() == 2 && attention_mask.size(0) == B && attention_mask.size(1) == cached + T,
+              "attention_mask: expected shape [", B, ", ", cached + T, "], got ", attention_mask.sizes());
+    mask = attention_mask_4d(attention_mask, T);
+  } else if (cached > 0 && T > 1) {
+    // sdpa's is_causal aligns queries to the first keys, not the last: spell the mask out.
+    mask = attention_mask_4d(torch::ones({B, cached + T}, input_ids.options()), T);
   }
-  for (const auto& m : *model->layers) h = m->as<DecoderLayerImpl>()->forward(h, cos, sin, mask, aux);
+  for (size_t i = 0; i < model->layers->size(); ++i) {
+    h = model->layers->ptr<DecoderLayerImpl>(i)->forward(h, cos, sin, mask, aux, cache ? &(*cache)[i] : nullptr);
+  }
   return model->norm->forward(h);
 }
 

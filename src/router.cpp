@@ -18,9 +18,10 @@ RouterImpl::RouterImpl(int64_t hidden, const MoeConfig& c) : mlp(c.router == "ml
 
 torch::Tensor RouterImpl::forward(const torch::Tensor& x_TD) {
   auto logits = mlp ? torch::linear(torch::tanh(torch::linear(x_TD, w1)), w2) : torch::linear(x_TD, weight);
-  logits = logits.to(torch::kFloat32);
+  // Routing is computed in fp32 at least (Eq. 2's softmax is never taken in bf16).
+  logits = logits.to(x_TD.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32);
   if (is_training() && noise_weight.defined()) {
-    auto scale = torch::softplus(torch::linear(x_TD, noise_weight).to(torch::kFloat32)) + 0.01;
+    auto scale = torch::softplus(torch::linear(x_TD, noise_weight).to(logits.scalar_type())) + 0.01;
     logits = logits + torch::randn_like(logits) * scale;
   }
   return logits;

@@ -2,7 +2,9 @@
 
 #include <torch/autograd.h>
 
+#include "xft/cuda_ops.h"
 #include "xft/error.h"
+#include "xft/moe_cuda.h"
 
 namespace xft {
 
@@ -120,6 +122,10 @@ struct RouteFunction : public torch::autograd::Function<RouteFunction> {
 
 Routing route(const torch::Tensor& logits_TR, const MoeConfig& config) {
   check_inputs(logits_TR, config);
+  // The fused kernel (same function, same backward); fp64 and R > 64 stay on the ATen path.
+  if (logits_TR.is_cuda() && cuda_ops_available() && route_cuda_supports(logits_TR, config)) {
+    return route_cuda(logits_TR, config);
+  }
   auto out = RouteFunction::apply(logits_TR, config);
   return {out[0], out[1], out[2]};
 }

@@ -9,6 +9,7 @@
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
 
+#include "xft/bpe_tokenizer.h"
 #include "xft/error.h"
 
 namespace xft {
@@ -28,24 +29,29 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-[[noreturn]] void fail_tokenizer_json(const std::string& where) {
-  fail(where, ": only a Hugging Face tokenizer.json was found; that format is not supported yet. "
-              "Expected a sentencepiece tokenizer.model, or use pre-tokenised data "
-              "(data format \"pretokenized\": JSONL with prompt_ids / response_ids).");
-}
-
 }  // namespace
 
 std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& path) {
+  // tokenizer.json first when a directory has both: Hugging Face's fast tokenizer, read from it,
+  // is the reference. A tokenizer.json xft cannot read (Llama 2's Metaspace BPE, say) next to a
+  // tokenizer.model falls back to the latter, which describes the same tokenizer.
   if (is_dir(path)) {
-    const std::string model = path + "/tokenizer.model";
+    const std::string json = path + "/tokenizer.json", model = path + "/tokenizer.model";
+    if (is_file(json) && is_file(model)) {
+      try {
+        return BpeTokenizer::from_file(json);
+      } catch (const Error&) {
+        return std::make_unique<SentencePieceTokenizer>(model);
+      }
+    }
+    if (is_file(json)) return BpeTokenizer::from_file(json);
     if (is_file(model)) return std::make_unique<SentencePieceTokenizer>(model);
-    if (is_file(path + "/tokenizer.json")) fail_tokenizer_json(path);
-    fail(path, ": no tokenizer found; expected a sentencepiece tokenizer.model in this directory");
+    fail(path, ": no tokenizer found; expected a Hugging Face tokenizer.json or a sentencepiece tokenizer.model "
+               "in this directory");
   }
-  XFT_CHECK(is_file(path), path, ": no such file or directory; expected a directory with tokenizer.model "
-                                 "or a sentencepiece .model file");
-  if (ends_with(path, ".json")) fail_tokenizer_json(path);
+  XFT_CHECK(is_file(path), path, ": no such file or directory; expected a directory with tokenizer.json or "
+                                 "tokenizer.model, a tokenizer.json file, or a sentencepiece .model file");
+  if (ends_with(path, ".json")) return BpeTokenizer::from_file(path);
   return std::make_unique<SentencePieceTokenizer>(path);
 }
 

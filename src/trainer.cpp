@@ -95,15 +95,21 @@ class AutocastScope {
 };
 
 std::unique_ptr<Optimizer> make_optimizer(const TrainConfig& c, const NamedTensors& params) {
+  // Biases and norms are exempt from weight decay, as in the Hugging Face Trainer.
+  std::vector<std::string> no_decay;
+  for (const auto& [n, _] : params)
+    if (!hf_applies_weight_decay(n)) no_decay.push_back(n);
   if (c.optimizer == "adamw") {
     AdamWOptions o;
     o.lr = c.lr;
     o.weight_decay = c.weight_decay;
+    o.no_decay = no_decay;
     return make_adamw(params, o);
   }
   AdafactorOptions o;
   o.lr = c.lr;
   o.weight_decay = c.weight_decay;
+  o.no_decay = no_decay;
   return make_adafactor(params, o);
 }
 
@@ -238,7 +244,8 @@ int64_t Trainer::load_checkpoint(Optimizer& opt, BatchSampler& sampler, double* 
   NamedTensors os;
   for (const auto& n : opt_state->names()) os.emplace_back(n, opt_state->get(n));
   opt.load_state(os);
-  at::detail::getDefaultCPUGenerator().set_state(SafetensorsFile::open(ck + "/rng.safetensors")->get("cpu").clone());
+  at::Generator cpu_gen = at::detail::getDefaultCPUGenerator();  // a handle to the global generator
+  cpu_gen.set_state(SafetensorsFile::open(ck + "/rng.safetensors")->get("cpu").clone());
   sampler.set_position(state.at("epoch").get<int64_t>(), state.at("position").get<int64_t>());
   *elapsed = state.value("elapsed_s", 0.0);
   return state.at("step").get<int64_t>();

@@ -22,6 +22,7 @@ inline std::string env_or_empty(const char* name) {
   if (n == "XFT_PYTHON") return XFT_TEST_PYTHON;
   if (n == "XFT_TOOL") return XFT_TEST_TOOL;
   if (n == "XFT_SOURCE_DIR") return XFT_TEST_SOURCE_DIR;
+  if (n == "XFT_BIN_DIR") return XFT_TEST_BIN_DIR;
 #endif
   return "";
 }

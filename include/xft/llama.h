@@ -27,7 +27,7 @@ class DecoderLayerImpl : public torch::nn::Module {
   explicit DecoderLayerImpl(const ModelConfig& config);
   // Returns the layer output; adds the FFN's auxiliary loss (if any) to *aux.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                        const torch::Tensor& mask, torch::Tensor* aux);
+                        const torch::Tensor& mask, torch::Tensor* aux, KvCacheLayer* cache = nullptr);
   // Swaps the FFN (e.g. MoE -> merge); the new one is registered as `mlp`.
   void set_mlp(std::shared_ptr<FeedForwardImpl> mlp);
 
@@ -61,9 +61,11 @@ class CausalLMImpl : public torch::nn::Module {
                          const torch::Tensor& position_ids = {});
   // hidden [.., D] -> logits [.., V] (lm_head, or the embedding matrix when tied).
   torch::Tensor logits(const torch::Tensor& hidden);
-  // The final-norm hidden states [B, T, D].
+  // The final-norm hidden states [B, T, D]. With a cache (one entry per layer, filled as it
+  // goes), attention_mask covers the cached and the new tokens: [B, cached + T].
   torch::Tensor hidden_states(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
-                              const torch::Tensor& position_ids, torch::Tensor* aux);
+                              const torch::Tensor& position_ids, torch::Tensor* aux,
+                              std::vector<KvCacheLayer>* cache = nullptr);
 
   DecoderLayer layer(int64_t i) const { return DecoderLayer(model->layers->ptr<DecoderLayerImpl>(i)); }
   const ModelConfig& config() const { return config_; }

@@ -12,7 +12,7 @@ namespace xft {
 class RouterImpl : public torch::nn::Module {
  public:
   RouterImpl(int64_t hidden, const MoeConfig& config);
-  // x_TD -> fp32 logits_TR. Noise is added only when the module is training and noise is on:
+  // x_TD -> fp32 (fp64 for fp64 input) logits_TR. Noise is added only when the module is training and noise is on:
   // logits += randn * (softplus(noise_weight x) + 0.01).
   torch::Tensor forward(const torch::Tensor& x_TD);
 

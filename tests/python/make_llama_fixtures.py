@@ -4,6 +4,7 @@ Each case is a directory OUT/<case>/ holding model/ (config.json + safetensors, 
 save_pretrained writes it) and expected.safetensors with input_ids, attention_mask and logits
 (float32) computed by transformers. The C++ tests load model/ and must reproduce the logits.
 """
+import json
 import os
 import sys
 
@@ -64,11 +65,45 @@ def make_case(out, name, overrides, dtype, padded, shard):
               os.path.join(d, "expected.safetensors"))
 
 
+def make_generation_case(out):
+    """Greedy generation with left padding, as transformers' generate does it."""
+    torch.manual_seed(99)
+    # A large init makes the next-token distribution peaked, so greedy choices are not near-ties.
+    config = LlamaConfig(**{**BASE, "num_key_value_heads": 2, "initializer_range": 0.3,
+                            "rope_scaling": {"type": "linear", "factor": 2.0}})
+    config._attn_implementation = "eager"
+    model = LlamaForCausalLM(config).eval()
+    d = os.path.join(out, "generate")
+    model.save_pretrained(os.path.join(d, "model"), safe_serialization=True)
+    g = torch.Generator().manual_seed(3)
+    prompts = [torch.randint(3, config.vocab_size, (n,), generator=g).tolist() for n in (5, 9, 2)]
+    T0 = max(map(len, prompts))
+    ids = torch.zeros(len(prompts), T0, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, p in enumerate(prompts):
+        ids[i, T0 - len(p):] = torch.tensor(p)
+        mask[i, T0 - len(p):] = 1
+    with torch.no_grad():
+        seq = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=16,
+                             pad_token_id=0, eos_token_id=2)
+    generated = []
+    for row in seq[:, T0:].tolist():
+        toks = []
+        for t in row:
+            if t == 2:
+                break
+            toks.append(t)
+        generated.append(toks)
+    with open(os.path.join(d, "expected.json"), "w") as f:
+        json.dump({"prompts": prompts, "generated": generated, "max_new_tokens": 16}, f)
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
     for name, (overrides, dtype, padded, shard) in CASES.items():
         make_case(out, name, overrides, dtype, padded, shard)
+    make_generation_case(out)
     print(f"wrote {len(CASES)} transformers fixtures to {out}")
 
 

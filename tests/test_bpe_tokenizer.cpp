@@ -1,0 +1,229 @@
+// BpeTokenizer against Hugging Face tokenizers. The fixtures (tests/python/make_bpe_fixtures.py,
+// run by CTest as make_bpe_fixtures) are tokenizer.json files trained by `tokenizers`, with the
+// ids it gives for a varied corpus; every id must agree.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <thread>
+
+#include "test_util.h"
+#include "xft/bpe_tokenizer.h"
+#include "xft/files.h"
+
+namespace {
+
+using json = nlohmann::json;
+using xft::BpeTokenizer;
+using xft::test::expect_error;
+using xft::test::fixture;
+using xft::test::scratch_dir;
+
+std::vector<int64_t> ids_of(const json& j) { return j.get<std::vector<int64_t>>(); }
+
+void write_file(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+}
+
+// Printable form of any bytes, for failure messages.
+std::string show(const std::string& s) {
+  std::string out;
+  for (const char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u >= 0x20 && u < 0x7F) out += c;
+    else out += "\\x" + std::string(1, "0123456789abcdef"[u >> 4]) + "0123456789abcdef"[u & 15];
+  }
+  return out;
+}
+
+bool has_replacement_char(const std::string& s) { return s.find("\xEF\xBF\xBD") != std::string::npos; }
+
+// ------------------------------------------------------------------------ per configuration
+
+class Config : public ::testing::TestWithParam<std::string> {
+ protected:
+  std::string dir() const { return fixture("bpe/" + GetParam()); }
+  json expected() const { return xft::read_json_file(dir() + "/expected.json"); }
+  std::unique_ptr<BpeTokenizer> load() const { return BpeTokenizer::from_file(dir() + "/tokenizer.json"); }
+};
+
+TEST_P(Config, EncodeGivesTheIdsOfTokenizers) {
+  const auto tok = load();
+  const json e = expected();
+  ASSERT_GE(e.at("encode").size(), 40u);
+  for (const json& c : e.at("encode")) {
+    const std::string text = c.at("text");
+    // xft's NFC is the identity (no Unicode tables): only NFC input is expected to agree there.
+    if (GetParam() == "qwen" && !c.at("nfc").get<bool>()) continue;
+    EXPECT_EQ(tok->encode(text), ids_of(c.at("ids"))) << GetParam() << ": text \"" << show(text) << "\"";
+  }
+}
+
+TEST_P(Config, DecodeGivesTheTextOfTokenizers) {
+  const auto tok = load();
+  const json e = expected();
+  for (const json& c : e.at("encode")) {
+    const std::string text = c.at("text"), decoded = c.at("decoded");
+    // tokenizers puts U+FFFD where the bytes are not UTF-8 (DeepSeek-style "õ" decodes to 0xF5);
+    // xft returns the bytes.
+    if (!has_replacement_char(decoded)) {
+      EXPECT_EQ(tok->decode(ids_of(c.at("ids"))), decoded) << show(text);
+    }
+    if (decoded == text) {
+      EXPECT_EQ(tok->decode(tok->encode(text)), text) << "round trip of \"" << show(text) << "\"";
+    }
+  }
+  ASSERT_GE(e.at("decode").size(), 10u);
+  for (const json& d : e.at("decode")) {
+    EXPECT_EQ(tok->decode(ids_of(d.at("ids"))), d.at("text").get<std::string>());
+    EXPECT_EQ(tok->decode(ids_of(d.at("ids")), /*skip_special_tokens=*/true), d.at("skipped").get<std::string>());
+  }
+}
+
+TEST_P(Config, SpecialIdsAndVocabSize) {
+  const auto tok = load();
+  const json s = expected().at("special");
+  EXPECT_EQ(tok->bos_id(), s.at("bos_id").get<int64_t>());
+  EXPECT_EQ(tok->eos_id(), s.at("eos_id").get<int64_t>());
+  EXPECT_EQ(tok->pad_id(), s.at("pad_id").get<int64_t>());
+  EXPECT_EQ(tok->vocab_size(), s.at("vocab_size").get<int64_t>());
+}
+
+TEST_P(Config, TokenizerLoadPicksBpeForTheDirectoryAndTheJsonFile) {
+  for (const std::string& path : {dir(), dir() + "/tokenizer.json"}) {
+    const auto tok = xft::Tokenizer::load(path);
+    ASSERT_NE(dynamic_cast<const BpeTokenizer*>(tok.get()), nullptr) << path;
+    const json first = expected().at("encode").at(8);
+    EXPECT_EQ(tok->encode(first.at("text")), ids_of(first.at("ids")));
+  }
+}
+
+// Bytes that are not UTF-8 cannot reach tokenizers (it takes Python str); xft must not crash and,
+// with a byte-level vocabulary, gives them back byte for byte.
+TEST_P(Config, InvalidUtf8RoundTripsBytewise) {
+  const auto tok = load();
+  const std::string cases[] = {"\xFF", "abc\xFF" "def", "\xC3(", "tail \xE4\xBD", "\xED\xA0\x80 surrogate",
+                               "\xC0\xAF overlong", "\x80\x80 lone continuation", "\xF5\xFE", "emoji \xF0\x9F\x98 cut",
+                               std::string("nul\0inside", 10), "  \xFF\t\r\n<|endoftext|>\xFF 123\xFF"};
+  for (const std::string& s : cases) {
+    const auto ids = tok->encode(s);
+    for (const int64_t id : ids) ASSERT_TRUE(id >= 0 && id < tok->vocab_size()) << show(s);
+    const std::string back = tok->decode(ids);
+    if (GetParam() == "unk") {
+      EXPECT_NE(std::find(ids.begin(), ids.end(), tok->token_to_id("<unk>")), ids.end()) << show(s);
+    } else if (GetParam() != "splits" && GetParam() != "added") {  // these drop or add characters by design
+      EXPECT_EQ(show(back), show(s));
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Tokenizers, Config,
+                         ::testing::Values("gpt2", "deepseek", "ignore_merges", "qwen", "added", "splits", "unk"),
+                         [](const auto& info) { return info.param; });
+
+// --------------------------------------------------------------------------------- the rest
+
+// tokenizers < 0.20 wrote merges as "a b" strings and, before 0.14, no model "type".
+TEST(BpeTokenizer, LegacyMergeStringsGiveTheSameIds) {
+  const std::string src = fixture("bpe/gpt2");
+  json j = xft::read_json_file(src + "/tokenizer.json");
+  for (json& m : j["model"]["merges"]) m = m[0].get<std::string>() + " " + m[1].get<std::string>();
+  j["model"].erase("type");
+  const std::string path = scratch_dir("legacy") + "/tokenizer.json";
+  write_file(path, j.dump());
+  const auto tok = BpeTokenizer::from_file(path);
+  for (const json& c : xft::read_json_file(src + "/expected.json").at("encode"))
+    EXPECT_EQ(tok->encode(c.at("text")), ids_of(c.at("ids"))) << show(c.at("text"));
+}
+
+TEST(BpeTokenizer, DirectoryWithBothFilesPrefersTokenizerJson) {
+  const std::string dir = scratch_dir("both");
+  json j = xft::read_json_file(fixture("bpe/deepseek") + "/tokenizer.json");
+  write_file(dir + "/tokenizer.json", j.dump());
+  write_file(dir + "/tokenizer.model", "not a sentencepiece model");
+  EXPECT_NE(dynamic_cast<const BpeTokenizer*>(xft::Tokenizer::load(dir).get()), nullptr);
+
+  // A tokenizer.json xft cannot read (Llama 2's Metaspace one, say) falls back to tokenizer.model.
+  std::string corpus;
+  for (int i = 0; i < 200; ++i) corpus += "def f" + std::to_string(i) + "(x):\n    return x * " + std::to_string(i) + "\n";
+  write_file(dir + "/corpus.txt", corpus);
+  xft::train_sentencepiece(dir + "/corpus.txt", dir + "/tokenizer", 300);
+  j["pre_tokenizer"] = {{"type", "Metaspace"}, {"replacement", "\xE2\x96\x81"}};
+  write_file(dir + "/tokenizer.json", j.dump());
+  EXPECT_NE(dynamic_cast<const xft::SentencePieceTokenizer*>(xft::Tokenizer::load(dir).get()), nullptr);
+}
+
+TEST(BpeTokenizer, UnsupportedOrBrokenFilesAreClearErrors) {
+  const std::string dir = scratch_dir("errors");
+  const std::string path = dir + "/tokenizer.json";
+  const json good = xft::read_json_file(fixture("bpe/gpt2") + "/tokenizer.json");
+  const auto with = [&](const std::function<void(json&)>& change) {
+    json j = good;
+    change(j);
+    write_file(path, j.dump());
+  };
+  const auto load = [&] { BpeTokenizer::from_file(path); };
+
+  for (const char* type : {"WordPiece", "Unigram", "WordLevel"}) {
+    with([&](json& j) { j["model"] = {{"type", type}, {"vocab", json::object()}}; });
+    expect_error(load, {path, type, "not supported", "BPE"});
+  }
+  write_file(path, "{\"model\": {\"type\": \"BPE\",\n  oops");
+  expect_error(load, {path, "invalid JSON"});
+  expect_error([&] { BpeTokenizer::from_file(dir + "/missing.json"); }, {dir + "/missing.json", "cannot open"});
+  with([](json& j) { j["normalizer"] = {{"type", "NFKC"}}; });
+  expect_error(load, {path, "normalizer", "NFKC", "not supported"});
+  with([](json& j) { j["pre_tokenizer"] = {{"type", "Sequence"}, {"pretokenizers", {{{"type", "Metaspace"}}}}}; });
+  expect_error(load, {path, "pre_tokenizer", "Metaspace", "not supported"});
+  with([](json& j) { j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "([a-"}}}, {"behavior", "Isolated"}}; });
+  expect_error(load, {path, "Split", "([a-", "cannot compile"});
+  with([](json& j) { j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "a"}}}, {"behavior", "Sideways"}}; });
+  expect_error(load, {path, "Sideways", "Isolated"});
+  with([](json& j) { j["decoder"] = {{"type", "WordPiece"}}; });
+  expect_error(load, {path, "decoder", "WordPiece"});
+  with([](json& j) { j["model"]["byte_fallback"] = true; });
+  expect_error(load, {path, "byte_fallback"});
+  with([](json& j) { j["model"]["merges"].push_back(json::array({"Ġ", "no-such-token"})); });
+  expect_error(load, {path, "merges", "no-such-token"});
+  with([](json& j) { j["model"]["vocab"] = json::array(); });
+  expect_error(load, {path, "model.vocab"});
+  with([](json& j) { j["added_tokens"] = {{{"content", 7}}}; });
+  expect_error(load, {path, "unexpected tokenizer.json content"});
+
+  with([](json&) {});
+  write_file(dir + "/tokenizer_config.json", R"({"eos_token": {"content": "<nope>"}})");
+  expect_error(load, {dir + "/tokenizer_config.json", "eos_token", "<nope>"});
+  write_file(dir + "/tokenizer_config.json", "{}");
+  const auto tok = BpeTokenizer::from_file(path);
+  expect_error([&] { tok->decode({1, tok->vocab_size()}); }, {path, "cannot decode id", "position 1"});
+  expect_error([&] { tok->decode({-1}); }, {path, "cannot decode id -1"});
+}
+
+// Long runs of spaces or digits stress the regexes (backtracking, PCRE2's JIT stack).
+TEST(BpeTokenizer, LongRunsRoundTrip) {
+  for (const char* name : {"gpt2", "deepseek", "qwen"}) {
+    const auto tok = BpeTokenizer::from_file(fixture(std::string("bpe/") + name) + "/tokenizer.json");
+    for (const std::string& s : {std::string(100000, ' ') + "x", std::string(50000, '7'), std::string(30000, '\n') + "y ",
+                                 "a" + std::string(20000, '\t') + "b" + std::string(20000, ' ')}) {
+      EXPECT_EQ(tok->decode(tok->encode(s)), s) << name << ": " << s.size() << " bytes";
+    }
+  }
+}
+
+// encode() is const and shares a word cache: threads must get the same ids.
+TEST(BpeTokenizer, ConcurrentEncodingAgrees) {
+  const std::string dir = fixture("bpe/deepseek");
+  const auto tok = BpeTokenizer::from_file(dir + "/tokenizer.json");
+  const json cases = xft::read_json_file(dir + "/expected.json").at("encode");
+  std::vector<int> mismatches(4, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      for (int round = 0; round < 5; ++round)
+        for (const json& c : cases) mismatches[t] += tok->encode(c.at("text")) != ids_of(c.at("ids"));
+    });
+  for (auto& th : threads) th.join();
+  for (int t = 0; t < 4; ++t) EXPECT_EQ(mismatches[t], 0) << "thread " << t;
+}
+
+}  // namespace

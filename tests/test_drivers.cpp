@@ -1,0 +1,114 @@
+// The drivers end to end on a tiny model and tokenizer made here, and the shipped configs.
+#include <filesystem>
+#include <fstream>
+
+#include "test_util.h"
+#include "xft/checkpoint.h"
+#include "xft/experiment.h"
+#include "xft/tokenizer.h"
+
+namespace fs = std::filesystem;
+using namespace xft;
+
+namespace {
+
+std::string read_all(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// A tiny base model with a sentencepiece tokenizer in `dir`/base, instruction data in `dir`.
+void make_tiny_world(const std::string& dir) {
+  std::ofstream text(dir + "/text.txt");
+  std::ofstream data(dir + "/data.jsonl");
+  for (int i = 0; i < 60; ++i) {
+    const std::string body = "return x * " + std::to_string(i) + " + " + std::to_string(i % 7);
+    text << "def scale_" << i << "(x):\n    " << body << "\n\n";
+    data << nlohmann::json({{"instruction", "Write scale_" + std::to_string(i) + "(x)."}, {"response", body}}).dump()
+         << "\n";
+  }
+  data << "{not json}\n";  // a malformed record: skipped and reported, not fatal
+  text.close();
+  data.close();
+  train_sentencepiece(dir + "/text.txt", dir + "/tokenizer", 300);
+  auto tok = Tokenizer::load(dir + "/tokenizer.model");
+  auto cfg = ModelConfig::from_json({{"model_type", "llama"}, {"vocab_size", tok->vocab_size()}, {"hidden_size", 32},
+                                     {"intermediate_size", 48}, {"num_hidden_layers", 2}, {"num_attention_heads", 4},
+                                     {"num_key_value_heads", 2}, {"bos_token_id", tok->bos_id()},
+                                     {"eos_token_id", tok->eos_id()}},
+                                    "tiny");
+  CausalLM model(cfg);
+  model->init_weights(0.05, 1);
+  save_model(*model, dir + "/base");  // replaces the directory whole: the tokenizer goes in after
+  fs::copy_file(dir + "/tokenizer.model", dir + "/base/tokenizer.model");
+}
+
+int driver(const std::string& name, const std::string& args, const std::string& log) {
+  return xft::test::run(xft::test::env_or_empty("XFT_BIN_DIR") + "/" + name + " " + args + " > " + log + " 2>&1");
+}
+
+}  // namespace
+
+TEST(Configs, EveryShippedConfigParses) {
+  const auto dir = xft::test::env_or_empty("XFT_SOURCE_DIR") + "/configs";
+  int n = 0;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    if (e.path().extension() != ".json") continue;
+    EXPECT_NO_THROW(ExperimentConfig::load(e.path().string())) << e.path();
+    ++n;
+  }
+  EXPECT_GE(n, 5);
+  auto c = ExperimentConfig::load(dir + "/deepseek-coder-1.3b.json");
+  EXPECT_EQ(c.moe.num_experts, 8);  // paper A.1
+  EXPECT_EQ(c.moe.top_k, 6);
+  EXPECT_DOUBLE_EQ(c.merge.shared_rate, 0.75);
+  EXPECT_EQ(c.moe_train.global_batch, 64);
+  EXPECT_EQ(c.moe_train.warmup, 500);
+  EXPECT_EQ(c.sft_train.epochs, 5);
+  EXPECT_DOUBLE_EQ(c.merge_train.lr, 1e-5);
+}
+
+TEST(Configs, OverridesAndBadFields) {
+  const auto dir = xft::test::env_or_empty("XFT_SOURCE_DIR") + "/configs";
+  auto c = ExperimentConfig::load(dir + "/tiny.json", {"moe_train.lr=0.5", "moe.top_k=3", "run_dir=elsewhere"});
+  EXPECT_DOUBLE_EQ(c.moe_train.lr, 0.5);
+  EXPECT_EQ(c.moe.top_k, 3);
+  EXPECT_EQ(c.run_dir, "elsewhere");
+  xft::test::expect_error([&] { ExperimentConfig::load(dir + "/tiny.json", {"moe_train.lrr=1"}); },
+                          {"tiny.json", "moe_train", "lrr"});
+  xft::test::expect_error([&] { ExperimentConfig::load(dir + "/tiny.json", {"moe.top_k=9"}); }, {"top_k"});
+  xft::test::expect_error([&] { ExperimentConfig::load(dir + "/tiny.json", {"novalue"}); }, {"key=value"});
+}
+
+TEST(Drivers, SftXftEwaRunEndToEndAndDoNotRedoFinishedStages) {
+  const auto dir = xft::test::scratch_dir("world");
+  make_tiny_world(dir);
+  const auto config = xft::test::env_or_empty("XFT_SOURCE_DIR") + "/configs/tiny.json";
+  const std::string sets = " --config " + config + " --set run_dir=" + dir + "/run --set base_model=" + dir +
+                           "/base --set data.path=" + dir + "/data.jsonl --set eval_data=" + dir + "/data.jsonl" +
+                           " --set data.max_length=512";  // a 300-token vocabulary makes the template long
+  for (const auto* name : {"sft", "xft", "ewa"}) {
+    const auto log = dir + "/" + name + ".log";
+    ASSERT_EQ(driver(name, sets, log), 0) << read_all(log);
+    EXPECT_NE(read_all(log).find("1 skipped"), std::string::npos) << "the malformed record is reported\n" << read_all(log);
+  }
+  for (const auto* final_dir : {"/run/sft/final", "/run/xft/moe/final", "/run/xft/merge/init", "/run/xft/merge/final",
+                                "/run/ewa/final"}) {
+    ASSERT_TRUE(fs::exists(dir + final_dir + "/config.json")) << final_dir;
+    auto m = load_model(dir + final_dir);  // loads: names and shapes consistent
+    EXPECT_EQ(m->config().moe.has_value(), std::string(final_dir) == "/run/xft/moe/final") << final_dir;
+  }
+  EXPECT_TRUE(fs::exists(dir + "/run/xft/merge/coefficients.json"));
+  auto coeffs = read_json_file(dir + "/run/xft/merge/coefficients.json");
+  EXPECT_EQ(coeffs["layers"].size(), 2u);
+  EXPECT_TRUE(fs::exists(dir + "/run/sft/metrics.jsonl"));
+  EXPECT_TRUE(fs::exists(dir + "/run/xft/merge/eval.json"));
+  // A second run redoes nothing.
+  const auto log = dir + "/xft2.log";
+  ASSERT_EQ(driver("xft", sets, log), 0) << read_all(log);
+  EXPECT_NE(read_all(log).find("not redone"), std::string::npos) << read_all(log);
+  // A bad config is a clear error, not a crash.
+  EXPECT_EQ(driver("sft", sets + " --set sft_train.optimizer=sgd", dir + "/bad.log"), 1);
+  EXPECT_NE(read_all(dir + "/bad.log").find("optimizer must be adafactor or adamw"), std::string::npos)
+      << read_all(dir + "/bad.log");
+}

