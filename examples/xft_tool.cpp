@@ -4,6 +4,8 @@
 //   upcycle --model DENSE --out MOE --experts 8 --top-k 6 [--routing ...] [--router ...] [--seed S]
 //   generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3)... [--max-new-tokens N] [--temperature T]
 //            [--top-p P] [--stop S]...                  batched generation with a KV cache
+//   eval --model DIR --problems FILE [--samples n --temperature t] [--out results.jsonl]
+//                                                   HumanEval / MBPP pass@k, the paper's prompt
 #include <CLI/CLI.hpp>
 #include <iostream>
 #include <sstream>
@@ -11,6 +13,7 @@
 #include <chrono>
 
 #include "xft/checkpoint.h"
+#include "xft/code_eval.h"
 #include "xft/error.h"
 #include "xft/generation.h"
 #include "xft/upcycle.h"
@@ -94,6 +97,32 @@ int cmd_generate(const std::string& model_dir, const std::vector<std::string>& p
   return 0;
 }
 
+int cmd_eval(const std::string& model_dir, const std::string& problems_path, xft::EvalOptions options,
+             xft::GenerationConfig gen, int64_t batch) {
+  auto model = xft::load_model(model_dir);
+  auto tok = xft::Tokenizer::load(model_dir);
+  auto problems = xft::load_problems(problems_path);
+  // The completion ends where the response's code block closes.
+  gen.stop = {"\n```"};
+  auto generate = [&](const std::vector<std::string>& prompts, int64_t n) {
+    std::vector<std::vector<std::string>> out(prompts.size());
+    for (int64_t sample = 0; sample < n; ++sample) {
+      xft::GenerationConfig g = gen;
+      g.seed = gen.seed + static_cast<uint64_t>(sample);
+      for (size_t start = 0; start < prompts.size(); start += batch) {
+        std::vector<std::string> part(prompts.begin() + start,
+                                      prompts.begin() + std::min(prompts.size(), start + static_cast<size_t>(batch)));
+        auto texts = xft::generate_text(*model, *tok, part, g);
+        for (size_t i = 0; i < texts.size(); ++i) out[start + i].push_back(texts[i]);
+      }
+    }
+    return out;
+  };
+  auto report = xft::evaluate_problems(problems, generate, options);
+  std::cout << report.summary() << "\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -137,11 +166,30 @@ int main(int argc, char** argv) {
   gn->add_option("--seed", gen.seed, "sampling seed")->capture_default_str();
   gn->add_option("--stop", gen.stop, "stop sequence (repeatable)");
 
+  xft::EvalOptions eval_options;
+  xft::GenerationConfig eval_gen;
+  std::string problems_path;
+  int64_t eval_batch = 8;
+  auto* ev = app.add_subcommand("eval", "pass@k on HumanEval / MBPP-style problems (the paper's instruction prompt)");
+  ev->add_option("--model", model_dir, "model directory with its tokenizer")->required();
+  ev->add_option("--problems", problems_path, "problems (.jsonl or .jsonl.gz, HumanEval or MBPP format)")->required();
+  ev->add_option("--samples", eval_options.samples, "completions per problem (n)")->capture_default_str();
+  ev->add_option("--k", eval_options.ks, "k of pass@k (repeatable; each <= samples)");
+  ev->add_option("--temperature", eval_gen.temperature, "0 = greedy (the paper's pass@1)")->capture_default_str();
+  ev->add_option("--top-p", eval_gen.top_p, "nucleus sampling mass")->capture_default_str();
+  ev->add_option("--max-new-tokens", eval_gen.max_new_tokens, "tokens per completion")->capture_default_str();
+  ev->add_option("--batch", eval_batch, "prompts per generation batch")->capture_default_str();
+  ev->add_option("--timeout", eval_options.limits.timeout_s, "seconds per test program")->capture_default_str();
+  ev->add_option("--limit", eval_options.limit, "only the first N problems")->capture_default_str();
+  ev->add_option("--out", eval_options.results_path, "per-problem results (JSON lines)");
+  ev->add_flag("--resume", eval_options.resume, "reuse problems already scored in OUT.partial");
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (*fwd) return cmd_forward(model_dir, tokens, out_path);
     if (*insp) return cmd_inspect(inspect_dir);
     if (*gn) return cmd_generate(model_dir, prompts, prompt_ids, gen);
+    if (*ev) return cmd_eval(model_dir, problems_path, eval_options, eval_gen, eval_batch);
     if (*up) {
       moe.shared_expert = moe.routing != "vanilla";
       xft::upcycle_directory(model_dir, out_path, moe, seed);

@@ -73,6 +73,7 @@ std::vector<std::vector<int64_t>> generate(CausalLMImpl& model, const std::vecto
         done[b] = true;
       } else {
         out[b].push_back(next_ptr[b]);
+        if (c.should_stop && c.should_stop(b, out[b])) done[b] = true;
       }
       all_done = all_done && done[b];
     }
@@ -100,6 +101,18 @@ std::vector<std::string> generate_text(CausalLMImpl& model, const Tokenizer& tok
   }
   GenerationConfig cfg = c;
   if (cfg.stop_token_ids.empty() && tok.eos_id() >= 0) cfg.stop_token_ids.push_back(tok.eos_id());
+  if (!c.stop.empty()) {
+    // Stop a row as soon as its text holds a stop sequence: only the tail can hold a new one.
+    size_t longest = 0;
+    for (const auto& s : c.stop) longest = std::max(longest, s.size());
+    cfg.should_stop = [&tok, &c, longest](int64_t, const std::vector<int64_t>& g) {
+      const size_t from = g.size() > longest + 8 ? g.size() - longest - 8 : 0;
+      const auto tail = tok.decode(std::vector<int64_t>(g.begin() + from, g.end()));
+      for (const auto& s : c.stop)
+        if (!s.empty() && tail.find(s) != std::string::npos) return true;
+      return false;
+    };
+  }
   auto generated = generate(model, ids, cfg);
   std::vector<std::string> out;
   for (const auto& g : generated) {

@@ -200,7 +200,7 @@ SandboxResult error_result(const std::string& why, Clock::time_point start) {
 bool contains(const std::string& s, const char* what) { return s.find(what) != std::string::npos; }
 
 void check_limits(const SandboxLimits& limits) {
-  XFT_CHECK(limits.timeout_s > 0 && std::isfinite(limits.timeout_s), "sandbox: timeout_s must be a positive number of seconds, got ",
+  XFT_CHECK(limits.timeout_s > 0 && limits.timeout_s <= 1e6, "sandbox: timeout_s must be a number of seconds in (0, 1e6], got ",
             limits.timeout_s);
   XFT_CHECK(limits.memory_bytes >= (16LL << 20), "sandbox: memory_bytes must be at least 16 MiB (the interpreter needs it), got ",
             limits.memory_bytes);
@@ -286,7 +286,7 @@ SandboxResult run_python(const std::string& program, const SandboxLimits& limits
 
   ::fcntl(out[0], F_SETFL, ::fcntl(out[0], F_GETFL) | O_NONBLOCK);
   std::string tail;
-  bool open = true, timed_out = false;
+  bool open = true, timed_out = false, lost = false;
   const auto deadline = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(limits.timeout_s));
   for (;;) {
     if (open) {
@@ -299,19 +299,27 @@ SandboxResult run_python(const std::string& program, const SandboxLimits& limits
     // WNOWAIT leaves the child a zombie, so its pid (= the group id) cannot be reused before the
     // group is killed below.
     siginfo_t info{};
-    if (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid) break;
+    const int w = ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT);
+    if (w == 0 && info.si_pid == pid) break;
+    if (w < 0 && errno == ECHILD) {  // reaped elsewhere (SIGCHLD ignored, a waitpid(-1) in another thread)
+      lost = true;
+      break;
+    }
     if (!timed_out && Clock::now() >= deadline) {
       timed_out = true;
       ::kill(-pid, SIGKILL);
     }
   }
-  ::kill(-pid, SIGKILL);  // whatever the program left running in its group
   int wstatus = 0;
-  while (::waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
+  if (!lost) {
+    ::kill(-pid, SIGKILL);  // whatever the program left running in its group
+    while (::waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
+    }
   }
   if (open) drain(out[0], &tail);
   ::close(out[0]);
   remove_scratch(dir);
+  if (lost) return error_result("sandbox: the exit status of " + python + " was collected elsewhere", start);
 
   SandboxResult r;
   r.seconds = std::chrono::duration<double>(Clock::now() - start).count();

@@ -136,6 +136,21 @@ TEST(BpeTokenizer, LegacyMergeStringsGiveTheSameIds) {
     EXPECT_EQ(tok->encode(c.at("text")), ids_of(c.at("ids"))) << show(c.at("text"));
 }
 
+// tokenizers ignores the "id" of added tokens and numbers them after the vocab; so must xft.
+TEST(BpeTokenizer, AddedTokenIdsFollowTheVocabLikeTokenizers) {
+  const std::string src = fixture("bpe/gpt2");
+  json j = xft::read_json_file(src + "/tokenizer.json");
+  for (json& a : j["added_tokens"]) a["id"] = a["id"].get<int64_t>() + 1000;
+  const std::string path = scratch_dir("ids") + "/tokenizer.json";
+  write_file(path, j.dump());
+  const auto tok = BpeTokenizer::from_file(path);
+  const auto reference = BpeTokenizer::from_file(src + "/tokenizer.json");
+  EXPECT_EQ(tok->vocab_size(), reference->vocab_size());
+  EXPECT_EQ(tok->token_to_id("<|end_of_sentence|>"), reference->token_to_id("<|end_of_sentence|>"));
+  for (const json& c : xft::read_json_file(src + "/expected.json").at("encode"))
+    EXPECT_EQ(tok->encode(c.at("text")), ids_of(c.at("ids"))) << show(c.at("text"));
+}
+
 TEST(BpeTokenizer, DirectoryWithBothFilesPrefersTokenizerJson) {
   const std::string dir = scratch_dir("both");
   json j = xft::read_json_file(fixture("bpe/deepseek") + "/tokenizer.json");
@@ -168,6 +183,8 @@ TEST(BpeTokenizer, UnsupportedOrBrokenFilesAreClearErrors) {
     with([&](json& j) { j["model"] = {{"type", type}, {"vocab", json::object()}}; });
     expect_error(load, {path, type, "not supported", "BPE"});
   }
+  write_file(path, "{}");  // the message keeps pointing at the other ways in
+  expect_error([&] { xft::Tokenizer::load(dir); }, {path, "model type", "not supported yet", "tokenizer.model", "pretokenized"});
   write_file(path, "{\"model\": {\"type\": \"BPE\",\n  oops");
   expect_error(load, {path, "invalid JSON"});
   expect_error([&] { BpeTokenizer::from_file(dir + "/missing.json"); }, {dir + "/missing.json", "cannot open"});

@@ -2,6 +2,7 @@
 //          temperature/top-p sampling), generate_text (strings in, strings out, stop sequences)
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,8 @@ struct GenerationConfig {
   std::vector<int64_t> stop_token_ids;  // default: the model's eos_token_id
   std::vector<std::string> stop;        // generate_text only: cut at the first occurrence
   int64_t pad_id = 0;                   // fills finished rows and left padding
+  // Called after each new token of a row; true ends that row (generate_text uses it for `stop`).
+  std::function<bool(int64_t row, const std::vector<int64_t>& generated)> should_stop;
 };
 
 // Token ids in, new token ids out (prompt excluded; stop tokens excluded). Prompts are

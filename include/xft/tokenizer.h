@@ -1,7 +1,7 @@
 // defines: Tokenizer (interface), SentencePieceTokenizer, train_sentencepiece
 //
 // The training data pipeline only needs text <-> ids and the special ids; keeping that behind an
-// interface lets a tokenizer.json implementation be added later without touching the data code.
+// interface also serves the byte-level BPE of Hugging Face tokenizer.json (bpe_tokenizer.h).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -26,8 +26,8 @@ class Tokenizer {
   virtual int64_t pad_id() const = 0;  // always a valid id (see SentencePieceTokenizer)
   virtual int64_t vocab_size() const = 0;
 
-  // `path` is a directory holding tokenizer.model (sentencepiece) or a path to a .model file.
-  // A directory with only tokenizer.json is an xft::Error saying the format is not supported yet.
+  // `path`: a directory (tokenizer.json, byte-level BPE, preferred; or tokenizer.model, sentencepiece),
+  // a .json file, or a sentencepiece .model file.
   static std::unique_ptr<Tokenizer> load(const std::string& path);
 };
 

@@ -4,9 +4,9 @@ usage: make_bpe_fixtures.py OUT_DIR
 
 Each configuration is a directory OUT_DIR/<name>/ holding tokenizer.json (as `tokenizers` saves
 it; some also a tokenizer_config.json) and expected.json:
-  encode:  [{"text", "ids", "decoded", "nfc"}]  ids = tok.encode(text, add_special_tokens=False)
-           decoded = tok.decode(ids), nfc = whether text is already in NFC
-  decode:  [{"ids", "text"}]                    text = tok.decode(ids) (skip_special_tokens=False)
+  encode:  [{"text", "ids", "decoded", "nfc"}]  ids = tok.encode(text, add_special_tokens=False).ids,
+           decoded = tok.decode(ids, skip_special_tokens=False), nfc = whether text is in NFC
+  decode:  [{"ids", "text", "skipped"}]         tok.decode(ids) keeping / skipping special tokens
   special: {"bos_id", "eos_id", "pad_id", "vocab_size"}  what xft must report (-1: none)
 The C++ test (tests/test_bpe_tokenizer.cpp) must reproduce every id. The training text is Python
 standard library source read from this interpreter (plus a few lines of other scripts), in sorted
