@@ -164,7 +164,8 @@ json bench_layer(const Options& o, std::ostream& md, json& targets) {
      << "FLOPs: forward 2*K*T*3*D*F, backward twice that. (a) per-expert loop with boolean masks "
      << "(the reference Python), (b) sort + gather + _grouped_mm + scatter-add from ATen, (c) the dense-"
      << "equivalent chain of matrix products with M = K*T rows.\n\n"
-     << "| T | impl | fwd ms | bwd ms | total ms | total TFLOP/s |\n|---|---|---|---|---|---|\n";
+     << "| T | impl | fwd ms | fwd TFLOP/s | bwd ms | bwd TFLOP/s | total ms | total TFLOP/s |\n"
+     << "|---|---|---|---|---|---|---|---|\n";
   Experts experts(E, D, F);
   experts->to(torch::kCUDA, torch::kBFloat16);
   json rows = json::array(), phases = json::array();
@@ -182,7 +183,8 @@ json bench_layer(const Options& o, std::ostream& md, json& targets) {
     std::vector<torch::Tensor> params = {x, w, experts->gate_proj, experts->up_proj, experts->down_proj};
     const double flops = 2.0 * K * T * 3 * D * F;
     auto report = [&](const std::string& name, const FwdBwd& t) {
-      md << "| " << T << " | " << name << " | " << fmt(t.fwd) << " | " << fmt(t.bwd) << " | " << fmt(t.total) << " | "
+      md << "| " << T << " | " << name << " | " << fmt(t.fwd) << " | " << fmt(flops / (t.fwd * 1e-3) / 1e12, 0) << " | "
+         << fmt(t.bwd) << " | " << fmt(2 * flops / (t.bwd * 1e-3) / 1e12, 0) << " | " << fmt(t.total) << " | "
          << fmt(3 * flops / (t.total * 1e-3) / 1e12, 0) << " |\n";
       rows.push_back({{"tokens", T}, {"impl", name}, {"fwd_ms", t.fwd}, {"bwd_ms", t.bwd}, {"total_ms", t.total},
                       {"fwd_tflops", flops / (t.fwd * 1e-3) / 1e12}, {"bwd_tflops", 2 * flops / (t.bwd * 1e-3) / 1e12},

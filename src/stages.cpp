@@ -41,6 +41,15 @@ Workspace load_workspace(const ExperimentConfig& c) {
 
 namespace {
 
+// Exported models carry their tokenizer, so generate/eval work on them as they are.
+void copy_tokenizer_files(const ExperimentConfig& c, const fs::path& to) {
+  if (c.tokenizer.empty() || !fs::is_directory(c.tokenizer)) return;
+  for (const char* f : {"tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"}) {
+    const fs::path from = fs::path(c.tokenizer) / f;
+    if (fs::exists(from) && !fs::exists(to / f)) fs::copy_file(from, to / f);
+  }
+}
+
 bool finished(const fs::path& final_dir, const std::string& stage) {
   if (!fs::exists(final_dir / "config.json")) return false;
   std::cerr << "[" << stage << "] finished earlier (" << final_dir.string() << "); not redone\n";
@@ -66,6 +75,7 @@ std::string train_full(const std::string& name, const std::string& in_dir, const
   Trainer trainer(name, model, model_tensors(*model), *ws.train, t, stage_dir.string(), ws.pad_id);
   trainer.run(resume);
   save_model(*model, final_dir.string(), dtype_from_name(c.save_dtype));
+  copy_tokenizer_files(c, final_dir);
   return final_dir.string();
 }
 
@@ -88,6 +98,7 @@ std::string run_xft(const ExperimentConfig& c, Workspace& ws, bool resume) {
     std::cerr << "[upcycle] " << c.base_model << " -> " << moe_init.string() << " (" << c.moe.num_experts
               << " experts, top-" << c.moe.top_k << ", " << c.moe.routing << " routing)\n";
     upcycle_directory(c.base_model, moe_init.string(), c.moe, c.upcycle_seed);
+    copy_tokenizer_files(c, moe_init);
   }
   // 2. Instruction-tune the MoE.
   const auto moe_final = train_full("moe", moe_init.string(), root / "moe", c.moe_train, c, ws, resume);
@@ -101,11 +112,13 @@ std::string run_xft(const ExperimentConfig& c, Workspace& ws, bool resume) {
     auto logits = attach_merge(*model, c.merge);
     if (!fs::exists(mdir / "init" / "config.json")) {
       export_merged(*model, (mdir / "init").string(), dtype_from_name(c.save_dtype));  // the INIT ablation
+      copy_tokenizer_files(c, mdir / "init");
     }
     Trainer trainer("merge", model, logits, *ws.train, c.merge_train, mdir.string(), ws.pad_id);
     trainer.run(resume);
     write_file_atomic((mdir / "coefficients.json").string(), merge_coefficients_json(*model, c.merge).dump(2) + "\n");
     export_merged(*model, final_dir.string(), dtype_from_name(c.save_dtype));
+    copy_tokenizer_files(c, final_dir);
   }
   write_eval(ws, (mdir / "init").string(), mdir / "eval_init.json", c.merge_train);
   write_eval(ws, final_dir.string(), mdir / "eval.json", c.merge_train);
@@ -126,6 +139,7 @@ std::string run_ewa(const ExperimentConfig& c, Workspace& ws, bool resume) {
     trainer.set_after_step([&](int64_t step, int64_t total) { ewa_pull(*model, ewa_beta(c.ewa, step, total)); });
     trainer.run(resume);
     export_averaged(*model, final_dir.string(), dtype_from_name(c.save_dtype));
+    copy_tokenizer_files(c, final_dir);
   }
   write_eval(ws, final_dir.string(), root / "eval.json", c.ewa_train);
   return final_dir.string();

@@ -107,6 +107,21 @@ TEST(Drivers, SftXftEwaRunEndToEndAndDoNotRedoFinishedStages) {
   const auto log = dir + "/xft2.log";
   ASSERT_EQ(driver("xft", sets, log), 0) << read_all(log);
   EXPECT_NE(read_all(log).find("not redone"), std::string::npos) << read_all(log);
+  // The exported XFT model carries its tokenizer: generate and the HumanEval loop run on it.
+  const auto tool = xft::test::env_or_empty("XFT_TOOL");
+  EXPECT_EQ(xft::test::run(tool + " generate --model " + dir + "/run/xft/merge/final --prompt 'def f(x):' " +
+                           "--max-new-tokens 5 > " + dir + "/gen.log 2>&1"),
+            0)
+      << read_all(dir + "/gen.log");
+  const auto eval_log = dir + "/eval.log";
+  ASSERT_EQ(xft::test::run(tool + " eval --model " + dir + "/run/xft/merge/final --problems " +
+                           xft::test::fixture("humaneval") + "/HumanEval.jsonl.gz --limit 2 --max-new-tokens 6 --out " +
+                           dir + "/he.jsonl > " + eval_log + " 2>&1"),
+            0)
+      << read_all(eval_log);
+  EXPECT_NE(read_all(eval_log).find("pass@1"), std::string::npos) << read_all(eval_log);
+  const auto per_problem = read_all(dir + "/he.jsonl");
+  EXPECT_EQ(std::count(per_problem.begin(), per_problem.end(), '\n'), 2);
   // A bad config is a clear error, not a crash.
   EXPECT_EQ(driver("sft", sets + " --set sft_train.optimizer=sgd", dir + "/bad.log"), 1);
   EXPECT_NE(read_all(dir + "/bad.log").find("optimizer must be adafactor or adamw"), std::string::npos)
