@@ -12,7 +12,7 @@
 
 #include <cuda_runtime.h>
 
-#include "rms_norm.cuh"  // xft::kernels::DType
+#include "dtype.cuh"
 
 namespace xft::kernels {
 

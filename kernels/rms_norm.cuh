@@ -2,9 +2,9 @@
 #pragma once
 #include <cuda_runtime.h>
 
-namespace xft::kernels {
+#include "dtype.cuh"
 
-enum class DType { kFloat32, kFloat16, kBFloat16 };
+namespace xft::kernels {
 
 // y[r, :] = w * cast<T>(x[r, :] * rsqrt(mean(x[r, :]^2) + eps)), accumulation in fp32.
 // Preconditions: x, w, y device pointers of dtype `dtype`, rows >= 0, cols >= 1, x and y

@@ -5,26 +5,13 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/cuda.h>
 
+#include "cuda_glue.h"
 #include "rms_norm.cuh"
 #include "xft/error.h"
 
 namespace xft {
 
 bool cuda_ops_available() { return torch::cuda::is_available(); }
-
-namespace {
-kernels::DType kernel_dtype(const torch::Tensor& t, const char* what) {
-  switch (t.scalar_type()) {
-    case torch::kFloat32: return kernels::DType::kFloat32;
-    case torch::kFloat16: return kernels::DType::kFloat16;
-    case torch::kBFloat16: return kernels::DType::kBFloat16;
-    default: fail(what, ": unsupported dtype ", t.scalar_type(), " (expected float32, float16 or bfloat16)");
-  }
-}
-void check_cuda(cudaError_t e, const char* what) {
-  XFT_CHECK(e == cudaSuccess, what, ": CUDA error: ", cudaGetErrorString(e));
-}
-}  // namespace
 
 torch::Tensor rms_norm_cuda(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
   XFT_CHECK(x.is_cuda() && weight.is_cuda() && x.device() == weight.device(),

@@ -8,6 +8,7 @@
 
 #include <vector>
 
+#include "cuda_glue.h"
 #include "moe_permute.cuh"
 #include "moe_routing.cuh"
 #include "xft/error.h"
@@ -18,24 +19,6 @@ namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
-
-kernels::DType kernel_dtype(const torch::Tensor& t, const char* what) {
-  switch (t.scalar_type()) {
-    case torch::kFloat32: return kernels::DType::kFloat32;
-    case torch::kFloat16: return kernels::DType::kFloat16;
-    case torch::kBFloat16: return kernels::DType::kBFloat16;
-    default: fail(what, ": unsupported dtype ", t.scalar_type(), " (expected float32, float16 or bfloat16)");
-  }
-}
-
-bool kernel_dtype_ok(const torch::Tensor& t) {
-  const auto s = t.scalar_type();
-  return s == torch::kFloat32 || s == torch::kFloat16 || s == torch::kBFloat16;
-}
-
-void check_cuda(cudaError_t e, const char* what) {
-  XFT_CHECK(e == cudaSuccess, what, ": CUDA error: ", cudaGetErrorString(e));
-}
 
 cudaStream_t current_stream() { return at::cuda::getCurrentCUDAStream(); }
 
