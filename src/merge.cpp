@@ -58,18 +58,21 @@ torch::Tensor MergedFeedForwardImpl::coefficients() const {
 }
 
 std::array<torch::Tensor, 3> MergedFeedForwardImpl::merged_weights() const {
-  auto c = coefficients().to(gate_stack.scalar_type());
+  const auto acc = gate_stack.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
+  auto c = coefficients().to(acc);
   // sum_i c_i W_i over the expert dim; the same c for gate, up and down.
-  auto mix = [&](const torch::Tensor& stack) { return torch::tensordot(c, stack, {0}, {0}); };
+  auto mix = [&](const torch::Tensor& stack) { return torch::tensordot(c, stack.to(acc), {0}, {0}); };
   return {mix(gate_stack), mix(up_stack), mix(down_stack)};
 }
 
 FfnOutput MergedFeedForwardImpl::forward(const torch::Tensor& x) {
   auto [g, u, d] = merged_weights();
-  return {torch::linear(swiglu(torch::linear(x, g), torch::linear(x, u)), d), {}};
+  const auto t = x.scalar_type();  // bf16 weights run in bf16; under autocast linear casts anyway
+  return {torch::linear(swiglu(torch::linear(x, g.to(t)), torch::linear(x, u.to(t))), d.to(t)), {}};
 }
 
-std::vector<std::pair<std::string, torch::Tensor>> attach_merge(CausalLMImpl& model, const MergeConfig& config) {
+std::vector<std::pair<std::string, torch::Tensor>> attach_merge(CausalLMImpl& model, const MergeConfig& config,
+                                                                std::optional<torch::Dtype> stack_dtype) {
   XFT_CHECK(model.config().moe.has_value(), "merge: the model is not an MoE (its config has no 'moe' section)");
   XFT_CHECK(model.config().moe->shared_expert || !config.fixed_shared_rate,
             "merge: a fixed shared_rate needs a shared expert; set merge.fixed_shared_rate=false for vanilla MoEs");
@@ -80,8 +83,9 @@ std::vector<std::pair<std::string, torch::Tensor>> attach_merge(CausalLMImpl& mo
     auto layer = model.layer(l);
     auto moe = std::dynamic_pointer_cast<MoeLayerImpl>(layer->mlp);
     XFT_CHECK(moe != nullptr, "merge: layer ", l, " has no MoE layer to merge");
-    auto merged = std::make_shared<MergedFeedForwardImpl>(moe->experts->gate_proj, moe->experts->up_proj,
-                                                          moe->experts->down_proj, config);
+    auto store = [&](const torch::Tensor& t) { return stack_dtype ? t.to(*stack_dtype) : t; };
+    auto merged = std::make_shared<MergedFeedForwardImpl>(store(moe->experts->gate_proj), store(moe->experts->up_proj),
+                                                          store(moe->experts->down_proj), config);
     merged->to(moe->experts->gate_proj.device());
     layer->set_mlp(merged);
     trainable.emplace_back("model.layers." + std::to_string(l) + ".mlp.logits", merged->logits);

@@ -109,7 +109,8 @@ std::string run_xft(const ExperimentConfig& c, Workspace& ws, bool resume) {
   if (!finished(final_dir, "merge")) {
     auto model = load_model(moe_final);
     prepare_model(*model, c.merge_train);
-    auto logits = attach_merge(*model, c.merge);
+    // The frozen expert stacks stay in the checkpoint's dtype: the values on disk, half of fp32.
+    auto logits = attach_merge(*model, c.merge, dtype_from_name(c.save_dtype));
     if (!fs::exists(mdir / "init" / "config.json")) {
       export_merged(*model, (mdir / "init").string(), dtype_from_name(c.save_dtype));  // the INIT ablation
       copy_tokenizer_files(c, mdir / "init");

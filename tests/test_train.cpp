@@ -133,6 +133,24 @@ TEST(Merge, ExportEqualsEq5AppliedToTheExperts) {
   EXPECT_LE(max_abs_diff(model->forward(ids).logits, dense->forward(ids).logits), 1e-5);
 }
 
+TEST(Merge, Bf16StacksAreMixedInFp32) {
+  const auto dir = xft::test::scratch_dir("bf16");
+  auto model = tiny_moe(dir + "/moe");
+  auto layer = std::dynamic_pointer_cast<MoeLayerImpl>(model->layer(0)->mlp);
+  auto up = layer->experts->up_proj.detach().to(torch::kBFloat16).to(torch::kFloat64);
+  auto logits = attach_merge(*model, MergeConfig{}, torch::kBFloat16);
+  auto merged = std::dynamic_pointer_cast<MergedFeedForwardImpl>(model->layer(0)->mlp);
+  ASSERT_EQ(merged->up_stack.scalar_type(), torch::kBFloat16);
+  auto want = 0.75 * up[0];
+  for (int64_t i = 1; i < 5; ++i) want += 0.0625 * up[i];
+  auto w = merged->merged_weights();
+  EXPECT_EQ(w[1].scalar_type(), torch::kFloat32);
+  EXPECT_LE(max_abs_diff(w[1], want), 1e-6);
+  model->eval();
+  torch::NoGradGuard ng;
+  EXPECT_TRUE(torch::isfinite(model->forward(torch::randint(0, 61, {1, 5})).logits).all().item<bool>());
+}
+
 TEST(Merge, LearnedSoupStartsAtTheFixedRatePoint) {
   const auto dir = xft::test::scratch_dir("soup");
   auto model = tiny_moe(dir + "/moe");

@@ -6,8 +6,10 @@
 // the same coefficients mix gate, up and down; only the logits train (Eq. 6). lambda is fixed.
 // Without a fixed rate (the "learned soup", Eq. 3-4): alpha = softmax(logits) over all N.
 // The forward builds W once per call and runs one dense SwiGLU: per-token cost is the dense
-// model's. The expert stacks are frozen buffers in the model's dtype (no fp32 copies).
+// model's. The expert stacks are frozen buffers and may stay in the checkpoint's dtype (bf16:
+// half the memory of the reference code's fp32 copies); W is mixed in fp32 (fp64 for fp64).
 #pragma once
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -46,8 +48,10 @@ class MergedFeedForwardImpl : public FeedForwardImpl {
 TORCH_MODULE(MergedFeedForward);
 
 // Replaces every MoE layer of `model` by its merge; freezes everything but the merge logits.
+// `stack_dtype` (e.g. the checkpoint's bf16) stores the frozen expert stacks; default: as they are.
 // Returns the trainable logits under their module names.
-std::vector<std::pair<std::string, torch::Tensor>> attach_merge(CausalLMImpl& model, const MergeConfig& config);
+std::vector<std::pair<std::string, torch::Tensor>> attach_merge(CausalLMImpl& model, const MergeConfig& config,
+                                                                std::optional<torch::Dtype> stack_dtype = {});
 
 // {"shared_rate": .., "fixed_shared_rate": .., "layers": [[c_0 .. c_{N-1}], ...]}
 nlohmann::json merge_coefficients_json(CausalLMImpl& model, const MergeConfig& config);
