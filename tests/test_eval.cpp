@@ -40,14 +40,7 @@ std::vector<json> read_json_lines(const std::string& path) {
   return out;
 }
 
-// The project's interpreter (the venv's, as CTest passes it): quick to start, unlike a pyenv shim.
-xft::SandboxLimits test_limits(double timeout_s = 10.0) {
-  xft::SandboxLimits limits;
-  limits.timeout_s = timeout_s;
-  const std::string python = xft::test::env_or_empty("XFT_PYTHON");
-  if (!python.empty()) limits.python = python;
-  return limits;
-}
+using xft::test::test_limits;
 
 xft::EvalOptions eval_options() {
   xft::EvalOptions options;

@@ -28,15 +28,7 @@ bool gpu() { return torch::cuda::is_available() && cuda_ops_available(); }
 #define REQUIRE_GPU() \
   if (!gpu()) GTEST_SKIP() << "no CUDA GPU visible, or xft built without CUDA kernels"
 
-MoeConfig config(const std::string& mode, int64_t N, int64_t K, bool renorm = false) {
-  MoeConfig c;
-  c.num_experts = N;
-  c.top_k = K;
-  c.routing = mode;
-  c.shared_expert = mode != "vanilla";
-  c.vanilla_renormalize = renorm;
-  return c;
-}
+using xft::test::config;
 
 // ||got - want|| / ||want|| in fp64 on the CPU (0 when both are 0).
 double rel_err(const torch::Tensor& got, const torch::Tensor& want) {

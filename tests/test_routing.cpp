@@ -13,15 +13,7 @@ using xft::test::max_abs_diff;
 
 namespace {
 
-MoeConfig config(const std::string& mode, int64_t N, int64_t K, bool renorm = false) {
-  MoeConfig c;
-  c.num_experts = N;
-  c.top_k = K;
-  c.routing = mode;
-  c.shared_expert = mode != "vanilla";
-  c.vanilla_renormalize = renorm;
-  return c;
-}
+using xft::test::config;
 
 // Logits whose softmax is exactly {0.5, 0.3, 0.2}.
 torch::Tensor logits_532() { return torch::log(torch::tensor({{0.5, 0.3, 0.2}}, torch::kFloat64)); }

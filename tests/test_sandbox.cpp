@@ -20,14 +20,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// The project's interpreter (the venv's, as CTest passes it): quick to start, unlike a pyenv shim.
-xft::SandboxLimits test_limits(double timeout_s = 10.0) {
-  xft::SandboxLimits limits;
-  limits.timeout_s = timeout_s;
-  const std::string python = xft::test::env_or_empty("XFT_PYTHON");
-  if (!python.empty()) limits.python = python;
-  return limits;
-}
+using xft::test::test_limits;
 
 // Gone, or a zombie waiting for whoever inherited it: either way nothing runs any more.
 bool process_gone(pid_t pid) {

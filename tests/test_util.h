@@ -8,8 +8,10 @@
 
 #include <torch/torch.h>
 
+#include "xft/config.h"
 #include "xft/error.h"
 #include "xft/files.h"
+#include "xft/sandbox.h"
 
 namespace xft::test {
 
@@ -67,6 +69,27 @@ void expect_error(F&& f, std::initializer_list<std::string> parts) {
   } catch (const std::exception& e) {
     ADD_FAILURE() << "expected an xft::Error, got another exception: " << e.what();
   }
+}
+
+// An MoE config for routing tests: `mode` xft | shared_no_norm | vanilla (no shared expert).
+inline MoeConfig config(const std::string& mode, int64_t N, int64_t K, bool renorm = false) {
+  MoeConfig c;
+  c.num_experts = N;
+  c.top_k = K;
+  c.routing = mode;
+  c.shared_expert = mode != "vanilla";
+  c.vanilla_renormalize = renorm;
+  return c;
+}
+
+// Sandbox limits with the project's interpreter (the venv's, as CTest passes it): quick to
+// start, unlike a pyenv shim.
+inline SandboxLimits test_limits(double timeout_s = 10.0) {
+  SandboxLimits limits;
+  limits.timeout_s = timeout_s;
+  const std::string python = env_or_empty("XFT_PYTHON");
+  if (!python.empty()) limits.python = python;
+  return limits;
 }
 
 }  // namespace xft::test
