@@ -24,7 +24,7 @@ inline int main(int argc, char** argv, const std::string& name, const std::strin
     auto config = ExperimentConfig::load(config_path, overrides);
     auto ws = load_workspace(config);
     const auto out = run(config, ws, resume);
-    std::cout << name << ": final model in " << out << "\n";
+    if (ws.dist->is_lead()) std::cout << name << ": final model in " << out << "\n";
     return 0;
   } catch (const std::exception& e) {
     std::cerr << name << ": error: " << e.what() << "\n";

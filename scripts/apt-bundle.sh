@@ -22,7 +22,9 @@ case "$cmd" in
     (cd "$work/debs" && apt-get download $deps 2>/dev/null || true)
     (cd "$work/debs" && for p in $packages; do ls ${p}_*.deb > /dev/null 2>&1 || apt-get download "$p"; done)
     echo "$packages" > "$work/debs/PACKAGES"
-    tar -C "$work" -czf "$tarball" debs
+    # gloo's headers only (unpacked, not installed; see setup.sh).
+    mkdir -p "$work/headers" && (cd "$work/headers" && apt-get download libgloo-dev)
+    tar -C "$work" -czf "$tarball" debs headers
     echo "apt-bundle: $(ls "$work/debs" | grep -c '\.deb$') packages in $tarball"
     ;;
   install)
@@ -35,6 +37,9 @@ case "$cmd" in
       dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
         || { echo "apt-bundle: $p did not install" >&2; exit 1; }
     done
+    if ls "$work"/headers/libgloo-dev_*.deb > /dev/null 2>&1; then
+      mkdir -p "$root/.deps/gloo" && dpkg-deb -x "$work"/headers/libgloo-dev_*.deb "$root/.deps/gloo"
+    fi
     echo "apt-bundle: installed $(cat "$work/debs/PACKAGES")"
     echo "now build against the node's torch: XFT_PYTHON=\$(command -v python3) bash scripts/test.sh"
     ;;

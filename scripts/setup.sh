@@ -24,6 +24,20 @@ if [ "${XFT_SKIP_APT:-0}" != 1 ] && [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# Gloo's headers (the Gloo code itself is inside libtorch; the wheel ships c10d's headers but not
+# gloo's): Debian's libgloo-dev, unpacked into .deps/gloo without installing its dependencies.
+if [ ! -f /usr/include/gloo/context.h ] && [ ! -f "$root/.deps/gloo/usr/include/gloo/context.h" ]; then
+  if [ "${XFT_SKIP_APT:-0}" != 1 ]; then
+    echo "setup: fetching gloo headers (libgloo-dev) into .deps/gloo"
+    tmp=$(mktemp -d); chmod 777 "$tmp"
+    (cd "$tmp" && { apt-get download libgloo-dev >/dev/null 2>&1 ||
+                    { sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo; $sudo apt-get update -qq && apt-get download libgloo-dev >/dev/null; }; })
+    mkdir -p "$root/.deps/gloo"
+    dpkg-deb -x "$tmp"/libgloo-dev_*.deb "$root/.deps/gloo"
+    rm -rf "$tmp"
+  fi
+fi
+
 if [ -n "${XFT_PYTHON:-}" ]; then
   "$XFT_PYTHON" -c 'import torch' || { echo "setup: XFT_PYTHON=$XFT_PYTHON has no torch" >&2; exit 1; }
   echo "setup: using torch from $XFT_PYTHON ($("$XFT_PYTHON" -c 'import torch; print(torch.__version__)'))"

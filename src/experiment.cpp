@@ -31,7 +31,8 @@ ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std:
   XFT_CHECK(j.is_object(), source, ": an experiment config must be a JSON object");
   static const std::vector<std::string> known = {"run_dir", "base_model", "tokenizer", "data", "heldout", "eval_data",
                                                  "save_dtype", "upcycle_seed", "moe", "merge", "ewa",
-                                                 "sft_train", "moe_train", "merge_train", "ewa_train", "comment"};
+                                                 "sft_train", "moe_train", "merge_train", "ewa_train", "distributed",
+                                                 "comment"};
   for (const auto& [k, v] : j.items()) {
     XFT_CHECK(std::find(known.begin(), known.end(), k) != known.end(), source, ": unknown field '", k, "'");
   }
@@ -61,6 +62,7 @@ ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std:
   train("moe_train", c.moe_train);
   train("merge_train", c.merge_train);
   train("ewa_train", c.ewa_train);
+  if (j.contains("distributed")) c.distributed = DistributedConfig::from_json(j["distributed"], source);
   return c;
 }
 

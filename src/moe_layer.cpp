@@ -1,5 +1,6 @@
 #include "xft/moe_layer.h"
 
+#include "xft/expert_parallel.h"
 #include "xft/load_balancing.h"
 
 namespace xft {
@@ -13,15 +14,18 @@ FfnOutput MoeLayerImpl::forward(const torch::Tensor& x) {
   auto x_TD = x.reshape({-1, x.size(-1)});
   auto routing = route(router->forward(x_TD), config_);
   torch::Tensor y_TD;
+  auto combine = [&](const torch::Tensor& e_TS, const torch::Tensor& w_TS) {
+    return sharding_ ? moe_combine_expert_parallel(*experts, x_TD, e_TS, w_TS, *sharding_)
+                     : moe_combine(*experts, x_TD, e_TS, w_TS);
+  };
   if (config_.shared_expert) {
     // Slot 0 is expert 0 for every token: one dense product instead of a gather of all rows.
     const int64_t S = routing.experts_TS.size(1);
     auto shared = experts->expert_forward(0, x_TD).to(combine_dtype(x_TD)) * routing.weights_TS.narrow(1, 0, 1);
-    auto routed = moe_combine(*experts, x_TD, routing.experts_TS.narrow(1, 1, S - 1),
-                              routing.weights_TS.narrow(1, 1, S - 1));
+    auto routed = combine(routing.experts_TS.narrow(1, 1, S - 1), routing.weights_TS.narrow(1, 1, S - 1));
     y_TD = (shared + routed).to(x.scalar_type());
   } else {
-    y_TD = moe_combine(*experts, x_TD, routing.experts_TS, routing.weights_TS).to(x.scalar_type());
+    y_TD = combine(routing.experts_TS, routing.weights_TS).to(x.scalar_type());
   }
   last_counts_ = routing.experts_TS.reshape(-1).bincount({}, config_.num_experts).detach();
   return {y_TD.view(x.sizes()), is_training() ? load_balancing_loss(routing, config_) : torch::Tensor()};

@@ -114,6 +114,7 @@ class Adafactor final : public Optimizer {
   void update(ParamState& s, const torch::Tensor& grad) override {
     const auto g = grad.to(torch::kFloat);
     auto p = fp32_view(s.param);
+    if (p.dim() >= 3) return update_stack(s, g, p);
     const double sqrt_numel = std::pow(static_cast<double>(p.numel()), 0.5);  // HF: numel ** 0.5
 
     double lr_t = lr_;
@@ -151,6 +152,38 @@ class Adafactor final : public Optimizer {
 
     const double wd = s.decay ? o_.weight_decay : 0.0;
     if (wd != 0) p.add_(p, lr_t_is_fp32 ? fp32_mul(-wd, lr_t) : -wd * lr_t);
+    p.sub_(upd);
+    write_back(s.param, p);
+  }
+
+  // A parameter of 3+ dims is a stack of independent matrices (the MoE's experts [N, F, D]),
+  // which the reference keeps as separate nn.Linear: every quantity HF's Adafactor takes over a
+  // whole parameter (the RMS that scales the lr, the update clipping RMS) is taken per matrix.
+  // This also makes the update independent of how the stack is split over ranks.
+  void update_stack(ParamState& s, const torch::Tensor& g, torch::Tensor& p) {
+    std::vector<int64_t> keep(static_cast<size_t>(p.dim()), 1);
+    for (int64_t d = 0; d + 2 < p.dim(); ++d) keep[static_cast<size_t>(d)] = p.size(d);
+    const std::vector<int64_t> mat_dims{-2, -1};
+    const double sqrt_numel = std::pow(static_cast<double>(p.size(-1) * p.size(-2)), 0.5);
+    torch::Tensor lr_t = torch::full(keep, lr_, p.options());
+    if (o_.scale_parameter) {
+      const auto rms = torch::linalg_vector_norm(p, 2, mat_dims, /*keepdim=*/true) / sqrt_numel;
+      lr_t = torch::where(rms > o_.eps2, rms * lr_, torch::full_like(rms, o_.eps2 * lr_));
+    }
+    const double beta2t = 1.0 - std::pow(static_cast<double>(s.step), o_.decay_rate);
+    const auto u = g.pow(2) + o_.eps1;
+    auto& row = s.slots[0].second;
+    auto& col = s.slots[1].second;
+    row.mul_(beta2t).add_(u.mean(-1), 1.0 - beta2t);
+    col.mul_(beta2t).add_(u.mean(-2), 1.0 - beta2t);
+    const auto r_factor = (row / row.mean(-1, /*keepdim=*/true)).rsqrt_().unsqueeze(-1);
+    const auto c_factor = col.unsqueeze(-2).rsqrt();
+    auto upd = torch::mul(r_factor, c_factor).mul_(g);
+    const auto upd_rms = torch::linalg_vector_norm(upd, 2, mat_dims, /*keepdim=*/true) / sqrt_numel;
+    upd.div_((upd_rms / o_.clip_threshold).clamp_min_(1.0));
+    upd.mul_(lr_t);
+    const double wd = s.decay ? o_.weight_decay : 0.0;
+    if (wd != 0) p.add_(p * (lr_t * -wd));
     p.sub_(upd);
     write_back(s.param, p);
   }
@@ -295,14 +328,21 @@ double clip_grad_norm(const NamedTensors& params, double max_norm) {
   const auto device = norms.front().device();
   for (auto& n : norms) n = n.to(device);
   const auto total = torch::linalg_vector_norm(torch::stack(norms), 2);
-  if (max_norm > 0) {
-    // torch: clip_coef = max_norm / (total + 1e-6), which Python evaluates as reciprocal() * max_norm.
-    const auto coef = ((total + 1e-6).reciprocal() * max_norm).clamp_max_(1.0);
-    // !(c >= 1) also scales when the norm is NaN, spreading the NaN to the grads as torch does.
-    if (!(coef.item<float>() >= 1.0f))
-      for (auto& g : grads) g.mul_(coef.to(g.device()));
-  }
+  clip_grads_to_norm(params, total, max_norm);
   return total.item<double>();
+}
+
+void clip_grads_to_norm(const NamedTensors& params, const torch::Tensor& total, double max_norm) {
+  if (max_norm <= 0) return;
+  torch::NoGradGuard no_grad;
+  // torch: clip_coef = max_norm / (total + 1e-6), which Python evaluates as reciprocal() * max_norm.
+  const auto coef = ((total + 1e-6).reciprocal() * max_norm).clamp_max_(1.0);
+  // !(c >= 1) also scales when the norm is NaN, spreading the NaN to the grads as torch does.
+  if (coef.item<float>() >= 1.0f) return;
+  for (const auto& [name, p] : params) {
+    auto g = p.grad();
+    if (g.defined()) g.mul_(coef.to(g.device()));
+  }
 }
 
 bool hf_applies_weight_decay(const std::string& param_name) {

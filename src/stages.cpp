@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "xft/error.h"
+#include "xft/expert_parallel.h"
 #include "xft/upcycle.h"
 
 namespace fs = std::filesystem;
@@ -12,13 +13,21 @@ namespace xft {
 
 Workspace load_workspace(const ExperimentConfig& c) {
   Workspace ws;
+  bool cuda = false;
+  for (const auto* t : {&c.sft_train, &c.moe_train, &c.merge_train, &c.ewa_train})
+    cuda = cuda || t->device.rfind("cuda", 0) == 0;
+  ws.dist = Distributed::from_environment(c.distributed, cuda ? "cuda" : "cpu");
+  const bool lead = ws.dist->is_lead();
+  if (ws.dist->active() && lead)
+    std::cerr << "[distributed] " << ws.dist->world() << " ranks, " << ws.dist->backend() << ", expert_parallel "
+              << ws.dist->expert_size() << "\n";
   if (c.data.format != "pretokenized") {
     XFT_CHECK(!c.tokenizer.empty(), c.source, ": no tokenizer (set 'tokenizer' or 'base_model')");
     ws.tokenizer = Tokenizer::load(c.tokenizer);
     ws.pad_id = ws.tokenizer->pad_id() >= 0 ? ws.tokenizer->pad_id() : 0;
   }
   auto all = InstructionDataset::load(c.data, ws.tokenizer.get());
-  std::cerr << all.report().summary() << "\n";
+  if (lead) std::cerr << all.report().summary() << "\n";
   if (c.heldout > 0) {
     XFT_CHECK(static_cast<size_t>(c.heldout) < all.size(), c.source, ": heldout (", c.heldout,
               ") must be smaller than the data set (", all.size(), " usable examples)");
@@ -32,10 +41,13 @@ Workspace load_workspace(const ExperimentConfig& c) {
     DataConfig eval = c.data;
     eval.path = c.eval_data;
     ws.heldout.emplace(InstructionDataset::load(eval, ws.tokenizer.get()));
-    std::cerr << ws.heldout->report().summary() << "\n";
+    if (lead) std::cerr << ws.heldout->report().summary() << "\n";
   }
-  fs::create_directories(c.run_dir);
-  write_file_atomic((fs::path(c.run_dir) / "experiment.json").string(), c.raw.dump(2) + "\n");
+  if (lead) {
+    fs::create_directories(c.run_dir);
+    write_file_atomic((fs::path(c.run_dir) / "experiment.json").string(), c.raw.dump(2) + "\n");
+  }
+  ws.dist->barrier("run directory");
   return ws;
 }
 
@@ -50,32 +62,51 @@ void copy_tokenizer_files(const ExperimentConfig& c, const fs::path& to) {
   }
 }
 
-bool finished(const fs::path& final_dir, const std::string& stage) {
+bool finished(const Workspace& ws, const fs::path& final_dir, const std::string& stage) {
   if (!fs::exists(final_dir / "config.json")) return false;
-  std::cerr << "[" << stage << "] finished earlier (" << final_dir.string() << "); not redone\n";
+  if (ws.dist->is_lead()) std::cerr << "[" << stage << "] finished earlier (" << final_dir.string() << "); not redone\n";
   return true;
 }
 
-void write_eval(const Workspace& ws, const std::string& model_dir, const fs::path& out, const TrainConfig& t) {
-  if (!ws.heldout) return;
-  auto model = load_model(model_dir);
-  prepare_model(*model, t);
-  const double loss = evaluate_loss(*model, *ws.heldout, t.micro_batch, ws.pad_id, t.precision);
-  write_file_atomic(out.string(), nlohmann::json({{"model", model_dir}, {"heldout_loss", loss}}).dump(2) + "\n");
-  std::cerr << "held-out loss of " << model_dir << ": " << loss << "\n";
+// The stage's training config with this rank's device (LOCAL_RANK's GPU under torchrun).
+TrainConfig on_rank(const Workspace& ws, TrainConfig t) {
+  t.device = ws.dist->device_for(t.device);
+  return t;
 }
 
-// Trains every parameter of the model in `in_dir` and saves it to <stage_dir>/final.
+// Rank 0 evaluates; the others wait for it.
+void write_eval(const Workspace& ws, const std::string& model_dir, const fs::path& out, const TrainConfig& train) {
+  if (ws.heldout && ws.dist->is_lead()) {
+    const auto t = on_rank(ws, train);
+    auto model = load_model(model_dir);
+    prepare_model(*model, t);
+  const double loss = evaluate_loss(*model, *ws.heldout, t.micro_batch, ws.pad_id, t.precision);
+    write_file_atomic(out.string(), nlohmann::json({{"model", model_dir}, {"heldout_loss", loss}}).dump(2) + "\n");
+    std::cerr << "held-out loss of " << model_dir << ": " << loss << "\n";
+  }
+  ws.dist->barrier("evaluation of " + model_dir);
+}
+
+// Trains every parameter of the model in `in_dir` and saves it to <stage_dir>/final. With
+// `expert_parallel`, the MoE's routed experts are split over the expert group while training.
 std::string train_full(const std::string& name, const std::string& in_dir, const fs::path& stage_dir,
-                       const TrainConfig& t, const ExperimentConfig& c, Workspace& ws, bool resume) {
+                       const TrainConfig& train, const ExperimentConfig& c, Workspace& ws, bool resume,
+                       bool expert_parallel = false) {
   const fs::path final_dir = stage_dir / "final";
-  if (finished(final_dir, name)) return final_dir.string();
+  if (finished(ws, final_dir, name)) return final_dir.string();
+  const auto t = on_rank(ws, train);
   auto model = load_model(in_dir);
   prepare_model(*model, t);
+  auto sharding = expert_parallel ? shard_experts(*model, ws.dist) : nullptr;
   Trainer trainer(name, model, model_tensors(*model), *ws.train, t, stage_dir.string(), ws.pad_id);
+  trainer.set_parallel(ws.dist, sharding);
   trainer.run(resume);
-  save_model(*model, final_dir.string(), dtype_from_name(c.save_dtype));
-  copy_tokenizer_files(c, final_dir);
+  if (sharding) unshard_experts(*model, *sharding);  // whole stacks for the export
+  if (ws.dist->is_lead()) {
+    save_model(*model, final_dir.string(), dtype_from_name(c.save_dtype));
+    copy_tokenizer_files(c, final_dir);
+  }
+  ws.dist->barrier(name + " export");
   return final_dir.string();
 }
 
@@ -94,32 +125,39 @@ std::string run_xft(const ExperimentConfig& c, Workspace& ws, bool resume) {
   const fs::path root = fs::path(c.run_dir) / "xft";
   // 1. Upcycle (paper 3.1).
   const fs::path moe_init = root / "moe-init";
-  if (!fs::exists(moe_init / "config.json")) {
+  if (ws.dist->is_lead() && !fs::exists(moe_init / "config.json")) {
     std::cerr << "[upcycle] " << c.base_model << " -> " << moe_init.string() << " (" << c.moe.num_experts
               << " experts, top-" << c.moe.top_k << ", " << c.moe.routing << " routing)\n";
     upcycle_directory(c.base_model, moe_init.string(), c.moe, c.upcycle_seed);
     copy_tokenizer_files(c, moe_init);
   }
-  // 2. Instruction-tune the MoE.
-  const auto moe_final = train_full("moe", moe_init.string(), root / "moe", c.moe_train, c, ws, resume);
+  ws.dist->barrier("upcycling");
+  // 2. Instruction-tune the MoE (expert parallel when configured).
+  const auto moe_final = train_full("moe", moe_init.string(), root / "moe", c.moe_train, c, ws, resume,
+                                    /*expert_parallel=*/true);
   write_eval(ws, moe_final, root / "moe" / "eval.json", c.moe_train);
   // 3. Learnable merge (Eq. 5-6): only the mixing logits train.
   const fs::path mdir = root / "merge";
   const fs::path final_dir = mdir / "final";
-  if (!finished(final_dir, "merge")) {
+  if (!finished(ws, final_dir, "merge")) {
+    const auto t = on_rank(ws, c.merge_train);
     auto model = load_model(moe_final);
-    prepare_model(*model, c.merge_train);
+    prepare_model(*model, t);
     // The frozen expert stacks stay in the checkpoint's dtype: the values on disk, half of fp32.
     auto logits = attach_merge(*model, c.merge, dtype_from_name(c.save_dtype));
-    if (!fs::exists(mdir / "init" / "config.json")) {
+    if (ws.dist->is_lead() && !fs::exists(mdir / "init" / "config.json")) {
       export_merged(*model, (mdir / "init").string(), dtype_from_name(c.save_dtype));  // the INIT ablation
       copy_tokenizer_files(c, mdir / "init");
     }
-    Trainer trainer("merge", model, logits, *ws.train, c.merge_train, mdir.string(), ws.pad_id);
+    Trainer trainer("merge", model, logits, *ws.train, t, mdir.string(), ws.pad_id);
+    trainer.set_parallel(ws.dist);
     trainer.run(resume);
-    write_file_atomic((mdir / "coefficients.json").string(), merge_coefficients_json(*model, c.merge).dump(2) + "\n");
-    export_merged(*model, final_dir.string(), dtype_from_name(c.save_dtype));
-    copy_tokenizer_files(c, final_dir);
+    if (ws.dist->is_lead()) {
+      write_file_atomic((mdir / "coefficients.json").string(), merge_coefficients_json(*model, c.merge).dump(2) + "\n");
+      export_merged(*model, final_dir.string(), dtype_from_name(c.save_dtype));
+      copy_tokenizer_files(c, final_dir);
+    }
+    ws.dist->barrier("merge export");
   }
   write_eval(ws, (mdir / "init").string(), mdir / "eval_init.json", c.merge_train);
   write_eval(ws, final_dir.string(), mdir / "eval.json", c.merge_train);
@@ -130,17 +168,25 @@ std::string run_ewa(const ExperimentConfig& c, Workspace& ws, bool resume) {
   XFT_CHECK(!c.base_model.empty(), c.source, ": 'base_model' is required");
   const fs::path root = fs::path(c.run_dir) / "ewa";
   const fs::path moe_init = root / "moe-init";
-  if (!fs::exists(moe_init / "config.json")) upcycle_directory(c.base_model, moe_init.string(), c.moe, c.upcycle_seed);
+  if (ws.dist->is_lead() && !fs::exists(moe_init / "config.json"))
+    upcycle_directory(c.base_model, moe_init.string(), c.moe, c.upcycle_seed);
+  ws.dist->barrier("upcycling");
   const fs::path final_dir = root / "final";
-  if (!finished(final_dir, "ewa")) {
+  if (!finished(ws, final_dir, "ewa")) {
+    const auto t = on_rank(ws, c.ewa_train);
     auto model = load_model(moe_init.string());
-    prepare_model(*model, c.ewa_train);
-    Trainer trainer("ewa", model, model_tensors(*model), *ws.train, c.ewa_train, root.string(), ws.pad_id);
-    // After every optimizer update, pull each expert toward the experts' mean (paper A.2).
+    prepare_model(*model, t);
+    Trainer trainer("ewa", model, model_tensors(*model), *ws.train, t, root.string(), ws.pad_id);
+    trainer.set_parallel(ws.dist);
+    // After every optimizer update, pull each expert toward the experts' mean (paper A.2); the
+    // ranks hold identical parameters after the all-reduced step, so they pull identically.
     trainer.set_after_step([&](int64_t step, int64_t total) { ewa_pull(*model, ewa_beta(c.ewa, step, total)); });
     trainer.run(resume);
-    export_averaged(*model, final_dir.string(), dtype_from_name(c.save_dtype));
-    copy_tokenizer_files(c, final_dir);
+    if (ws.dist->is_lead()) {
+      export_averaged(*model, final_dir.string(), dtype_from_name(c.save_dtype));
+      copy_tokenizer_files(c, final_dir);
+    }
+    ws.dist->barrier("ewa export");
   }
   write_eval(ws, final_dir.string(), root / "eval.json", c.ewa_train);
   return final_dir.string();

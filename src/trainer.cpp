@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "xft/error.h"
+#include "xft/grad_reducer.h"
 #include "xft/lr_schedule.h"
 #include "xft/optimizer.h"
 
@@ -206,15 +207,29 @@ Trainer::Trainer(std::string name, CausalLM model, NamedTensors trainable, const
 
 void Trainer::save_checkpoint(int64_t step, Optimizer& opt, BatchSampler& sampler, double elapsed) {
   const fs::path root = fs::path(dir_) / "checkpoints";
+  // Whole tensors whatever the layout: expert shards are gathered (every rank takes part).
   NamedTensors params;
-  for (const auto& [n, t] : trainable_) params.emplace_back(n, t.detach().cpu());
-  NamedTensors rng = {{"cpu", at::detail::getDefaultCPUGenerator().get_state()}};
+  for (const auto& [n, t] : trainable_) params.emplace_back(n, t.detach());
+  NamedTensors opt_state = opt.state();
+  if (sharding_) {
+    params = sharding_->gather_all(params);
+    opt_state = sharding_->gather_all(opt_state);
+  }
+  // Every rank's RNG, so that a resumed run with the same world size draws what it would have.
+  auto own = at::detail::getDefaultCPUGenerator().get_state();
+  auto all_rng = dist_->all_gather_cat(own.to(dist_->comm_device()).unsqueeze(0), Distributed::Group::kWorld,
+                                       "gathering RNG states for checkpoint step " + std::to_string(step));
+  if (!lead()) return;
+  for (auto& [n, t] : params) t = t.cpu();
+  NamedTensors rng = {{"cpu", all_rng[0].cpu()}};
+  for (int r = 1; r < dist_->world(); ++r) rng.emplace_back("cpu.rank" + std::to_string(r), all_rng[r].cpu());
   nlohmann::json state = {{"stage", name_},          {"step", step},       {"epoch", sampler.epoch()},
                           {"position", sampler.position()}, {"elapsed_s", elapsed},
-                          {"total_steps", total_steps_}, {"config", config_.to_json()}};
+                          {"total_steps", total_steps_}, {"config", config_.to_json()},
+                          {"world_size", dist_->world()}, {"expert_parallel", dist_->expert_size()}};
   write_directory_atomic((root / checkpoint_name(step)).string(), [&](const std::string& tmp) {
     save_safetensors(tmp + "/trainable.safetensors", params);
-    save_safetensors(tmp + "/optimizer.safetensors", opt.state());
+    save_safetensors(tmp + "/optimizer.safetensors", opt_state);
     save_safetensors(tmp + "/rng.safetensors", rng);
     write_file_atomic(tmp + "/trainer.json", state.dump(2) + "\n");
   });
@@ -232,27 +247,103 @@ int64_t Trainer::load_checkpoint(Optimizer& opt, BatchSampler& sampler, double* 
   auto saved = TrainConfig::from_json(state.at("config"), ck + "/trainer.json");
   XFT_CHECK(saved.global_batch == config_.global_batch && saved.seed == config_.seed, ck,
             ": global_batch and seed must equal the interrupted run's to resume it exactly");
+  const int saved_world = state.value("world_size", 1);
+  XFT_CHECK(saved_world == dist_->world(), ck, ": written by a run of ", saved_world,
+            " processes; resume it with the same world size (this run has ", dist_->world(), ")");
+  auto local = [&](const std::string& n, torch::Tensor t) {
+    return sharding_ && sharding_->is_sharded(n, t) ? sharding_->slice(t) : t;
+  };
   auto params = SafetensorsFile::open(ck + "/trainable.safetensors");
   torch::NoGradGuard ng;
   for (auto& [n, t] : trainable_) {
     XFT_CHECK(params->contains(n), ck, "/trainable.safetensors: missing tensor '", n, "'");
-    XFT_CHECK(params->entry(n).shape == t.sizes().vec(), ck, "/trainable.safetensors: tensor '", n,
-              "' has the wrong shape");
-    t.copy_(params->get(n));
+    auto v = local(n, params->get(n));
+    XFT_CHECK(v.sizes() == t.sizes(), ck, "/trainable.safetensors: tensor '", n, "' has the wrong shape");
+    t.copy_(v);
   }
   auto opt_state = SafetensorsFile::open(ck + "/optimizer.safetensors");
   NamedTensors os;
-  for (const auto& n : opt_state->names()) os.emplace_back(n, opt_state->get(n));
+  for (const auto& n : opt_state->names()) os.emplace_back(n, local(n, opt_state->get(n)));
   opt.load_state(os);
+  auto rng = SafetensorsFile::open(ck + "/rng.safetensors");
+  const std::string key = dist_->rank() == 0 ? "cpu" : "cpu.rank" + std::to_string(dist_->rank());
+  XFT_CHECK(rng->contains(key), ck, "/rng.safetensors: missing tensor '", key, "'");
   at::Generator cpu_gen = at::detail::getDefaultCPUGenerator();  // a handle to the global generator
-  cpu_gen.set_state(SafetensorsFile::open(ck + "/rng.safetensors")->get("cpu").clone());
+  cpu_gen.set_state(rng->get(key).clone());
   sampler.set_position(state.at("epoch").get<int64_t>(), state.at("position").get<int64_t>());
   *elapsed = state.value("elapsed_s", 0.0);
   return state.at("step").get<int64_t>();
 }
 
+void Trainer::broadcast_parameters() {
+  // Rank 0's values everywhere: replicated tensors over the world, expert shards over the
+  // ranks holding the same experts.
+  torch::NoGradGuard ng;
+  std::vector<torch::Tensor> world, expert_dp;
+  for (const auto& [n, t] : trainable_) {
+    if (sharding_ && sharding_->is_sharded(n, t)) {
+      if (sharding_->replicated() > 0) world.push_back(t.narrow(0, 0, sharding_->replicated()));
+      expert_dp.push_back(t.narrow(0, sharding_->replicated(), t.size(0) - sharding_->replicated()));
+    } else {
+      world.push_back(t);
+    }
+  }
+  dist_->broadcast(world, Distributed::Group::kWorld, "broadcast of the initial parameters");
+  dist_->broadcast(expert_dp, Distributed::Group::kExpertDp, "broadcast of the initial expert parameters");
+}
+
+void Trainer::verify_replicas(int64_t step) {
+  if (!dist_->active()) return;
+  // Data parallelism keeps replicated parameters bitwise equal (the all-reduced sum is the same
+  // everywhere, the update is deterministic); a difference is a bug worth stopping for.
+  torch::NoGradGuard ng;
+  double sum = 0.0, sq = 0.0;
+  for (const auto& [n, t] : trainable_) {
+    auto v = sharding_ && sharding_->is_sharded(n, t) ? t.narrow(0, 0, sharding_->replicated()) : t;
+    auto d = v.to(torch::kDouble);
+    sum += d.sum().item<double>();
+    sq += d.square().sum().item<double>();
+  }
+  auto mine = torch::tensor({sum, sq}, torch::kDouble).to(dist_->comm_device()).unsqueeze(0);
+  auto all = dist_->all_gather_cat(mine, Distributed::Group::kWorld, "replica check").cpu();
+  for (int r = 1; r < dist_->world(); ++r)
+    if (!all[r].equal(all[0])) {
+      char buf[96];
+      std::snprintf(buf, sizeof buf, "%.17g vs %.17g", all[r][0].item<double>(), all[0][0].item<double>());
+      fail(name_, ": after step ", step, " the replicated parameters of rank ", r, " differ from rank 0's (sums ",
+           buf, ")");
+    }
+}
+
+double Trainer::clip_and_norm() {
+  if (!sharding_) return clip_grad_norm(trainable_, config_.max_grad_norm);
+  // The norm over the whole model: rows every rank holds count once, each rank's own expert
+  // rows are summed over the expert group.
+  torch::NoGradGuard ng;
+  const auto opts = torch::TensorOptions().dtype(torch::kFloat).device(dist_->comm_device());
+  auto replicated = torch::zeros({}, opts), own = torch::zeros({1}, opts);
+  auto sq = [&](const torch::Tensor& g) {
+    return torch::linalg_vector_norm(g, 2, c10::nullopt, false, torch::kFloat).square().to(opts.device());
+  };
+  for (const auto& [n, t] : trainable_) {
+    const auto& g = t.grad();
+    if (!g.defined()) continue;
+    if (sharding_->is_sharded(n, t)) {
+      replicated = replicated + sq(g.narrow(0, 0, sharding_->replicated()));
+      own = own + sq(g.narrow(0, sharding_->replicated(), g.size(0) - sharding_->replicated()));
+    } else {
+      replicated = replicated + sq(g);
+    }
+  }
+  std::vector<torch::Tensor> v{own};
+  dist_->all_reduce_sum(v, Distributed::Group::kExpert, "gradient norm");
+  const auto total = (replicated + own[0]).sqrt();
+  clip_grads_to_norm(trainable_, total, config_.max_grad_norm);
+  return total.item<double>();
+}
+
 TrainResult Trainer::run(bool resume) {
-  fs::create_directories(dir_);
+  if (lead()) fs::create_directories(dir_);
   const auto existing = list_checkpoints(fs::path(dir_) / "checkpoints");
   XFT_CHECK(resume || existing.empty(), name_, ": ", dir_, " already holds checkpoints (", existing.back().filename().string(),
             "); pass --resume to continue that run, or use another run directory");
@@ -263,21 +354,40 @@ TrainResult Trainer::run(bool resume) {
   auto opt = make_optimizer(config_, trainable_);
   LrSchedule schedule{config_.schedule, config_.warmup, total_steps_, config_.lr};
   schedule.validate();
-  if (existing.empty()) torch::manual_seed(config_.seed);
+  // Each rank its own stream of training-time randomness (noisy routing); rank 0's is the
+  // single-process run's.
+  if (existing.empty()) torch::manual_seed(config_.seed + static_cast<uint64_t>(dist_->rank()));
 
   double elapsed = 0.0;
   int64_t step = resume ? load_checkpoint(*opt, sampler, &elapsed) : 0;
+  if (step == 0) broadcast_parameters();
+  std::unique_ptr<GradReducer> reducer;
+  if (dist_->active()) {
+    std::vector<GradReducer::Slice> slices;
+    for (const auto& [n, t] : trainable_) {
+      if (sharding_ && sharding_->is_sharded(n, t)) {
+        const int64_t rep = sharding_->replicated();
+        if (rep > 0) slices.push_back({n, t, 0, rep, Distributed::Group::kWorld});
+        slices.push_back({n, t, rep, t.size(0) - rep, Distributed::Group::kExpertDp});
+      } else {
+        slices.push_back({n, t, 0, -1, Distributed::Group::kWorld});
+      }
+    }
+    reducer = std::make_unique<GradReducer>(std::move(slices), dist_, dist_->config().bucket_mb);
+  }
   const fs::path metrics_path = fs::path(dir_) / "metrics.jsonl";
   if (step > 0) {
-    std::cerr << "[" << name_ << "] resumed at step " << step << "/" << total_steps_ << "\n";
-    truncate_metrics(metrics_path, step);
-  } else {
+    if (lead()) std::cerr << "[" << name_ << "] resumed at step " << step << "/" << total_steps_ << "\n";
+    if (lead()) truncate_metrics(metrics_path, step);
+  } else if (lead()) {
     fs::remove(metrics_path);
   }
-  std::ofstream metrics(metrics_path, std::ios::app);
+  std::ofstream metrics;
+  if (lead()) metrics.open(metrics_path, std::ios::app);
   const bool tty = ::isatty(STDERR_FILENO);
   const bool autocast = config_.precision == "bf16_autocast";
   const int64_t micro_per_step = config_.global_batch / config_.micro_batch;
+  const int64_t W = dist_->world(), R = dist_->rank();
   model_->train();
   TrainResult result;
   auto t_start = std::chrono::steady_clock::now();
@@ -291,7 +401,9 @@ TrainResult Trainer::run(bool resume) {
     opt->set_lr(schedule.at(step));
     opt->zero_grad();
     // Loss = mean cross-entropy over the global batch's response tokens: each micro-batch adds
-    // its token sum divided by the global count, so accumulation changes nothing.
+    // its token sum divided by the global count, so accumulation and the split over ranks
+    // change nothing (the ranks' gradients are summed). Every rank holds the data, so each
+    // counts the global tokens itself.
     int64_t global_tokens = 0;
     std::vector<Batch> micro;
     for (size_t s = 0; s < indices.size(); s += config_.micro_batch) {
@@ -299,10 +411,19 @@ TrainResult Trainer::run(bool resume) {
       micro.push_back(collate(data_, part, pad_id_));
       global_tokens += micro.back().loss_tokens;
     }
-    double loss_sum = 0.0, aux_sum = 0.0;
-    int64_t seen_tokens = 0;
-    for (size_t m = 0; m < micro.size(); ++m) {
-      auto& b = micro[m];
+    // This rank's micro-batches: a contiguous block, so that each is the single-process run's.
+    const int64_t M = static_cast<int64_t>(micro.size());
+    const int64_t m_begin = M * R / W, m_end = M * (R + 1) / W;
+    // Expert parallelism exchanges tokens in every forward and backward: all ranks of a step
+    // run as many passes, a rank short of micro-batches repeats one with zero weight.
+    const int64_t passes = sharding_ ? (M + W - 1) / W : m_end - m_begin;
+    double loss_sum = 0.0, aux_sum = 0.0, seen_tokens = 0.0;
+    std::string bad;  // the first non-finite micro-batch of this rank
+    for (int64_t k = 0; k < passes; ++k) {
+      const int64_t m = m_begin + k;
+      const bool dummy = m >= m_end;
+      auto& b = micro[static_cast<size_t>(dummy ? m_begin % M : m)];
+      if (reducer && k + 1 == passes) reducer->arm();
       torch::Tensor loss, aux;
       {
         AutocastScope scope(autocast, device);
@@ -310,16 +431,23 @@ TrainResult Trainer::run(bool resume) {
         auto [sum, n] = language_model_loss(out.logits, b.labels.to(device));
         loss = sum / std::max<int64_t>(1, global_tokens);
         aux = out.aux_loss;
-        seen_tokens += b.attention_mask.sum().item<int64_t>();
+      }
+      if (dummy) {
+        loss = loss * 0.0;
+        if (aux.defined()) aux = aux * 0.0;
+      } else {
+        seen_tokens += b.attention_mask.sum().item<double>();
       }
       const double lv = loss.item<double>();
-      if (!std::isfinite(lv)) {
+      if (!std::isfinite(lv) && bad.empty()) {
         std::ostringstream ids;
-        for (size_t s = m * config_.micro_batch; s < std::min(indices.size(), (m + 1) * config_.micro_batch); ++s)
-          ids << (s == m * config_.micro_batch ? "" : ",") << indices[s];
-        fail(name_, ": the loss is ", lv, " at step ", step + 1, " (epoch ", epoch + 1, ", micro-batch ", m + 1, "/",
-             micro.size(), ", examples ", ids.str(), "); stopped, the last checkpoint in ", dir_,
-             "/checkpoints is intact");
+        const auto first = static_cast<size_t>(m * config_.micro_batch);
+        const auto last = std::min(indices.size(), static_cast<size_t>((m + 1) * config_.micro_batch));
+        for (size_t s = first; s < last; ++s) ids << (s == first ? "" : ",") << indices[s];
+        std::ostringstream os;
+        os << "the loss is " << lv << " at step " << step + 1 << " (epoch " << epoch + 1 << ", micro-batch " << m + 1
+           << "/" << M << ", examples " << ids.str() << ")";
+        bad = os.str();
       }
       loss_sum += lv;
       auto total = loss;
@@ -328,9 +456,33 @@ TrainResult Trainer::run(bool resume) {
         aux_sum += aux.item<double>();
         total = total + aux;
       }
+      // Single process: stop before a backward through a non-finite loss. Several: every rank
+      // keeps in step with the others' collectives and all stop together below.
+      if (!bad.empty() && !dist_->active()) break;
       total.backward();
     }
-    const double grad_norm = clip_grad_norm(trainable_, config_.max_grad_norm);
+    int64_t overlapped = 0;
+    if (reducer) {
+      overlapped = reducer->launched_in_backward();
+      reducer->finish();
+    }
+    // The step's numbers over all ranks (and whether any saw a non-finite loss).
+    auto stats = torch::tensor({loss_sum, aux_sum, seen_tokens, bad.empty() ? 0.0 : 1.0}, torch::kDouble);
+    if (dist_->active()) {
+      std::vector<torch::Tensor> v{stats.to(dist_->comm_device())};
+      dist_->all_reduce_sum(v, Distributed::Group::kWorld, "metrics of step " + std::to_string(step + 1));
+      stats = v[0].cpu();
+    }
+    const auto* st = stats.data_ptr<double>();
+    loss_sum = st[0];
+    aux_sum = st[1];
+    seen_tokens = st[2];
+    if (st[3] > 0) {
+      fail(name_, ": ", bad.empty() ? "another rank reported a non-finite loss at step " + std::to_string(step + 1) : bad,
+           dist_->active() ? " (rank " + std::to_string(R) + ")" : "", "; stopped, the last checkpoint in ", dir_,
+           "/checkpoints is intact");
+    }
+    const double grad_norm = clip_and_norm();
     opt->step();
     ++step;
     if (after_step_) after_step_(step, total_steps_);
@@ -339,10 +491,15 @@ TrainResult Trainer::run(bool resume) {
     elapsed = elapsed_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
     const double per_step = (elapsed - elapsed_before) / std::max<int64_t>(1, step - first_step);
     result.final_loss = loss_sum;
-    if (step % config_.log_every == 0 || step == total_steps_) {
+    if (lead() && (step % config_.log_every == 0 || step == total_steps_)) {
       nlohmann::json row = {{"step", step},         {"epoch", epoch + 1},          {"loss", loss_sum},
                             {"aux_loss", aux_sum},  {"lr", schedule.at(step - 1)}, {"grad_norm", grad_norm},
                             {"tokens_per_s", seen_tokens / std::max(dt, 1e-9)},   {"elapsed_s", elapsed}};
+      if (dist_->active()) row["world_size"] = W;
+      if (reducer) {  // how much of the gradient all-reduce overlapped this rank's backward
+        row["buckets"] = reducer->num_buckets();
+        row["buckets_overlapped"] = overlapped;
+      }
       metrics << row.dump() << "\n" << std::flush;
       std::ostringstream line;
       line << "[" << name_ << "] step " << step << "/" << total_steps_ << " epoch " << epoch + 1 << " loss "
@@ -351,13 +508,15 @@ TrainResult Trainer::run(bool resume) {
       line << " lr " << std::scientific << std::setprecision(2) << schedule.at(step - 1) << std::fixed
            << std::setprecision(0) << " " << seen_tokens / std::max(dt, 1e-9) << " tok/s ETA "
            << format_eta(per_step * (total_steps_ - step));
+      if (dist_->active()) line << " (" << W << " ranks)";
       std::cerr << (tty ? "\r" : "") << line.str() << (tty ? "   " : "\n") << std::flush;
     }
     if ((config_.save_every > 0 && step % config_.save_every == 0) || step == total_steps_) {
       save_checkpoint(step, *opt, sampler, elapsed);
     }
   }
-  if (tty) std::cerr << "\n";
+  if (tty && lead()) std::cerr << "\n";
+  verify_replicas(step);
   result.steps = step;
   return result;
 }

@@ -3,6 +3,7 @@
 #include <fstream>
 
 #include "test_util.h"
+#include "tiny_world.h"
 #include "xft/checkpoint.h"
 #include "xft/experiment.h"
 #include "xft/tokenizer.h"
@@ -10,44 +11,8 @@
 namespace fs = std::filesystem;
 using namespace xft;
 
-namespace {
-
-std::string read_all(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-// A tiny base model with a sentencepiece tokenizer in `dir`/base, instruction data in `dir`.
-void make_tiny_world(const std::string& dir) {
-  std::ofstream text(dir + "/text.txt");
-  std::ofstream data(dir + "/data.jsonl");
-  for (int i = 0; i < 60; ++i) {
-    const std::string body = "return x * " + std::to_string(i) + " + " + std::to_string(i % 7);
-    text << "def scale_" << i << "(x):\n    " << body << "\n\n";
-    data << nlohmann::json({{"instruction", "Write scale_" + std::to_string(i) + "(x)."}, {"response", body}}).dump()
-         << "\n";
-  }
-  data << "{not json}\n";  // a malformed record: skipped and reported, not fatal
-  text.close();
-  data.close();
-  train_sentencepiece(dir + "/text.txt", dir + "/tokenizer", 300);
-  auto tok = Tokenizer::load(dir + "/tokenizer.model");
-  auto cfg = ModelConfig::from_json({{"model_type", "llama"}, {"vocab_size", tok->vocab_size()}, {"hidden_size", 32},
-                                     {"intermediate_size", 48}, {"num_hidden_layers", 2}, {"num_attention_heads", 4},
-                                     {"num_key_value_heads", 2}, {"bos_token_id", tok->bos_id()},
-                                     {"eos_token_id", tok->eos_id()}},
-                                    "tiny");
-  CausalLM model(cfg);
-  model->init_weights(0.05, 1);
-  save_model(*model, dir + "/base");  // replaces the directory whole: the tokenizer goes in after
-  fs::copy_file(dir + "/tokenizer.model", dir + "/base/tokenizer.model");
-}
-
-int driver(const std::string& name, const std::string& args, const std::string& log) {
-  return xft::test::run(xft::test::env_or_empty("XFT_BIN_DIR") + "/" + name + " " + args + " > " + log + " 2>&1");
-}
-
-}  // namespace
+using xft::test::driver;
+using xft::test::read_all;
 
 TEST(Configs, EveryShippedConfigParses) {
   const auto dir = xft::test::env_or_empty("XFT_SOURCE_DIR") + "/configs";
@@ -82,7 +47,7 @@ TEST(Configs, OverridesAndBadFields) {
 
 TEST(Drivers, SftXftEwaRunEndToEndAndDoNotRedoFinishedStages) {
   const auto dir = xft::test::scratch_dir("world");
-  make_tiny_world(dir);
+  xft::test::make_tiny_world(dir);
   const auto config = xft::test::env_or_empty("XFT_SOURCE_DIR") + "/configs/tiny.json";
   const std::string sets = " --config " + config + " --set run_dir=" + dir + "/run --set base_model=" + dir +
                            "/base --set data.path=" + dir + "/data.jsonl --set eval_data=" + dir + "/data.jsonl" +

@@ -274,8 +274,8 @@ TEST(Adafactor, ScaleParameterUsesRmsOfParamFloorEps2) {
 }
 
 TEST(Adafactor, ThreeDimParamIsFactoredPerLeadingIndex) {
-  // [E=2, F=2, D=3]: each [F, D] slice has its own row/col statistics (the 2-D formula per
-  // slice); clipping uses the RMS of the whole tensor's update.
+  // [E=2, F=2, D=3]: each [F, D] slice is its own matrix (the experts the reference keeps as
+  // separate nn.Linear): own row/col statistics and own update clipping.
   const double lr = 0.01;
   const Vec p0 = {0.5, -0.5, 1, 2, 0, -1, 1, 1, 1, -1, -1, -1};
   const std::vector<Vec> g = {{1, -1, 0, 0.5, 2, -4, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6},
@@ -289,17 +289,49 @@ TEST(Adafactor, ThreeDimParamIsFactoredPerLeadingIndex) {
   for (int t = 1; t <= 2; ++t) {
     set_grad(p, g[t - 1]);
     opt->step();
-    Vec upd;
+    Vec all;
     for (int e = 0; e < 2; ++e) {
       const Vec slice(g[t - 1].begin() + 6 * e, g[t - 1].begin() + 6 * (e + 1));
       const Vec u = factored_update(row[e], col[e], slice, 2, 3, t);
-      upd.insert(upd.end(), u.begin(), u.end());
+      all.insert(all.end(), u.begin(), u.end());
+      Vec w(want.begin() + 6 * e, want.begin() + 6 * (e + 1));
+      adafactor_apply(w, u, lr);  // clipped by this slice's RMS alone
+      std::copy(w.begin(), w.end(), want.begin() + 6 * e);
+      if (t == 1 && e == 1) {
+        EXPECT_LT(rms(u), 1.0);  // not clipped, though the whole update's RMS is
+      }
     }
-    EXPECT_GT(rms(upd), 1.1);  // clipped as a whole, though slice 1 alone (RMS .97 at t = 1) would not be
-    adafactor_apply(want, upd, lr);
+    if (t == 1) {
+      EXPECT_GT(rms(all), 1.1);
+    }
     expect_values(p, want, 1e-6);
   }
   expect_values(state_entry(*opt, "e/exp_avg_sq_col"), each(6, [&](size_t i) { return col[i / 3][i % 3]; }), 1e-5);
+}
+
+TEST(Adafactor, StackedParamEqualsSeparateMatrices) {
+  // With scale_parameter and weight decay too: a [3, 4, 5] stack moves exactly as three [4, 5]
+  // parameters would, so splitting experts over ranks cannot change the update.
+  torch::manual_seed(3);
+  auto stack = torch::randn({3, 4, 5}).requires_grad_();
+  std::vector<torch::Tensor> parts;
+  xft::NamedTensors separate;
+  for (int e = 0; e < 3; ++e) {
+    parts.push_back(stack.detach()[e].clone().requires_grad_());
+    separate.emplace_back("m" + std::to_string(e), parts.back());
+  }
+  auto o = adafactor_options(0.05, 0.1);
+  o.scale_parameter = true;
+  auto a = xft::make_adafactor({{"s", stack}}, o);
+  auto b = xft::make_adafactor(separate, o);
+  for (int t = 0; t < 3; ++t) {
+    auto g = torch::randn({3, 4, 5}) * (t + 1);
+    stack.mutable_grad() = g.clone();
+    for (int e = 0; e < 3; ++e) parts[e].mutable_grad() = g[e].clone();
+    a->step();
+    b->step();
+  }
+  for (int e = 0; e < 3; ++e) EXPECT_LE(xft::test::max_abs_diff(stack.detach()[e], parts[e].detach()), 1e-6) << e;
 }
 
 // Three steps, save, resume on copies, two more steps on both: bitwise equal.

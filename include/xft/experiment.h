@@ -8,7 +8,8 @@
 //   "save_dtype": "bfloat16",   "upcycle_seed": 0,
 //   "moe": {...MoeConfig},      "merge": {"shared_rate": 0.75, "fixed_shared_rate": true},
 //   "ewa": {"beta": 0.3, "schedule": "constant"},
-//   "sft_train": {...TrainConfig}, "moe_train": {...}, "merge_train": {...}, "ewa_train": {...}
+//   "sft_train": {...TrainConfig}, "moe_train": {...}, "merge_train": {...}, "ewa_train": {...},
+//   "distributed": {...DistributedConfig}   // used when launched by torchrun (distributed.h)
 // }
 #pragma once
 #include <string>
@@ -17,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "xft/config.h"
+#include "xft/distributed.h"
 #include "xft/ewa.h"
 #include "xft/instruction_data.h"
 #include "xft/merge.h"
@@ -36,6 +38,7 @@ struct ExperimentConfig {
   MergeConfig merge;
   EwaConfig ewa;
   TrainConfig sft_train, moe_train, merge_train, ewa_train;
+  DistributedConfig distributed;
 
   // Reads `path`, applies "a.b.c=value" overrides (value parsed as JSON, else taken as a string),
   // and validates. Relative paths inside are taken relative to the working directory.

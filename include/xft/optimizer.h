@@ -91,9 +91,12 @@ struct AdafactorOptions {
 //     row = beta2t row + (1-beta2t) u.mean(-1);  col = beta2t col + (1-beta2t) u.mean(-2)
 //     upd = rsqrt(row / row.mean(-1)).unsqueeze(-1) * rsqrt(col).unsqueeze(-2) * g
 //   otherwise: sq = beta2t sq + (1-beta2t) u;  upd = rsqrt(sq) * g
-//   upd *= lr_t / max(1, RMS(upd) / clip_threshold)   (RMS over the whole tensor)
+//   upd *= lr_t / max(1, RMS(upd) / clip_threshold)
 //   p -= weight_decay * lr_t * p;  p -= upd
-// RMS(x) = ||x||_2 / sqrt(numel). Slots: exp_avg_sq_row + exp_avg_sq_col, or exp_avg_sq.
+// RMS(x) = ||x||_2 / sqrt(numel), over the whole tensor for 1-D and 2-D parameters and per
+// matrix for 3+ dims (expert stacks: the reference's experts are separate nn.Linear, and the
+// update must not depend on how a stack is split over ranks). Slots: exp_avg_sq_row +
+// exp_avg_sq_col, or exp_avg_sq.
 std::unique_ptr<Optimizer> make_adafactor(NamedTensors params, const AdafactorOptions& options);
 
 // torch.nn.utils.clip_grad_norm_(norm_type=2): returns the L2 norm of all defined grads taken
@@ -101,6 +104,8 @@ std::unique_ptr<Optimizer> make_adafactor(NamedTensors params, const AdafactorOp
 // in place by min(1, max_norm / (norm + 1e-6)). A non-finite norm is returned, not thrown: the
 // caller decides whether to skip the step.
 double clip_grad_norm(const NamedTensors& params, double max_norm);
+// The clipping half of clip_grad_norm, for a norm computed elsewhere (a model split over ranks).
+void clip_grads_to_norm(const NamedTensors& params, const torch::Tensor& total_norm, double max_norm);
 
 // The HF Trainer's rule (Trainer.get_decay_parameter_names) for which parameters get weight
 // decay: none whose lower-cased name contains "bias", "layernorm" or "rmsnorm", has a component

@@ -3,12 +3,15 @@
 //          language_model_loss, evaluate_loss
 #pragma once
 #include <functional>
+#include <memory>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
 #include "xft/batcher.h"
 #include "xft/checkpoint.h"
+#include "xft/distributed.h"
+#include "xft/expert_parallel.h"
 #include "xft/instruction_data.h"
 #include "xft/llama.h"
 
@@ -53,6 +56,14 @@ class Trainer {
   Trainer(std::string name, CausalLM model, NamedTensors trainable, const InstructionDataset& data,
           TrainConfig config, std::string stage_dir, int64_t pad_id);
   void set_after_step(AfterStep hook) { after_step_ = std::move(hook); }
+  // Data parallel over dist's world (and expert parallel when `sharding` is set, the model's
+  // expert stacks already split by shard_experts): each rank runs its share of every global
+  // batch's micro-batches, gradients are all-reduced, rank 0 alone writes metrics and
+  // checkpoints (whole tensors, whatever the layout). Every rank calls run().
+  void set_parallel(std::shared_ptr<const Distributed> dist, std::shared_ptr<const ExpertSharding> sharding = nullptr) {
+    dist_ = std::move(dist);
+    sharding_ = std::move(sharding);
+  }
   // Trains to the end. With resume, continues from the newest checkpoint in stage_dir, if any;
   // without it, an existing checkpoint is an error (no silent overwrite of a run).
   TrainResult run(bool resume);
@@ -61,6 +72,10 @@ class Trainer {
  private:
   void save_checkpoint(int64_t step, class Optimizer& opt, class BatchSampler& sampler, double elapsed);
   int64_t load_checkpoint(class Optimizer& opt, class BatchSampler& sampler, double* elapsed);
+  void broadcast_parameters();
+  void verify_replicas(int64_t step);
+  double clip_and_norm();
+  bool lead() const { return dist_->is_lead(); }
 
   std::string name_;
   CausalLM model_;
@@ -71,6 +86,8 @@ class Trainer {
   int64_t pad_id_;
   int64_t total_steps_ = 0;
   AfterStep after_step_;
+  std::shared_ptr<const Distributed> dist_ = std::make_shared<Distributed>();
+  std::shared_ptr<const ExpertSharding> sharding_;
 };
 
 // Moves the model to config.device and config.precision's weight dtype.

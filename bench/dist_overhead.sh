@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Overhead of the distributed path at world size 1: the MoE stage of the xft driver run as a
+# plain process and under `torchrun --nproc-per-node=1` (c10d store, groups, the trainer's
+# distributed branches), alternating, twice each. Reports the MoE stage's median tokens/s over
+# its steps after the first, and the ratio; target: the torchrun run within 3% of the plain one.
+#
+#   bench/dist_overhead.sh CONFIG [--set key=value ...]
+# e.g. on a GPU machine, after scripts/demo.sh made runs/demo:
+#   bench/dist_overhead.sh configs/tiny.json --set base_model=runs/demo/base/final \
+#     --set moe_train.device=cuda --set moe_train.max_steps=50
+# Writes bench/results/<date>-<device>-dist-overhead.md.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+config=$1; shift
+py=${XFT_PYTHON:-$root/.venv/bin/python}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+common=(--config "$config" --set merge_train.max_steps=1 "$@")
+for i in 1 2; do
+  "$root/build/examples/xft" "${common[@]}" --set run_dir="$tmp/plain$i" > "$tmp/plain$i.log" 2>&1
+  "$py" -m torch.distributed.run --standalone --nproc-per-node=1 --no-python "$root/build/examples/xft" \
+        "${common[@]}" --set run_dir="$tmp/dist$i" > "$tmp/dist$i.log" 2>&1
+done
+device=$("$py" - <<'PY'
+import torch, platform
+print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else (platform.processor() or "cpu") + " CPU")
+PY
+)
+commit=$(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet || echo -dirty)
+out="$root/bench/results/$(date -u +%F)-$(echo "$device" | tr ' /' '--' | tr -cd 'A-Za-z0-9_.-')-dist-overhead.md"
+"$py" - "$tmp" "$device" "$commit" "$config $*" > "$out" <<'PY'
+import json, statistics, sys, datetime
+tmp, device, commit, what = sys.argv[1:5]
+def rates(run):
+    rows = [json.loads(l) for l in open(f"{tmp}/{run}/xft/moe/metrics.jsonl")]
+    return [r["tokens_per_s"] for r in rows[1:]]
+plain = rates("plain1") + rates("plain2")
+dist = rates("dist1") + rates("dist2")
+p, d = statistics.median(plain), statistics.median(dist)
+print(f"# Distributed path overhead at world size 1\n")
+print(f"- date (UTC): {datetime.datetime.utcnow():%Y-%m-%d %H:%M}\n- device: {device}\n- commit: {commit}")
+print(f"- run: the MoE stage of `xft` ({what}), two runs each, steps after the first\n")
+print("| launch | steps | median tokens/s | ratio |\n|---|---|---|---|")
+print(f"| plain process | {len(plain)} | {p:.0f} | 1.000 |")
+print(f"| torchrun --nproc-per-node=1 | {len(dist)} | {d:.0f} | {d / p:.3f} |")
+print(f"\nTarget: ratio >= 0.97 ({'met' if d / p >= 0.97 else 'NOT met'}).")
+PY
+cat "$out"

@@ -1,0 +1,309 @@
+// Multi-process training on c10d (Gloo on loopback, 2 and 4 processes): data parallel and
+// expert parallel runs against the single-process run with the same global batch, torchrun
+// launches, resume, and dead or hung ranks.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "test_util.h"
+#include "tiny_world.h"
+#include "xft/distributed.h"
+#include "xft/safetensors.h"
+
+namespace fs = std::filesystem;
+using namespace xft;
+using xft::test::read_all;
+
+namespace {
+
+std::string bin(const std::string& name) { return xft::test::env_or_empty("XFT_BIN_DIR") + "/" + name; }
+
+// The tiny world, made once per test binary run.
+const std::string& world_dir() {
+  static const std::string dir = [] {
+    auto d = (fs::temp_directory_path() / ("xft-dist-world-" + std::to_string(::getpid()))).string();
+    xft::remove_tree(d);
+    fs::create_directories(d);
+    xft::test::make_tiny_world(d);
+    return d;
+  }();
+  return dir;
+}
+
+// Driver arguments for a run in `run_dir`: the tiny config on the tiny world, every stage with
+// global batch 8 in micro-batches of 2, plus `extra` overrides.
+std::string args(const std::string& run_dir, const std::string& extra = "") {
+  const auto& w = world_dir();
+  std::string a = " --config " + xft::test::env_or_empty("XFT_SOURCE_DIR") + "/configs/tiny.json --set run_dir=" +
+                  run_dir + " --set base_model=" + w + "/base --set data.path=" + w + "/data.jsonl" +
+                  " --set eval_data=" + w + "/data.jsonl --set data.max_length=512 --set distributed.timeout_s=60";
+  for (const auto* s : {"sft_train", "moe_train", "merge_train", "ewa_train"})
+    a += std::string(" --set ") + s + ".micro_batch=2";
+  return a + " " + extra;
+}
+
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// One rank started by hand with the launcher's variables (what torchrun sets), in the background.
+struct Rank {
+  int pid = 0;
+  std::string log, rc_file;
+  bool done() const { return fs::exists(rc_file) && !read_all(rc_file).empty(); }
+  int rc() const { return std::stoi(read_all(rc_file)); }
+};
+
+std::vector<Rank> spawn(const std::string& driver, const std::string& a, int world, const std::string& dir) {
+  const int port = free_port();
+  std::vector<Rank> ranks;
+  for (int r = 0; r < world; ++r) {
+    Rank k;
+    k.log = dir + "/rank" + std::to_string(r) + ".log";
+    k.rc_file = dir + "/rank" + std::to_string(r) + ".rc";
+    const auto pid_file = dir + "/rank" + std::to_string(r) + ".pid";
+    const std::string env = "OMP_NUM_THREADS=1 RANK=" + std::to_string(r) + " LOCAL_RANK=" + std::to_string(r) + " WORLD_SIZE=" +
+                            std::to_string(world) + " MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(port);
+    const std::string inner = env + " " + bin(driver) + a + " > " + k.log + " 2>&1 & p=$!; echo $p > " + pid_file +
+                              "; wait $p; echo $? > " + k.rc_file;
+    EXPECT_EQ(std::system(("sh -c '" + inner + "' &").c_str()), 0);
+    for (int i = 0; i < 500 && (!fs::exists(pid_file) || read_all(pid_file).empty()); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    k.pid = std::stoi(read_all(pid_file));
+    ranks.push_back(k);
+  }
+  return ranks;
+}
+
+// Waits for every rank (at most `limit_s`); true when all finished.
+bool wait_all(const std::vector<Rank>& ranks, double limit_s) {
+  const auto t0 = std::chrono::steady_clock::now();
+  while (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < limit_s) {
+    bool all = true;
+    for (const auto& r : ranks) all = all && r.done();
+    if (all) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+int run_ranks(const std::string& driver, const std::string& a, int world, const std::string& dir) {
+  auto ranks = spawn(driver, a, world, dir);
+  EXPECT_TRUE(wait_all(ranks, 600));
+  int worst = 0;
+  for (const auto& r : ranks) {
+    EXPECT_EQ(r.rc(), 0) << r.log << ":\n" << read_all(r.log);
+    worst = std::max(worst, r.rc());
+  }
+  return worst;
+}
+
+int torchrun(const std::string& driver, const std::string& a, int world, const std::string& log) {
+  return xft::test::run(xft::test::env_or_empty("XFT_PYTHON") + " -m torch.distributed.run --standalone " +
+                        "--nproc-per-node=" + std::to_string(world) + " --no-python " + bin(driver) + a + " > " + log +
+                        " 2>&1");
+}
+
+// Every tensor of two model directories within `tol`.
+void expect_same_model(const std::string& a, const std::string& b, double tol) {
+  auto x = TensorDirectory::open(a), y = TensorDirectory::open(b);
+  ASSERT_EQ(x.names(), y.names()) << a << " vs " << b;
+  for (const auto& n : x.names()) {
+    EXPECT_LE(xft::test::max_abs_diff(x.get(n), y.get(n)), tol) << n << " in " << a << " vs " << b;
+  }
+}
+
+std::vector<double> losses(const std::string& metrics) {
+  std::vector<double> out;
+  std::ifstream in(metrics);
+  std::string line;
+  while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line)["loss"].get<double>());
+  return out;
+}
+
+void expect_same_losses(const std::string& a, const std::string& b) {
+  const auto x = losses(a), y = losses(b);
+  ASSERT_EQ(x.size(), y.size()) << a << " vs " << b;
+  ASSERT_FALSE(x.empty());
+  for (size_t i = 0; i < x.size(); ++i) EXPECT_NEAR(x[i], y[i], 1e-5) << "step " << i + 1 << " of " << a;
+}
+
+}  // namespace
+
+TEST(Distributed, ConfigAndLaunchErrorsAreClear) {
+  xft::test::expect_error([] { DistributedConfig::from_json({{"backend", "mpi"}}, "c.json"); },
+                          {"c.json", "backend", "gloo"});
+  xft::test::expect_error([] { DistributedConfig::from_json({{"expert_paralel", 2}}, "c.json"); },
+                          {"c.json", "expert_paralel"});
+  xft::test::expect_error([] { DistributedConfig::from_json({{"timeout_s", 0}}, "c.json"); }, {"timeout_s"});
+  ::setenv("WORLD_SIZE", "2", 1);
+  ::unsetenv("MASTER_ADDR");
+  xft::test::expect_error([] { LaunchEnv::from_environment(); }, {"WORLD_SIZE", "MASTER_ADDR"});
+  ::setenv("RANK", "2", 1);
+  xft::test::expect_error([] { LaunchEnv::from_environment(); }, {"RANK", "WORLD_SIZE"});
+  ::setenv("RANK", "x", 1);
+  xft::test::expect_error([] { LaunchEnv::from_environment(); }, {"RANK", "'x'"});
+  ::unsetenv("WORLD_SIZE");
+  ::unsetenv("RANK");
+  // Without a launcher: one process, collectives leave tensors alone.
+  auto d = Distributed::from_environment({}, "cpu");
+  EXPECT_FALSE(d->active());
+  EXPECT_EQ(d->device_for("cuda"), "cuda");
+  std::vector<torch::Tensor> v{torch::ones({3})};
+  d->all_reduce_sum(v, Distributed::Group::kWorld, "test");
+  EXPECT_TRUE(v[0].equal(torch::ones({3})));
+  // expert_parallel must divide the world.
+  LaunchEnv env;
+  env.world = 3;
+  env.master_addr = "127.0.0.1";
+  env.master_port = free_port();
+  DistributedConfig c;
+  c.expert_parallel = 2;
+  xft::test::expect_error([&] { Distributed::init(env, c, "cpu"); }, {"expert_parallel", "divide", "3"});
+}
+
+// Data parallel SFT (Adafactor, clipping, accumulation) on 2 ranks under torchrun and on 4
+// launched by hand equals the single-process run: losses at every step and the final model.
+TEST(Distributed, DataParallelSftMatchesSingleProcess) {
+  const auto dir = xft::test::scratch_dir("dp");
+  const std::string extra = "--set sft_train.optimizer=adafactor --set sft_train.max_grad_norm=0.05";
+  ASSERT_EQ(xft::test::driver("sft", args(dir + "/one", extra), dir + "/one.log"), 0) << read_all(dir + "/one.log");
+  ASSERT_EQ(torchrun("sft", args(dir + "/two", extra), 2, dir + "/two.log"), 0) << read_all(dir + "/two.log");
+  EXPECT_NE(read_all(dir + "/two.log").find("2 ranks, gloo"), std::string::npos) << read_all(dir + "/two.log");
+  fs::create_directories(dir + "/four-logs");
+  ASSERT_EQ(run_ranks("sft", args(dir + "/four", extra), 4, dir + "/four-logs"), 0);
+  for (const auto* r : {"/two", "/four"}) {
+    expect_same_losses(dir + "/one/sft/metrics.jsonl", dir + r + "/sft/metrics.jsonl");
+    expect_same_model(dir + "/one/sft/final", dir + r + "/sft/final", 1e-5);
+  }
+  // The step was clipped (the norm exceeds 0.05), so the distributed norm was checked too.
+  std::ifstream m(dir + "/four/sft/metrics.jsonl");
+  std::string first;
+  std::getline(m, first);
+  EXPECT_GT(nlohmann::json::parse(first)["grad_norm"].get<double>(), 0.05);
+  // Small buckets: most all-reduces start inside the backward (overlap), with the same result.
+  ASSERT_EQ(torchrun("sft", args(dir + "/small", extra + " --set distributed.bucket_mb=0.004"), 2, dir + "/small.log"), 0)
+      << read_all(dir + "/small.log");
+  expect_same_model(dir + "/one/sft/final", dir + "/small/sft/final", 1e-5);
+  std::ifstream sm(dir + "/small/sft/metrics.jsonl");
+  std::getline(sm, first);
+  const auto row = nlohmann::json::parse(first);
+  EXPECT_GT(row["buckets"].get<int64_t>(), 5) << first;
+  EXPECT_GT(row["buckets_overlapped"].get<int64_t>(), 0) << first;
+}
+
+// The XFT pipeline with the routed experts split over ranks: the MoE stage (expert parallel
+// 2 of 2; 4 of 4 with fewer micro-batches than ranks; 2 of 4, where pairs of ranks hold the
+// same experts) and the merge (data parallel) equal the single-process run.
+TEST(Distributed, ExpertParallelXftMatchesSingleProcess) {
+  const auto dir = xft::test::scratch_dir("ep");
+  // 4 routed experts (divisible by 2 and 4), top-3 with the shared one.
+  const std::string moe = "--set moe.num_experts=5 --set moe.top_k=3 --set moe_train.max_grad_norm=0.5";
+  // Micro-batches of 4 make two per step: two of four ranks then repeat one at zero weight. The
+  // load-balancing loss is a per-micro-batch statistic, so that case has its own reference.
+  const std::string big = " --set moe_train.micro_batch=4";
+  for (const auto& [name, extra] : {std::pair{"one", ""}, std::pair{"one-mb4", big.c_str()}})
+    ASSERT_EQ(xft::test::driver("xft", args(dir + "/" + name, moe + extra), dir + "/" + name + ".log"), 0)
+        << read_all(dir + "/" + name + ".log");
+  struct Case {
+    const char* name;
+    int world, ep;
+    std::string extra, reference;
+  };
+  const Case cases[] = {{"ep2", 2, 2, "", "one"}, {"ep4", 4, 4, big, "one-mb4"}, {"ep2x2", 4, 2, "", "one"}};
+  for (const auto& c : cases) {
+    const auto run = dir + "/" + c.name;
+    const auto one = dir + "/" + c.reference;
+    fs::create_directories(run + "-logs");
+    ASSERT_EQ(run_ranks("xft", args(run, moe + " --set distributed.expert_parallel=" + std::to_string(c.ep) + " " + c.extra),
+                        c.world, run + "-logs"),
+              0)
+        << c.name;
+    EXPECT_NE(read_all(run + "-logs/rank0.log").find("expert_parallel " + std::to_string(c.ep)), std::string::npos);
+    expect_same_losses(one + "/xft/moe/metrics.jsonl", run + "/xft/moe/metrics.jsonl");
+    expect_same_model(one + "/xft/moe/final", run + "/xft/moe/final", 1e-5);
+    expect_same_model(one + "/xft/merge/final", run + "/xft/merge/final", 1e-5);
+    // The checkpoint holds whole stacks whatever the layout.
+    auto ck = SafetensorsFile::open(run + "/xft/moe/checkpoints/step-00000003/trainable.safetensors");
+    EXPECT_EQ(ck->entry("model.layers.0.mlp.experts.gate_proj").shape[0], 5);
+  }
+}
+
+// EWA on 2 ranks: the pull toward the experts' mean runs identically on every rank (the trainer
+// checks the replicas bitwise) and the result equals the single-process run.
+TEST(Distributed, EwaMatchesSingleProcessOnEveryRank) {
+  const auto dir = xft::test::scratch_dir("ewa");
+  ASSERT_EQ(xft::test::driver("ewa", args(dir + "/one"), dir + "/one.log"), 0) << read_all(dir + "/one.log");
+  ASSERT_EQ(torchrun("ewa", args(dir + "/two"), 2, dir + "/two.log"), 0) << read_all(dir + "/two.log");
+  expect_same_losses(dir + "/one/ewa/metrics.jsonl", dir + "/two/ewa/metrics.jsonl");
+  expect_same_model(dir + "/one/ewa/final", dir + "/two/ewa/final", 1e-5);
+}
+
+// A 2-rank run interrupted after step 2 resumes with 2 ranks to the uninterrupted result; a
+// different world size is refused.
+TEST(Distributed, ResumeWithTheSameWorldSize) {
+  const auto dir = xft::test::scratch_dir("resume");
+  const auto a = args(dir + "/run", "--set distributed.expert_parallel=2 --set moe.num_experts=5 --set moe.top_k=3");
+  fs::create_directories(dir + "/logs1");
+  ASSERT_EQ(run_ranks("xft", a, 2, dir + "/logs1"), 0);
+  const auto done = dir + "/done";
+  fs::create_directories(done);
+  fs::copy(dir + "/run/xft/moe/final", done + "/moe");
+  // Back to just after step 2: the later checkpoint and everything after the MoE stage go.
+  for (const auto* p : {"/run/xft/moe/final", "/run/xft/moe/checkpoints/step-00000003", "/run/xft/merge"})
+    xft::remove_tree(dir + p);
+  EXPECT_EQ(xft::test::driver("xft", a + " --resume", dir + "/one.log"), 1);
+  EXPECT_NE(read_all(dir + "/one.log").find("same world size"), std::string::npos) << read_all(dir + "/one.log");
+  fs::create_directories(dir + "/logs2");
+  ASSERT_EQ(run_ranks("xft", a + " --resume", 2, dir + "/logs2"), 0);
+  EXPECT_NE(read_all(dir + "/logs2/rank0.log").find("resumed at step 2"), std::string::npos);
+  expect_same_model(done + "/moe", dir + "/run/xft/moe/final", 0.0);
+}
+
+// A rank that dies (SIGKILL) or hangs (SIGSTOP) mid-run: the others stop within the timeout
+// with an error naming the collective, and every checkpoint on disk is whole.
+TEST(Distributed, DeadOrHungRankIsAClearErrorWithinTheTimeout) {
+  for (const int sig : {SIGKILL, SIGSTOP}) {
+    const auto dir = xft::test::scratch_dir(sig == SIGKILL ? "dead" : "hung");
+    const auto a = args(dir + "/run", "--set sft_train.max_steps=100000 --set sft_train.save_every=2 "
+                                      "--set sft_train.schedule=constant --set distributed.timeout_s=5");
+    auto ranks = spawn("sft", a, 2, dir);
+    const auto ck = dir + "/run/sft/checkpoints/step-00000002";
+    for (int i = 0; i < 6000 && !fs::exists(ck); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_TRUE(fs::exists(ck)) << read_all(ranks[0].log);
+    ::kill(ranks[1].pid, sig);
+    const auto t0 = std::chrono::steady_clock::now();
+    const bool stopped = wait_all({ranks[0]}, 60);
+    const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    ::kill(ranks[1].pid, SIGKILL);
+    ::kill(ranks[1].pid, SIGCONT);
+    ASSERT_TRUE(stopped) << "rank 0 still running " << waited << " s after rank 1 got signal " << sig;
+    EXPECT_LT(waited, 30.0);
+    EXPECT_EQ(ranks[0].rc(), 1);
+    const auto log = read_all(ranks[0].log);
+    EXPECT_NE(log.find("rank 0: "), std::string::npos) << log;
+    EXPECT_NE(log.find("Another rank died, hung or left the run"), std::string::npos) << log;
+    // Whole checkpoints only, each loadable.
+    for (const auto& e : fs::directory_iterator(dir + "/run/sft/checkpoints")) {
+      const auto n = e.path().filename().string();
+      EXPECT_EQ(n.rfind("step-", 0), 0u) << n;
+      EXPECT_NO_THROW(SafetensorsFile::open(e.path().string() + "/trainable.safetensors")) << n;
+      EXPECT_TRUE(fs::exists(e.path() / "trainer.json")) << n;
+    }
+  }
+}
