@@ -22,8 +22,12 @@ for i in 1 2; do
         "${common[@]}" --set run_dir="$tmp/dist$i" > "$tmp/dist$i.log" 2>&1
 done
 device=$("$py" - <<'PY'
-import torch, platform
-print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else (platform.processor() or "cpu") + " CPU")
+import torch
+if torch.cuda.is_available():
+    print(torch.cuda.get_device_name(0))
+else:
+    names = [l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")]
+    print(f"{names[0] if names else 'CPU'} ({len(names)} cores)")
 PY
 )
 commit=$(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet || echo -dirty)
