@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Overhead of the distributed path at world size 1: the MoE stage of the xft driver run as a
 # plain process and under `torchrun --nproc-per-node=1` (c10d store, groups, the trainer's
-# distributed branches), alternating, twice each. Reports the MoE stage's median tokens/s over
+# distributed branches), alternating, REPEATS times each (default 3). Reports the MoE stage's median tokens/s over
 # its steps after the first, and the ratio; target: the torchrun run within 3% of the plain one.
 #
 #   bench/dist_overhead.sh CONFIG [--set key=value ...]
@@ -16,7 +16,8 @@ py=${XFT_PYTHON:-$root/.venv/bin/python}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 common=(--config "$config" --set merge_train.max_steps=1 "$@")
-for i in 1 2; do
+repeats=${REPEATS:-3}
+for i in $(seq 1 "$repeats"); do
   "$root/build/examples/xft" "${common[@]}" --set run_dir="$tmp/plain$i" > "$tmp/plain$i.log" 2>&1
   "$py" -m torch.distributed.run --standalone --nproc-per-node=1 --no-python "$root/build/examples/xft" \
         "${common[@]}" --set run_dir="$tmp/dist$i" > "$tmp/dist$i.log" 2>&1
@@ -32,18 +33,19 @@ PY
 )
 commit=$(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet || echo -dirty)
 out="$root/bench/results/$(date -u +%F)-$(echo "$device" | tr ' /' '--' | tr -cd 'A-Za-z0-9_.-')-dist-overhead.md"
-"$py" - "$tmp" "$device" "$commit" "$config $*" > "$out" <<'PY'
+"$py" - "$tmp" "$device" "$commit" "$config $*" "$repeats" > "$out" <<'PY'
 import json, statistics, sys, datetime
-tmp, device, commit, what = sys.argv[1:5]
+tmp, device, commit, what, repeats = sys.argv[1:6]
+repeats = int(repeats)
 def rates(run):
     rows = [json.loads(l) for l in open(f"{tmp}/{run}/xft/moe/metrics.jsonl")]
     return [r["tokens_per_s"] for r in rows[1:]]
-plain = rates("plain1") + rates("plain2")
-dist = rates("dist1") + rates("dist2")
+plain = [x for i in range(1, repeats + 1) for x in rates(f"plain{i}")]
+dist = [x for i in range(1, repeats + 1) for x in rates(f"dist{i}")]
 p, d = statistics.median(plain), statistics.median(dist)
 print(f"# Distributed path overhead at world size 1\n")
 print(f"- date (UTC): {datetime.datetime.utcnow():%Y-%m-%d %H:%M}\n- device: {device}\n- commit: {commit}")
-print(f"- run: the MoE stage of `xft` ({what}), two runs each, steps after the first\n")
+print(f"- run: the MoE stage of `xft` ({what}), {repeats} runs each, alternating, steps after the first\n")
 print("| launch | steps | median tokens/s | ratio |\n|---|---|---|---|")
 print(f"| plain process | {len(plain)} | {p:.0f} | 1.000 |")
 print(f"| torchrun --nproc-per-node=1 | {len(dist)} | {d:.0f} | {d / p:.3f} |")
