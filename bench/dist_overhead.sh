@@ -5,22 +5,27 @@
 # its steps after the first, and the ratio; target: the torchrun run within 3% of the plain one.
 #
 #   bench/dist_overhead.sh CONFIG [--set key=value ...]
-# e.g. on a GPU machine, after scripts/demo.sh made runs/demo:
-#   bench/dist_overhead.sh configs/tiny.json --set base_model=runs/demo/base/final \
-#     --set moe_train.device=cuda --set moe_train.max_steps=50
+# e.g. on a GPU machine (what scripts/gpu_check.sh runs; no tokenizer or download needed):
+#   python3 bench/make_bench_world.py /tmp/bw --device cuda && bench/dist_overhead.sh /tmp/bw/experiment.json
+# or on the CPU, after scripts/demo.sh made runs/demo:
+#   bench/dist_overhead.sh configs/tiny.json --set base_model=runs/demo/base/final --set moe_train.max_steps=80
+# env: XFT_BUILD (build directory, default build/), XFT_PYTHON (python with torch, for torchrun).
 # Writes bench/results/<date>-<device>-dist-overhead.md.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 config=$1; shift
 py=${XFT_PYTHON:-$root/.venv/bin/python}
+xft=${XFT_BUILD:-$root/build}/examples/xft
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 common=(--config "$config" --set merge_train.max_steps=1 "$@")
 repeats=${REPEATS:-3}
 for i in $(seq 1 "$repeats"); do
-  "$root/build/examples/xft" "${common[@]}" --set run_dir="$tmp/plain$i" > "$tmp/plain$i.log" 2>&1
-  "$py" -m torch.distributed.run --standalone --nproc-per-node=1 --no-python "$root/build/examples/xft" \
-        "${common[@]}" --set run_dir="$tmp/dist$i" > "$tmp/dist$i.log" 2>&1
+  "$xft" "${common[@]}" --set run_dir="$tmp/plain$i" > "$tmp/plain$i.log" 2>&1 ||
+    { tail -n 30 "$tmp/plain$i.log" >&2; echo "dist_overhead: plain run $i failed" >&2; exit 1; }
+  "$py" -m torch.distributed.run --standalone --nproc-per-node=1 --no-python "$xft" \
+        "${common[@]}" --set run_dir="$tmp/dist$i" > "$tmp/dist$i.log" 2>&1 ||
+    { tail -n 30 "$tmp/dist$i.log" >&2; echo "dist_overhead: torchrun run $i failed" >&2; exit 1; }
 done
 device=$("$py" - <<'PY'
 import torch

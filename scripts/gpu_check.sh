@@ -2,7 +2,8 @@
 # The GPU check: on a machine with an NVIDIA GPU, the CUDA toolkit (nvcc of torch's CUDA major)
 # and a python3 with torch 2.11 (nothing is downloaded), configure and build against that
 # python's LibTorch, run the CTest suite with the GPU tests, check that the CUDA MoE tests did
-# not skip, then run the MoE benchmark, which writes bench/results/<date>-<gpu>.md and .json.
+# not skip, then run the MoE benchmark, which writes bench/results/<date>-<gpu>.md and .json,
+# and the distributed path's overhead at world size 1 (bench/dist_overhead.sh, <date>-<gpu>-dist-overhead.md).
 #   scripts/gpu_check.sh [build-dir]     (default build-gpu/)
 #   env: XFT_PYTHON (default: python3 on PATH), XFT_JOBS, XFT_TEST_JOBS,
 #        XFT_CTEST_ARGS (e.g. "-E make_llama_fixtures" without transformers), XFT_BENCH_ARGS
@@ -45,5 +46,12 @@ git -C "$root" diff --quiet HEAD 2>/dev/null || commit="$commit-dirty"
 XFT_COMMIT=$commit "$build/bench/xft-moe-bench" --out "$root/bench/results" ${XFT_BENCH_ARGS:-}
 bench_rc=$?
 
-echo "gpu_check: ctest exit $tests_rc, test_moe_cuda exit $gpu_rc, bench exit $bench_rc"
-[ "$tests_rc" -eq 0 ] && [ "$gpu_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ]
+# The distributed path at world size 1 (torchrun, NCCL selected, the GPU bound from LOCAL_RANK)
+# against a plain process: the MoE stage on a random Llama made by transformers.
+world=$build/bench-world
+"$python" "$root/bench/make_bench_world.py" "$world" --device cuda &&
+  XFT_BUILD=$build XFT_PYTHON=$python bash "$root/bench/dist_overhead.sh" "$world/experiment.json"
+dist_rc=$?
+
+echo "gpu_check: ctest exit $tests_rc, test_moe_cuda exit $gpu_rc, bench exit $bench_rc, dist bench exit $dist_rc"
+[ "$tests_rc" -eq 0 ] && [ "$gpu_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ] && [ "$dist_rc" -eq 0 ]

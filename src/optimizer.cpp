@@ -133,15 +133,7 @@ class Adafactor final : public Optimizer {
     const auto u = g.pow(2) + o_.eps1;
     torch::Tensor upd;
     if (p.dim() >= 2) {
-      auto& row = s.slots[0].second;
-      auto& col = s.slots[1].second;
-      row.mul_(beta2t).add_(u.mean(-1), 1.0 - beta2t);
-      col.mul_(beta2t).add_(u.mean(-2), 1.0 - beta2t);
-      // Rank-1 estimate of E[g^2] per matrix: row_i col_j / mean(row) (Shazeer & Stern 2018, eq. 4).
-      const auto r_factor = (row / row.mean(-1, /*keepdim=*/true)).rsqrt_().unsqueeze(-1);
-      const auto c_factor = col.unsqueeze(-2).rsqrt();
-      upd = torch::mul(r_factor, c_factor);
-      upd.mul_(g);
+      upd = factored_update(s, g, u, beta2t);
     } else {
       auto& sq = s.slots[0].second;
       sq.mul_(beta2t).add_(u, 1.0 - beta2t);
@@ -154,6 +146,19 @@ class Adafactor final : public Optimizer {
     if (wd != 0) p.add_(p, lr_t_is_fp32 ? fp32_mul(-wd, lr_t) : -wd * lr_t);
     p.sub_(upd);
     write_back(s.param, p);
+  }
+
+  // g / sqrt(E[g^2]) with E[g^2] estimated per matrix (the last two dims) at rank 1:
+  // row_i col_j / mean(row) (Shazeer & Stern 2018, eq. 4), after the moving row and column means
+  // (slots 0 and 1) take in u = g^2 + eps1.
+  static torch::Tensor factored_update(ParamState& s, const torch::Tensor& g, const torch::Tensor& u, double beta2t) {
+    auto& row = s.slots[0].second;
+    auto& col = s.slots[1].second;
+    row.mul_(beta2t).add_(u.mean(-1), 1.0 - beta2t);
+    col.mul_(beta2t).add_(u.mean(-2), 1.0 - beta2t);
+    const auto r_factor = (row / row.mean(-1, /*keepdim=*/true)).rsqrt_().unsqueeze(-1);
+    const auto c_factor = col.unsqueeze(-2).rsqrt();
+    return torch::mul(r_factor, c_factor).mul_(g);
   }
 
   // A parameter of 3+ dims is a stack of independent matrices (the MoE's experts [N, F, D]),
@@ -172,13 +177,7 @@ class Adafactor final : public Optimizer {
     }
     const double beta2t = 1.0 - std::pow(static_cast<double>(s.step), o_.decay_rate);
     const auto u = g.pow(2) + o_.eps1;
-    auto& row = s.slots[0].second;
-    auto& col = s.slots[1].second;
-    row.mul_(beta2t).add_(u.mean(-1), 1.0 - beta2t);
-    col.mul_(beta2t).add_(u.mean(-2), 1.0 - beta2t);
-    const auto r_factor = (row / row.mean(-1, /*keepdim=*/true)).rsqrt_().unsqueeze(-1);
-    const auto c_factor = col.unsqueeze(-2).rsqrt();
-    auto upd = torch::mul(r_factor, c_factor).mul_(g);
+    auto upd = factored_update(s, g, u, beta2t);
     const auto upd_rms = torch::linalg_vector_norm(upd, 2, mat_dims, /*keepdim=*/true) / sqrt_numel;
     upd.div_((upd_rms / o_.clip_threshold).clamp_min_(1.0));
     upd.mul_(lr_t);

@@ -69,7 +69,12 @@ bool finished(const Workspace& ws, const fs::path& final_dir, const std::string&
 }
 
 // The stage's training config with this rank's device (LOCAL_RANK's GPU under torchrun).
-TrainConfig on_rank(const Workspace& ws, TrainConfig t) {
+// `stage` names a training stage, whose collectives need a device the backend carries.
+TrainConfig on_rank(const Workspace& ws, TrainConfig t, const std::string& stage = "") {
+  // NCCL carries GPU tensors only: a stage on the CPU would fail at its first collective.
+  XFT_CHECK(stage.empty() || ws.dist->backend() != "nccl" || t.device.rfind("cuda", 0) == 0, stage,
+            ": the stage's device is '", t.device, "' but the run's distributed backend is nccl, which needs it on ",
+            "a GPU (set its device to cuda, or distributed.backend to gloo)");
   t.device = ws.dist->device_for(t.device);
   return t;
 }
@@ -80,7 +85,7 @@ void write_eval(const Workspace& ws, const std::string& model_dir, const fs::pat
     const auto t = on_rank(ws, train);
     auto model = load_model(model_dir);
     prepare_model(*model, t);
-  const double loss = evaluate_loss(*model, *ws.heldout, t.micro_batch, ws.pad_id, t.precision);
+    const double loss = evaluate_loss(*model, *ws.heldout, t.micro_batch, ws.pad_id, t.precision);
     write_file_atomic(out.string(), nlohmann::json({{"model", model_dir}, {"heldout_loss", loss}}).dump(2) + "\n");
     std::cerr << "held-out loss of " << model_dir << ": " << loss << "\n";
   }
@@ -94,7 +99,7 @@ std::string train_full(const std::string& name, const std::string& in_dir, const
                        bool expert_parallel = false) {
   const fs::path final_dir = stage_dir / "final";
   if (finished(ws, final_dir, name)) return final_dir.string();
-  const auto t = on_rank(ws, train);
+  const auto t = on_rank(ws, train, name);
   auto model = load_model(in_dir);
   prepare_model(*model, t);
   auto sharding = expert_parallel ? shard_experts(*model, ws.dist) : nullptr;
@@ -140,7 +145,7 @@ std::string run_xft(const ExperimentConfig& c, Workspace& ws, bool resume) {
   const fs::path mdir = root / "merge";
   const fs::path final_dir = mdir / "final";
   if (!finished(ws, final_dir, "merge")) {
-    const auto t = on_rank(ws, c.merge_train);
+    const auto t = on_rank(ws, c.merge_train, "merge");
     auto model = load_model(moe_final);
     prepare_model(*model, t);
     // The frozen expert stacks stay in the checkpoint's dtype: the values on disk, half of fp32.
@@ -173,7 +178,7 @@ std::string run_ewa(const ExperimentConfig& c, Workspace& ws, bool resume) {
   ws.dist->barrier("upcycling");
   const fs::path final_dir = root / "final";
   if (!finished(ws, final_dir, "ewa")) {
-    const auto t = on_rank(ws, c.ewa_train);
+    const auto t = on_rank(ws, c.ewa_train, "ewa");
     auto model = load_model(moe_init.string());
     prepare_model(*model, t);
     Trainer trainer("ewa", model, model_tensors(*model), *ws.train, t, root.string(), ws.pad_id);

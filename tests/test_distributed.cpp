@@ -1,6 +1,6 @@
 // Multi-process training on c10d (Gloo on loopback, 2 and 4 processes): data parallel and
 // expert parallel runs against the single-process run with the same global batch, torchrun
-// launches, resume, and dead or hung ranks.
+// launches, resume, and dead or hung ranks; NCCL between GPUs where a machine has two.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -11,6 +11,8 @@
 #include <filesystem>
 #include <thread>
 
+#include <torch/cuda.h>
+
 #include "test_util.h"
 #include "tiny_world.h"
 #include "xft/distributed.h"
@@ -19,6 +21,7 @@
 namespace fs = std::filesystem;
 using namespace xft;
 using xft::test::read_all;
+using xft::test::losses;
 
 namespace {
 
@@ -128,19 +131,11 @@ void expect_same_model(const std::string& a, const std::string& b, double tol) {
   }
 }
 
-std::vector<double> losses(const std::string& metrics) {
-  std::vector<double> out;
-  std::ifstream in(metrics);
-  std::string line;
-  while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line)["loss"].get<double>());
-  return out;
-}
-
-void expect_same_losses(const std::string& a, const std::string& b) {
+void expect_same_losses(const std::string& a, const std::string& b, double tol = 1e-5) {
   const auto x = losses(a), y = losses(b);
   ASSERT_EQ(x.size(), y.size()) << a << " vs " << b;
   ASSERT_FALSE(x.empty());
-  for (size_t i = 0; i < x.size(); ++i) EXPECT_NEAR(x[i], y[i], 1e-5) << "step " << i + 1 << " of " << a;
+  for (size_t i = 0; i < x.size(); ++i) EXPECT_NEAR(x[i], y[i], tol) << "step " << i + 1 << " of " << a;
 }
 
 }  // namespace
@@ -326,4 +321,27 @@ TEST(Distributed, DeadOrHungRankIsAClearErrorWithinTheTimeout) {
       EXPECT_TRUE(fs::exists(e.path() / "trainer.json")) << n;
     }
   }
+}
+
+// NCCL, on a machine with two GPUs or more: data-parallel SFT and the expert-parallel XFT
+// pipeline on 2 GPUs (one per rank, bound from LOCAL_RANK) against one GPU. The GPU sums run in
+// another order in each layout, hence 1e-4 rather than the CPU runs' 1e-5.
+TEST(Distributed, NcclOnTwoGpusMatchesOneGpu) {
+  if (torch::cuda::device_count() < 2) GTEST_SKIP() << "needs 2 CUDA GPUs (NCCL runs between GPUs)";
+  const auto dir = xft::test::scratch_dir("nccl");
+  std::string extra = "--set moe.num_experts=5 --set moe.top_k=3 --set sft_train.max_grad_norm=0.05";
+  for (const auto* s : {"sft_train", "moe_train", "merge_train", "ewa_train"})
+    extra += std::string(" --set ") + s + ".device=cuda";
+  for (const auto* d : {"sft", "xft"})
+    ASSERT_EQ(xft::test::driver(d, args(dir + "/one", extra), dir + "/one-" + d + ".log"), 0)
+        << read_all(dir + "/one-" + d + ".log");
+  ASSERT_EQ(torchrun("sft", args(dir + "/dp", extra), 2, dir + "/dp.log"), 0) << read_all(dir + "/dp.log");
+  EXPECT_NE(read_all(dir + "/dp.log").find("2 ranks, nccl"), std::string::npos) << read_all(dir + "/dp.log");
+  expect_same_losses(dir + "/one/sft/metrics.jsonl", dir + "/dp/sft/metrics.jsonl", 1e-4);
+  expect_same_model(dir + "/one/sft/final", dir + "/dp/sft/final", 1e-4);
+  ASSERT_EQ(torchrun("xft", args(dir + "/ep", extra + " --set distributed.expert_parallel=2"), 2, dir + "/ep.log"), 0)
+      << read_all(dir + "/ep.log");
+  expect_same_losses(dir + "/one/xft/moe/metrics.jsonl", dir + "/ep/xft/moe/metrics.jsonl", 1e-4);
+  expect_same_model(dir + "/one/xft/moe/final", dir + "/ep/xft/moe/final", 1e-4);
+  expect_same_model(dir + "/one/xft/merge/final", dir + "/ep/xft/merge/final", 1e-4);
 }

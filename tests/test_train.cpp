@@ -13,6 +13,7 @@
 namespace fs = std::filesystem;
 using namespace xft;
 using xft::test::max_abs_diff;
+using xft::test::losses;
 
 namespace {
 
@@ -74,14 +75,6 @@ TrainConfig tiny_train(int64_t steps) {
   t.warmup = 2;
   t.seed = 7;
   return t;
-}
-
-std::vector<double> losses(const std::string& metrics) {
-  std::vector<double> out;
-  std::ifstream in(metrics);
-  std::string line;
-  while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line)["loss"].get<double>());
-  return out;
 }
 
 }  // namespace

@@ -4,8 +4,11 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string>
+#include <vector>
 
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include "xft/config.h"
@@ -51,6 +54,15 @@ inline std::string scratch_dir(const std::string& tag) {
 inline int run(const std::string& command) {
   const int rc = std::system(command.c_str());
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+// The "loss" of every row of a trainer's metrics.jsonl, in order.
+inline std::vector<double> losses(const std::string& metrics) {
+  std::vector<double> out;
+  std::ifstream in(metrics);
+  std::string line;
+  while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line)["loss"].get<double>());
+  return out;
 }
 
 inline double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
