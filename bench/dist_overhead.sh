@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Overhead of the distributed path at world size 1: the MoE stage of the xft driver run as a
-# plain process and under `torchrun --nproc-per-node=1` (c10d store, groups, the trainer's
-# distributed branches), alternating, REPEATS times each (default 3). Reports the MoE stage's median tokens/s over
-# its steps after the first, and the ratio; target: the torchrun run within 3% of the plain one.
+# plain process, under `torchrun --nproc-per-node=1` (c10d store, groups, the trainer's
+# distributed branches) and with torchrun's variables set by hand (the same path without the
+# launcher's agent process), alternating, REPEATS times each (default 3). Reports the MoE
+# stage's median tokens/s over its steps after the first, and the ratios; target: the torchrun
+# run within 3% of the plain one.
 #
 #   bench/dist_overhead.sh CONFIG [--set key=value ...]
 # e.g. on a GPU machine (what scripts/gpu_check.sh runs; no tokenizer or download needed):
@@ -26,6 +28,11 @@ for i in $(seq 1 "$repeats"); do
   "$py" -m torch.distributed.run --standalone --nproc-per-node=1 --no-python "$xft" \
         "${common[@]}" --set run_dir="$tmp/dist$i" > "$tmp/dist$i.log" 2>&1 ||
     { tail -n 30 "$tmp/dist$i.log" >&2; echo "dist_overhead: torchrun run $i failed" >&2; exit 1; }
+  # The launcher's variables set by hand: the distributed path without torchrun's agent process.
+  port=$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  RANK=0 LOCAL_RANK=0 WORLD_SIZE=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
+    "$xft" "${common[@]}" --set run_dir="$tmp/env$i" > "$tmp/env$i.log" 2>&1 ||
+    { tail -n 30 "$tmp/env$i.log" >&2; echo "dist_overhead: hand-launched run $i failed" >&2; exit 1; }
 done
 device=$("$py" - <<'PY'
 import torch
@@ -47,13 +54,15 @@ def rates(run):
     return [r["tokens_per_s"] for r in rows[1:]]
 plain = [x for i in range(1, repeats + 1) for x in rates(f"plain{i}")]
 dist = [x for i in range(1, repeats + 1) for x in rates(f"dist{i}")]
-p, d = statistics.median(plain), statistics.median(dist)
+env = [x for i in range(1, repeats + 1) for x in rates(f"env{i}")]
+p, d, e = statistics.median(plain), statistics.median(dist), statistics.median(env)
 print(f"# Distributed path overhead at world size 1\n")
 print(f"- date (UTC): {datetime.datetime.utcnow():%Y-%m-%d %H:%M}\n- device: {device}\n- commit: {commit}")
 print(f"- run: the MoE stage of `xft` ({what}), {repeats} runs each, alternating, steps after the first\n")
 print("| launch | steps | median tokens/s | ratio |\n|---|---|---|---|")
 print(f"| plain process | {len(plain)} | {p:.0f} | 1.000 |")
 print(f"| torchrun --nproc-per-node=1 | {len(dist)} | {d:.0f} | {d / p:.3f} |")
+print(f"| RANK/WORLD_SIZE/MASTER_* set by hand (no torchrun agent) | {len(env)} | {e:.0f} | {e / p:.3f} |")
 print(f"\nTarget: ratio >= 0.97 ({'met' if d / p >= 0.97 else 'NOT met'}).")
 PY
 cat "$out"
