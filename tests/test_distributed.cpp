@@ -131,11 +131,18 @@ void expect_same_model(const std::string& a, const std::string& b, double tol) {
   }
 }
 
-void expect_same_losses(const std::string& a, const std::string& b, double tol = 1e-5) {
-  const auto x = losses(a), y = losses(b);
-  ASSERT_EQ(x.size(), y.size()) << a << " vs " << b;
-  ASSERT_FALSE(x.empty());
-  for (size_t i = 0; i < x.size(); ++i) EXPECT_NEAR(x[i], y[i], tol) << "step " << i + 1 << " of " << a;
+// The loss (within tol) and the gradient's global norm before clipping (within tol relative)
+// at every step.
+void expect_same_curves(const std::string& a, const std::string& b, double tol = 1e-5) {
+  for (const auto* key : {"loss", "grad_norm"}) {
+    const auto x = xft::test::metric(a, key), y = xft::test::metric(b, key);
+    ASSERT_EQ(x.size(), y.size()) << a << " vs " << b;
+    ASSERT_FALSE(x.empty());
+    for (size_t i = 0; i < x.size(); ++i) {
+      const double t = std::string(key) == "loss" ? tol : tol * std::max(1.0, std::abs(x[i]));
+      EXPECT_NEAR(x[i], y[i], t) << key << " at step " << i + 1 << " of " << b;
+    }
+  }
 }
 
 }  // namespace
@@ -173,7 +180,7 @@ TEST(Distributed, ConfigAndLaunchErrorsAreClear) {
 }
 
 // Data parallel SFT (Adafactor, clipping, accumulation) on 2 ranks under torchrun and on 4
-// launched by hand equals the single-process run: losses at every step and the final model.
+// launched by hand equals the single-process run: losses and gradient norms at every step, and the final model.
 TEST(Distributed, DataParallelSftMatchesSingleProcess) {
   const auto dir = xft::test::scratch_dir("dp");
   // 8 steps: the last global batch of the epoch is partial (60 examples), so two of four ranks
@@ -190,7 +197,7 @@ TEST(Distributed, DataParallelSftMatchesSingleProcess) {
   fs::create_directories(dir + "/idle-logs");
   ASSERT_EQ(run_ranks("sft", args(dir + "/idle", extra + " --set sft_train.micro_batch=4"), 4, dir + "/idle-logs"), 0);
   for (const auto* r : {"/two", "/four", "/idle"}) {
-    expect_same_losses(dir + "/one/sft/metrics.jsonl", dir + r + "/sft/metrics.jsonl");
+    expect_same_curves(dir + "/one/sft/metrics.jsonl", dir + r + "/sft/metrics.jsonl");
     expect_same_model(dir + "/one/sft/final", dir + r + "/sft/final", 1e-5);
   }
   // The step was clipped (the norm exceeds 0.05), so the distributed norm was checked too.
@@ -237,7 +244,7 @@ TEST(Distributed, ExpertParallelXftMatchesSingleProcess) {
               0)
         << c.name;
     EXPECT_NE(read_all(run + "-logs/rank0.log").find("expert_parallel " + std::to_string(c.ep)), std::string::npos);
-    expect_same_losses(one + "/xft/moe/metrics.jsonl", run + "/xft/moe/metrics.jsonl");
+    expect_same_curves(one + "/xft/moe/metrics.jsonl", run + "/xft/moe/metrics.jsonl");
     expect_same_model(one + "/xft/moe/final", run + "/xft/moe/final", 1e-5);
     expect_same_model(one + "/xft/merge/final", run + "/xft/merge/final", 1e-5);
     // The checkpoint holds whole stacks whatever the layout.
@@ -265,7 +272,7 @@ TEST(Distributed, EwaMatchesSingleProcessOnEveryRank) {
   const auto dir = xft::test::scratch_dir("ewa");
   ASSERT_EQ(xft::test::driver("ewa", args(dir + "/one"), dir + "/one.log"), 0) << read_all(dir + "/one.log");
   ASSERT_EQ(torchrun("ewa", args(dir + "/two"), 2, dir + "/two.log"), 0) << read_all(dir + "/two.log");
-  expect_same_losses(dir + "/one/ewa/metrics.jsonl", dir + "/two/ewa/metrics.jsonl");
+  expect_same_curves(dir + "/one/ewa/metrics.jsonl", dir + "/two/ewa/metrics.jsonl");
   expect_same_model(dir + "/one/ewa/final", dir + "/two/ewa/final", 1e-5);
 }
 
@@ -337,11 +344,11 @@ TEST(Distributed, NcclOnTwoGpusMatchesOneGpu) {
         << read_all(dir + "/one-" + d + ".log");
   ASSERT_EQ(torchrun("sft", args(dir + "/dp", extra), 2, dir + "/dp.log"), 0) << read_all(dir + "/dp.log");
   EXPECT_NE(read_all(dir + "/dp.log").find("2 ranks, nccl"), std::string::npos) << read_all(dir + "/dp.log");
-  expect_same_losses(dir + "/one/sft/metrics.jsonl", dir + "/dp/sft/metrics.jsonl", 1e-4);
+  expect_same_curves(dir + "/one/sft/metrics.jsonl", dir + "/dp/sft/metrics.jsonl", 1e-4);
   expect_same_model(dir + "/one/sft/final", dir + "/dp/sft/final", 1e-4);
   ASSERT_EQ(torchrun("xft", args(dir + "/ep", extra + " --set distributed.expert_parallel=2"), 2, dir + "/ep.log"), 0)
       << read_all(dir + "/ep.log");
-  expect_same_losses(dir + "/one/xft/moe/metrics.jsonl", dir + "/ep/xft/moe/metrics.jsonl", 1e-4);
+  expect_same_curves(dir + "/one/xft/moe/metrics.jsonl", dir + "/ep/xft/moe/metrics.jsonl", 1e-4);
   expect_same_model(dir + "/one/xft/moe/final", dir + "/ep/xft/moe/final", 1e-4);
   expect_same_model(dir + "/one/xft/merge/final", dir + "/ep/xft/merge/final", 1e-4);
 }

@@ -56,14 +56,15 @@ inline int run(const std::string& command) {
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
-// The "loss" of every row of a trainer's metrics.jsonl, in order.
-inline std::vector<double> losses(const std::string& metrics) {
+// Column `key` of every row of a trainer's metrics.jsonl, in order.
+inline std::vector<double> metric(const std::string& metrics, const std::string& key) {
   std::vector<double> out;
   std::ifstream in(metrics);
   std::string line;
-  while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line)["loss"].get<double>());
+  while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line).at(key).get<double>());
   return out;
 }
+inline std::vector<double> losses(const std::string& metrics) { return metric(metrics, "loss"); }
 
 inline double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
   return (a.to(torch::kFloat64) - b.to(torch::kFloat64)).abs().max().item<double>();
