@@ -98,6 +98,7 @@ std::shared_ptr<Distributed> Distributed::init(const LaunchEnv& env, const Distr
   d->rank_ = env.rank;
   d->world_ = env.world;
   d->local_rank_ = env.local_rank;
+  d->launched_ = true;
   d->config_ = config;
   const bool cuda = device.rfind("cuda", 0) == 0;
   d->backend_name_ = config.backend == "auto" ? (cuda ? "nccl" : "gloo") : config.backend;
@@ -125,7 +126,6 @@ std::shared_ptr<Distributed> Distributed::init(const LaunchEnv& env, const Distr
   root = c10::make_intrusive<c10d::PrefixStore>("xft/" + std::to_string(env.restart), root);
 
   auto make = [&](const std::string& name, int rank, int size) -> c10::intrusive_ptr<c10d::Backend> {
-    if (size == 1) return {};
     auto store = c10::make_intrusive<c10d::PrefixStore>(name, root);
     try {
       return d->backend_name_ == "nccl" ? detail::make_nccl_group(store, rank, size, timeout, env.local_rank)

@@ -145,6 +145,32 @@ void expect_same_curves(const std::string& a, const std::string& b, double tol =
   }
 }
 
+// `driver` as a plain process and under torchrun with one process, which takes the whole
+// distributed path (store, groups of one rank, the bucketed all-reduce started from the
+// backward, reduced metrics, the replica check): the same losses, gradient norms and models
+// within `tol`. Returns the torchrun log.
+std::string expect_world_of_one_is_the_plain_run(const std::string& dir, const std::string& driver,
+                                                 const std::string& extra, double tol) {
+  const auto log = dir + "/torchrun-" + driver + ".log";
+  EXPECT_EQ(xft::test::driver(driver, args(dir + "/plain", extra), dir + "/plain-" + driver + ".log"), 0)
+      << read_all(dir + "/plain-" + driver + ".log");
+  EXPECT_EQ(torchrun(driver, args(dir + "/one", extra), 1, log), 0) << read_all(log);
+  const std::vector<std::string> stages = driver == "xft" ? std::vector<std::string>{"xft/moe", "xft/merge"}
+                                                          : std::vector<std::string>{driver};
+  for (const auto& st : stages) {
+    expect_same_curves(dir + "/plain/" + st + "/metrics.jsonl", dir + "/one/" + st + "/metrics.jsonl", tol);
+    expect_same_model(dir + "/plain/" + st + "/final", dir + "/one/" + st + "/final", tol);
+    std::ifstream m(dir + "/one/" + st + "/metrics.jsonl");
+    std::string first;
+    std::getline(m, first);
+    const auto row = nlohmann::json::parse(first);
+    EXPECT_EQ(row.value("world_size", 0), 1) << first;
+    EXPECT_GE(row.value("buckets", int64_t{0}), 1) << first;
+  }
+  return read_all(log);
+}
+
+
 }  // namespace
 
 TEST(Distributed, ConfigAndLaunchErrorsAreClear) {
@@ -327,6 +353,35 @@ TEST(Distributed, DeadOrHungRankIsAClearErrorWithinTheTimeout) {
       EXPECT_NO_THROW(SafetensorsFile::open(e.path().string() + "/trainable.safetensors")) << n;
       EXPECT_TRUE(fs::exists(e.path() / "trainer.json")) << n;
     }
+  }
+}
+
+// One process under torchrun (Gloo) equals the plain run bitwise, for SFT and the XFT pipeline:
+// the distributed path itself changes no number.
+TEST(Distributed, OneProcessUnderTorchrunEqualsThePlainRun) {
+  const auto dir = xft::test::scratch_dir("world1");
+  const auto log = expect_world_of_one_is_the_plain_run(
+      dir, "sft", "--set sft_train.max_steps=4 --set sft_train.max_grad_norm=0.05 --set distributed.bucket_mb=0.004", 0.0);
+  EXPECT_NE(log.find("1 ranks, gloo"), std::string::npos) << log;
+  std::ifstream m(dir + "/one/sft/metrics.jsonl");
+  std::string first;
+  std::getline(m, first);
+  EXPECT_GT(nlohmann::json::parse(first)["buckets_overlapped"].get<int64_t>(), 0) << first;
+  expect_world_of_one_is_the_plain_run(dir, "xft", "", 0.0);
+}
+
+// On a GPU: the same with NCCL (a communicator of one rank: its group creation, blocking waits
+// and the all-reduce on the GPU's streams from inside the backward), for SFT and the XFT
+// pipeline. GPU kernels may sum in another order from run to run, hence 1e-5.
+TEST(Distributed, NcclOneProcessUnderTorchrunMatchesThePlainRun) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "needs a CUDA GPU";
+  const auto dir = xft::test::scratch_dir("nccl1");
+  std::string extra = "--set sft_train.max_steps=4 --set distributed.bucket_mb=0.004";
+  for (const auto* s : {"sft_train", "moe_train", "merge_train", "ewa_train"})
+    extra += std::string(" --set ") + s + ".device=cuda";
+  for (const auto* d : {"sft", "xft"}) {
+    const auto log = expect_world_of_one_is_the_plain_run(dir, d, extra, 1e-5);
+    EXPECT_NE(log.find("1 ranks, nccl"), std::string::npos) << log;
   }
 }
 

@@ -10,7 +10,8 @@
 //               all-to-all that carries tokens to the ranks holding their experts
 //   expert_dp   the ranks holding the same experts (one per expert group): their gradients
 // Every collective waits at most timeout_s; a dead or hung peer becomes an xft::Error naming
-// the operation, the group and the rank, never a silent hang.
+// the operation, the group and the rank, never a silent hang. A launched run of one process
+// (torchrun --nproc-per-node=1) takes the same path with groups of one rank.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -59,7 +60,9 @@ class Distributed {
   int world() const { return world_; }
   int local_rank() const { return local_rank_; }
   bool is_lead() const { return rank_ == 0; }
-  bool active() const { return world_ > 1; }
+  // A launched run (torchrun), even of one rank: its collectives run for real, over groups of
+  // one rank too, as DDP's do at world size 1. False only for the single-process context.
+  bool active() const { return launched_; }
   const DistributedConfig& config() const { return config_; }
   const std::string& backend() const { return backend_name_; }
   // The device this rank trains on: config device with LOCAL_RANK's GPU for cuda.
@@ -73,7 +76,7 @@ class Distributed {
   int expert_dp_size() const { return world_ / expert_size_; }
 
   enum class Group { kWorld, kExpert, kExpertDp };
-  // Null for a group of one (nothing to communicate).
+  // Null in the single-process context (nothing to communicate).
   c10::intrusive_ptr<c10d::Backend> group(Group g) const;
   int group_size(Group g) const;
 
@@ -89,6 +92,7 @@ class Distributed {
 
  private:
   int rank_ = 0, world_ = 1, local_rank_ = 0, expert_size_ = 1;
+  bool launched_ = false;
   DistributedConfig config_;
   std::string backend_name_ = "none";
   c10::intrusive_ptr<c10d::Backend> world_group_, expert_group_, expert_dp_group_;

@@ -28,7 +28,7 @@ namespace xft {
 class GradReducer {
  public:
   // Rows [row_begin, row_begin + rows) of a parameter's gradient (rows < 0: all of it) reduced
-  // over `group`. Slices over a group of one rank are dropped.
+  // over `group`. Slices are dropped in the single-process context (no groups).
   struct Slice {
     std::string name;
     torch::Tensor param;
