@@ -68,6 +68,16 @@ Batch collate(const InstructionDataset& data, const std::vector<int64_t>& indice
   return batch;
 }
 
+int64_t count_loss_tokens(const InstructionDataset& data, const std::vector<int64_t>& indices) {
+  const int64_t n = static_cast<int64_t>(data.size());
+  int64_t count = 0;
+  for (const int64_t i : indices) {
+    XFT_CHECK(i >= 0 && i < n, "count_loss_tokens: example index ", i, " is out of range; expected [0, ", n, ")");
+    for (const auto label : data[static_cast<size_t>(i)].labels) count += label != kIgnoreLabel;
+  }
+  return count;
+}
+
 BatchSampler::BatchSampler(std::vector<int64_t> lengths, int64_t batch_size, uint64_t seed, bool group_by_length,
                            bool drop_last)
     : lengths_(std::move(lengths)),

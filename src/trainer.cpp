@@ -403,16 +403,15 @@ TrainResult Trainer::run(bool resume) {
     // Loss = mean cross-entropy over the global batch's response tokens: each micro-batch adds
     // its token sum divided by the global count, so accumulation and the split over ranks
     // change nothing (the ranks' gradients are summed). Every rank holds the data, so each
-    // counts the global tokens itself.
-    int64_t global_tokens = 0;
-    std::vector<Batch> micro;
-    for (size_t s = 0; s < indices.size(); s += config_.micro_batch) {
-      std::vector<int64_t> part(indices.begin() + s, indices.begin() + std::min(indices.size(), s + config_.micro_batch));
-      micro.push_back(collate(data_, part, pad_id_));
-      global_tokens += micro.back().loss_tokens;
-    }
+    // counts the global tokens itself and collates only its own micro-batches.
+    const int64_t global_tokens = count_loss_tokens(data_, indices);
+    const int64_t M = (static_cast<int64_t>(indices.size()) + config_.micro_batch - 1) / config_.micro_batch;
+    auto micro_batch = [&](int64_t m) {
+      const auto first = indices.begin() + m * config_.micro_batch;
+      const auto last = indices.begin() + std::min<int64_t>(static_cast<int64_t>(indices.size()), (m + 1) * config_.micro_batch);
+      return collate(data_, std::vector<int64_t>(first, last), pad_id_);
+    };
     // This rank's micro-batches: a contiguous block, so that each is the single-process run's.
-    const int64_t M = static_cast<int64_t>(micro.size());
     const int64_t m_begin = M * R / W, m_end = M * (R + 1) / W;
     // Expert parallelism exchanges tokens in every forward and backward: all ranks of a step
     // run as many passes, a rank short of micro-batches repeats one with zero weight.
@@ -422,7 +421,7 @@ TrainResult Trainer::run(bool resume) {
     for (int64_t k = 0; k < passes; ++k) {
       const int64_t m = m_begin + k;
       const bool dummy = m >= m_end;
-      auto& b = micro[static_cast<size_t>(dummy ? m_begin % M : m)];
+      const Batch b = micro_batch(dummy ? m_begin % M : m);
       if (reducer && k + 1 == passes) reducer->arm();
       torch::Tensor loss, aux;
       {

@@ -506,6 +506,10 @@ TEST(Collate, PadsRightAndMasks) {
                                         /**/ -100, -100, -100, 20, 2, -100, -100})));
   EXPECT_EQ(b.loss_tokens, 2 + 5 + 2);
   EXPECT_EQ(b.loss_tokens, (b.labels != -100).sum().item<int64_t>());
+  // What the trainer counts for a global batch without collating it.
+  EXPECT_EQ(xft::count_loss_tokens(data, {0, 1, 0}), 2 + 5 + 2);
+  EXPECT_EQ(xft::count_loss_tokens(data, {1}), 5);
+  expect_error([&] { xft::count_loss_tokens(data, {3}); }, {"index 3"});
   expect_error([&] { xft::collate(data, {0, 2}, 0); }, {"index 2"});
   expect_error([&] { xft::collate(data, {}, 0); }, {"collate"});
 }

@@ -1,4 +1,4 @@
-// defines: Batch, collate, BatchSampler, shuffle_in_place
+// defines: Batch, collate, count_loss_tokens, BatchSampler, shuffle_in_place
 //
 // Turns an InstructionDataset into padded [B, T] batches in a deterministic order that a resumed
 // run reproduces exactly (epoch + position are all the state there is).
@@ -20,6 +20,8 @@ struct Batch {
 
 // Pads with pad_id (attention_mask 0, label kIgnoreLabel). Throws on an empty or out-of-range index list.
 Batch collate(const InstructionDataset& data, const std::vector<int64_t>& indices, int64_t pad_id);
+// collate(data, indices, ...).loss_tokens without building the batch.
+int64_t count_loss_tokens(const InstructionDataset& data, const std::vector<int64_t>& indices);
 
 // Fisher-Yates with our own bounded draw: std::shuffle and std::uniform_int_distribution differ
 // between standard libraries, std::mt19937_64's raw output does not.
