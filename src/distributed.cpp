@@ -7,6 +7,7 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include "process_groups.h"
+#include "xft/config_section.h"
 #include "xft/error.h"
 
 namespace xft {
@@ -14,16 +15,8 @@ namespace xft {
 // ---------------------------------------------------------------- config
 
 DistributedConfig DistributedConfig::from_json(const nlohmann::json& j, const std::string& source) {
-  XFT_CHECK(j.is_object(), source, ": 'distributed' must be an object");
   DistributedConfig c;
-  auto base = c.to_json();
-  for (const auto& [k, v] : j.items()) {
-    XFT_CHECK(base.contains(k), source, ": unknown distributed field '", k, "' (known: backend, timeout_s, ",
-              "expert_parallel, bucket_mb)");
-    XFT_CHECK(std::string(base[k].type_name()) == v.type_name() || (base[k].is_number() && v.is_number()), source,
-              ": distributed field '", k, "' should be ", base[k].type_name(), ", got ", v.type_name());
-    base[k] = v;
-  }
+  auto base = overlay_section(c.to_json(), j, source, "distributed");
   c.backend = base["backend"];
   c.timeout_s = base["timeout_s"];
   c.expert_parallel = base["expert_parallel"];

@@ -12,6 +12,7 @@
 #include <sstream>
 #include <unistd.h>
 
+#include "xft/config_section.h"
 #include "xft/error.h"
 #include "xft/grad_reducer.h"
 #include "xft/lr_schedule.h"
@@ -24,15 +25,8 @@ namespace xft {
 // ---------------------------------------------------------------- config
 
 TrainConfig TrainConfig::from_json(const nlohmann::json& j, const std::string& source) {
-  XFT_CHECK(j.is_object(), source, ": a training section must be an object");
   TrainConfig c;
-  auto base = c.to_json();
-  for (const auto& [k, v] : j.items()) {
-    XFT_CHECK(base.contains(k), source, ": unknown training field '", k, "'");
-    XFT_CHECK(std::string(base[k].type_name()) == v.type_name() || (base[k].is_number() && v.is_number()), source,
-              ": training field '", k, "' should be ", base[k].type_name(), ", got ", v.type_name());
-    base[k] = v;
-  }
+  auto base = overlay_section(c.to_json(), j, source, "training");
   c.epochs = base["epochs"];
   c.max_steps = base["max_steps"];
   c.global_batch = base["global_batch"];

@@ -177,7 +177,11 @@ TEST(Distributed, ConfigAndLaunchErrorsAreClear) {
   xft::test::expect_error([] { DistributedConfig::from_json({{"backend", "mpi"}}, "c.json"); },
                           {"c.json", "backend", "gloo"});
   xft::test::expect_error([] { DistributedConfig::from_json({{"expert_paralel", 2}}, "c.json"); },
-                          {"c.json", "expert_paralel"});
+                          {"c.json", "expert_paralel", "known: backend, bucket_mb, expert_parallel, timeout_s"});
+  xft::test::expect_error([] { DistributedConfig::from_json({{"timeout_s", "60"}}, "c.json"); },
+                          {"c.json", "distributed field 'timeout_s'", "number", "string"});
+  xft::test::expect_error([] { DistributedConfig::from_json(nlohmann::json::array(), "c.json"); },
+                          {"c.json", "distributed section must be an object"});
   xft::test::expect_error([] { DistributedConfig::from_json({{"timeout_s", 0}}, "c.json"); }, {"timeout_s"});
   ::setenv("WORLD_SIZE", "2", 1);
   ::unsetenv("MASTER_ADDR");
