@@ -1,9 +1,11 @@
 // The command line the three drivers share: --config FILE [--set key=value ...] [--resume].
+// A group restarted by torchrun (TORCHELASTIC_RESTART_COUNT > 0) resumes by itself.
 #pragma once
 #include <CLI/CLI.hpp>
 #include <functional>
 #include <iostream>
 
+#include "xft/distributed.h"
 #include "xft/error.h"
 #include "xft/stages.h"
 
@@ -21,6 +23,14 @@ inline int main(int argc, char** argv, const std::string& name, const std::strin
   app.add_flag("--resume", resume, "continue an interrupted run from its latest checkpoint");
   CLI11_PARSE(app, argc, argv);
   try {
+    // Under torchrun --max-restarts, a restarted group continues from the newest checkpoints
+    // (a checkpoint on disk is always whole), as --resume would: the agent reruns the same
+    // command line, which has no --resume.
+    if (const auto env = LaunchEnv::from_environment(); env.restart > 0 && !resume) {
+      resume = true;
+      if (env.rank == 0)
+        std::cerr << "[distributed] restart " << env.restart << " of the run: resuming from the newest checkpoints\n";
+    }
     auto config = ExperimentConfig::load(config_path, overrides);
     auto ws = load_workspace(config);
     const auto out = run(config, ws, resume);

@@ -327,6 +327,33 @@ TEST(Distributed, ResumeWithTheSameWorldSize) {
   expect_same_model(done + "/moe", dir + "/run/xft/moe/final", 0.0);
 }
 
+// torchrun --max-restarts=1: a worker killed after the step-2 checkpoint makes the agent restart
+// the group, which resumes by itself (no --resume on the command line) from the newest whole
+// checkpoint and ends where the uninterrupted single-process run ends.
+TEST(Distributed, TorchrunRestartResumesFromTheNewestCheckpoint) {
+  const auto dir = xft::test::scratch_dir("restart");
+  const std::string extra = "--set sft_train.max_steps=40 --set sft_train.save_every=2";
+  ASSERT_EQ(xft::test::driver("sft", args(dir + "/one", extra), dir + "/one.log"), 0) << read_all(dir + "/one.log");
+  const auto run = dir + "/elastic", log = dir + "/elastic.log", rc = dir + "/elastic.rc";
+  const std::string cmd = xft::test::env_or_empty("XFT_PYTHON") +
+                          " -m torch.distributed.run --standalone --nproc-per-node=2 --max-restarts=1 --no-python " +
+                          bin("sft") + args(run, extra) + " > " + log + " 2>&1; echo $? > " + rc;
+  ASSERT_EQ(std::system(("sh -c '" + cmd + "' &").c_str()), 0);
+  const auto ck = run + "/sft/checkpoints/step-00000002";
+  for (int i = 0; i < 6000 && !fs::exists(ck); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_TRUE(fs::exists(ck)) << read_all(log);
+  // One worker (its command line starts with the driver's path; the agent's with python's).
+  EXPECT_EQ(xft::test::run("pkill -9 -o -f \"^" + bin("sft") + " .*run_dir=" + run + " \""), 0);
+  for (int i = 0; i < 12000 && (!fs::exists(rc) || read_all(rc).empty()); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(read_all(rc), "0\n") << read_all(log);
+  const auto out = read_all(log);
+  EXPECT_NE(out.find("restart 1 of the run: resuming"), std::string::npos) << out;
+  EXPECT_NE(out.find("resumed at step"), std::string::npos) << out;
+  expect_same_curves(dir + "/one/sft/metrics.jsonl", run + "/sft/metrics.jsonl");
+  expect_same_model(dir + "/one/sft/final", run + "/sft/final", 1e-5);
+}
+
 // A rank that dies (SIGKILL) or hangs (SIGSTOP) mid-run: the others stop within the timeout
 // with an error naming the collective, and every checkpoint on disk is whole.
 TEST(Distributed, DeadOrHungRankIsAClearErrorWithinTheTimeout) {
