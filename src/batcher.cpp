@@ -62,9 +62,9 @@ Batch collate(const InstructionDataset& data, const std::vector<int64_t>& indice
       ids[r][static_cast<int64_t>(t)] = ex.input_ids[t];
       mask[r][static_cast<int64_t>(t)] = 1;
       labels[r][static_cast<int64_t>(t)] = ex.labels[t];
-      if (ex.labels[t] != kIgnoreLabel) ++batch.loss_tokens;
     }
   }
+  batch.loss_tokens = count_loss_tokens(data, indices);
   return batch;
 }
 

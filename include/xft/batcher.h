@@ -20,7 +20,8 @@ struct Batch {
 
 // Pads with pad_id (attention_mask 0, label kIgnoreLabel). Throws on an empty or out-of-range index list.
 Batch collate(const InstructionDataset& data, const std::vector<int64_t>& indices, int64_t pad_id);
-// collate(data, indices, ...).loss_tokens without building the batch.
+// The labels != kIgnoreLabel of the examples at `indices` (a Batch's loss_tokens), without
+// building the batch: what the trainer counts over a whole global batch.
 int64_t count_loss_tokens(const InstructionDataset& data, const std::vector<int64_t>& indices);
 
 // Fisher-Yates with our own bounded draw: std::shuffle and std::uniform_int_distribution differ
