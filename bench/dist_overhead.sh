@@ -22,17 +22,18 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 common=(--config "$config" --set merge_train.max_steps=1 "$@")
 repeats=${REPEATS:-3}
+# run NAME COMMAND...: COMMAND with run_dir $tmp/NAME, its output in $tmp/NAME.log (shown on failure).
+run() {
+  local name=$1; shift
+  "$@" "${common[@]}" --set run_dir="$tmp/$name" > "$tmp/$name.log" 2>&1 ||
+    { tail -n 30 "$tmp/$name.log" >&2; echo "dist_overhead: run $name failed" >&2; exit 1; }
+}
 for i in $(seq 1 "$repeats"); do
-  "$xft" "${common[@]}" --set run_dir="$tmp/plain$i" > "$tmp/plain$i.log" 2>&1 ||
-    { tail -n 30 "$tmp/plain$i.log" >&2; echo "dist_overhead: plain run $i failed" >&2; exit 1; }
-  "$py" -m torch.distributed.run --standalone --nproc-per-node=1 --no-python "$xft" \
-        "${common[@]}" --set run_dir="$tmp/dist$i" > "$tmp/dist$i.log" 2>&1 ||
-    { tail -n 30 "$tmp/dist$i.log" >&2; echo "dist_overhead: torchrun run $i failed" >&2; exit 1; }
+  run "plain$i" "$xft"
+  run "dist$i" "$py" -m torch.distributed.run --standalone --nproc-per-node=1 --no-python "$xft"
   # The launcher's variables set by hand: the distributed path without torchrun's agent process.
   port=$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  RANK=0 LOCAL_RANK=0 WORLD_SIZE=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
-    "$xft" "${common[@]}" --set run_dir="$tmp/env$i" > "$tmp/env$i.log" 2>&1 ||
-    { tail -n 30 "$tmp/env$i.log" >&2; echo "dist_overhead: hand-launched run $i failed" >&2; exit 1; }
+  run "env$i" env RANK=0 LOCAL_RANK=0 WORLD_SIZE=1 MASTER_ADDR=127.0.0.1 MASTER_PORT="$port" "$xft"
 done
 device=$("$py" - <<'PY'
 import torch

@@ -131,6 +131,14 @@ void expect_same_model(const std::string& a, const std::string& b, double tol) {
   }
 }
 
+// The first row of a trainer's metrics.jsonl (step 1).
+nlohmann::json first_metrics_row(const std::string& metrics) {
+  std::ifstream in(metrics);
+  std::string line;
+  EXPECT_TRUE(std::getline(in, line)) << metrics << " has no row";
+  return line.empty() ? nlohmann::json::object() : nlohmann::json::parse(line);
+}
+
 // The loss (within tol) and the gradient's global norm before clipping (within tol relative)
 // at every step.
 void expect_same_curves(const std::string& a, const std::string& b, double tol = 1e-5) {
@@ -160,16 +168,12 @@ std::string expect_world_of_one_is_the_plain_run(const std::string& dir, const s
   for (const auto& st : stages) {
     expect_same_curves(dir + "/plain/" + st + "/metrics.jsonl", dir + "/one/" + st + "/metrics.jsonl", tol);
     expect_same_model(dir + "/plain/" + st + "/final", dir + "/one/" + st + "/final", tol);
-    std::ifstream m(dir + "/one/" + st + "/metrics.jsonl");
-    std::string first;
-    std::getline(m, first);
-    const auto row = nlohmann::json::parse(first);
-    EXPECT_EQ(row.value("world_size", 0), 1) << first;
-    EXPECT_GE(row.value("buckets", int64_t{0}), 1) << first;
+    const auto row = first_metrics_row(dir + "/one/" + st + "/metrics.jsonl");
+    EXPECT_EQ(row.value("world_size", 0), 1) << row.dump();
+    EXPECT_GE(row.value("buckets", int64_t{0}), 1) << row.dump();
   }
   return read_all(log);
 }
-
 
 }  // namespace
 
@@ -231,19 +235,14 @@ TEST(Distributed, DataParallelSftMatchesSingleProcess) {
     expect_same_model(dir + "/one/sft/final", dir + r + "/sft/final", 1e-5);
   }
   // The step was clipped (the norm exceeds 0.05), so the distributed norm was checked too.
-  std::ifstream m(dir + "/four/sft/metrics.jsonl");
-  std::string first;
-  std::getline(m, first);
-  EXPECT_GT(nlohmann::json::parse(first)["grad_norm"].get<double>(), 0.05);
+  EXPECT_GT(first_metrics_row(dir + "/four/sft/metrics.jsonl").at("grad_norm").get<double>(), 0.05);
   // Small buckets: most all-reduces start inside the backward (overlap), with the same result.
   ASSERT_EQ(torchrun("sft", args(dir + "/small", extra + " --set distributed.bucket_mb=0.004"), 2, dir + "/small.log"), 0)
       << read_all(dir + "/small.log");
   expect_same_model(dir + "/one/sft/final", dir + "/small/sft/final", 1e-5);
-  std::ifstream sm(dir + "/small/sft/metrics.jsonl");
-  std::getline(sm, first);
-  const auto row = nlohmann::json::parse(first);
-  EXPECT_GT(row["buckets"].get<int64_t>(), 5) << first;
-  EXPECT_GT(row["buckets_overlapped"].get<int64_t>(), 0) << first;
+  const auto row = first_metrics_row(dir + "/small/sft/metrics.jsonl");
+  EXPECT_GT(row.at("buckets").get<int64_t>(), 5) << row.dump();
+  EXPECT_GT(row.at("buckets_overlapped").get<int64_t>(), 0) << row.dump();
 }
 
 // The XFT pipeline with the routed experts split over ranks: the MoE stage (expert parallel
@@ -394,10 +393,8 @@ TEST(Distributed, OneProcessUnderTorchrunEqualsThePlainRun) {
   const auto log = expect_world_of_one_is_the_plain_run(
       dir, "sft", "--set sft_train.max_steps=4 --set sft_train.max_grad_norm=0.05 --set distributed.bucket_mb=0.004", 0.0);
   EXPECT_NE(log.find("1 ranks, gloo"), std::string::npos) << log;
-  std::ifstream m(dir + "/one/sft/metrics.jsonl");
-  std::string first;
-  std::getline(m, first);
-  EXPECT_GT(nlohmann::json::parse(first)["buckets_overlapped"].get<int64_t>(), 0) << first;
+  const auto row = first_metrics_row(dir + "/one/sft/metrics.jsonl");
+  EXPECT_GT(row.at("buckets_overlapped").get<int64_t>(), 0) << row.dump();
   expect_world_of_one_is_the_plain_run(dir, "xft", "", 0.0);
 }
 
