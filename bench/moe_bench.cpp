@@ -23,12 +23,12 @@
 
 #include "moe_permute.cuh"
 #include "moe_routing.cuh"
-#include "xft/checkpoint.h"
-#include "xft/llama.h"
-#include "xft/merge.h"
-#include "xft/mlp.h"
-#include "xft/moe_cuda.h"
-#include "xft/optimizer.h"
+#include "xft/model/model_io.h"
+#include "xft/model/llama.h"
+#include "xft/methods/merge.h"
+#include "xft/model/mlp.h"
+#include "cuda/moe_cuda.h"
+#include "xft/train/optimizer.h"
 
 using namespace xft;
 using nlohmann::json;

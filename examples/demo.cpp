@@ -11,10 +11,11 @@
 #include <iomanip>
 #include <iostream>
 
-#include "xft/checkpoint.h"
-#include "xft/error.h"
-#include "xft/stages.h"
-#include "xft/tokenizer.h"
+#include "xft/model/model_io.h"
+#include "xft/core/error.h"
+#include "xft/pipelines/pipelines.h"
+#include "xft/train/trainer.h"
+#include "xft/data/tokenizer.h"
 
 namespace fs = std::filesystem;
 using namespace xft;
@@ -88,7 +89,7 @@ std::string pretrain_base(const fs::path& run, const Tokenizer& tok, const Train
   write_pretraining_chunks(tok, (run / "data" / "corpus.txt").string(), chunks, 190);
   DataConfig dc;
   dc.path = chunks;
-  dc.format = "pretokenized";
+  dc.format = xft::DataFormat::kPretokenized;
   dc.bos_id = tok.bos_id();
   dc.eos_id = tok.eos_id();
   dc.max_length = 192;

@@ -5,9 +5,9 @@
 #include <functional>
 #include <iostream>
 
-#include "xft/distributed.h"
-#include "xft/error.h"
-#include "xft/stages.h"
+#include "xft/distributed/distributed.h"
+#include "xft/core/error.h"
+#include "xft/pipelines/pipelines.h"
 
 namespace xft::driver {
 

@@ -12,11 +12,11 @@
 
 #include <chrono>
 
-#include "xft/checkpoint.h"
-#include "xft/code_eval.h"
-#include "xft/error.h"
-#include "xft/generation.h"
-#include "xft/upcycle.h"
+#include "xft/model/model_io.h"
+#include "xft/eval/code_eval.h"
+#include "xft/core/error.h"
+#include "xft/eval/generation.h"
+#include "xft/methods/upcycle.h"
 
 namespace {
 
@@ -139,19 +139,23 @@ int main(int argc, char** argv) {
   auto* insp = app.add_subcommand("inspect", "print the config and every tensor's shape and dtype");
   insp->add_option("dir", inspect_dir, "model directory")->required();
 
-  xft::MoeConfig moe;
+  // Read as the config's "moe" section is (one reader: the same names, defaults and errors).
+  int64_t num_experts = 0, top_k = 0;
+  std::string routing = "xft", router = "linear", aux_loss = "cv2";
+  bool router_noise = false;
+  double router_init_std = 0.02, aux_loss_coef = 0.01;
   uint64_t seed = 0;
   auto* up = app.add_subcommand("upcycle", "turn a dense checkpoint into an MoE whose experts copy its FFN");
   up->add_option("--model", model_dir, "dense model directory")->required();
   up->add_option("--out", out_path, "MoE model directory to write")->required();
-  up->add_option("--experts", moe.num_experts, "experts per layer N (expert 0 is shared)")->required();
-  up->add_option("--top-k", moe.top_k, "active experts per token K (including the shared one)")->required();
-  up->add_option("--routing", moe.routing, "xft | shared_no_norm | vanilla")->capture_default_str();
-  up->add_option("--router", moe.router, "linear | mlp")->capture_default_str();
-  up->add_flag("--router-noise", moe.router_noise, "noisy gating during training");
-  up->add_option("--router-init-std", moe.router_init_std, "router weight init std")->capture_default_str();
-  up->add_option("--aux-loss", moe.aux_loss, "cv2 | switch | none")->capture_default_str();
-  up->add_option("--aux-loss-coef", moe.aux_loss_coef, "load-balancing loss coefficient")->capture_default_str();
+  up->add_option("--experts", num_experts, "experts per layer N (expert 0 is shared)")->required();
+  up->add_option("--top-k", top_k, "active experts per token K (including the shared one)")->required();
+  up->add_option("--routing", routing, "xft | shared_no_norm | vanilla")->capture_default_str();
+  up->add_option("--router", router, "linear | mlp")->capture_default_str();
+  up->add_flag("--router-noise", router_noise, "noisy gating during training");
+  up->add_option("--router-init-std", router_init_std, "router weight init std")->capture_default_str();
+  up->add_option("--aux-loss", aux_loss, "cv2 | switch | none")->capture_default_str();
+  up->add_option("--aux-loss-coef", aux_loss_coef, "load-balancing loss coefficient")->capture_default_str();
   up->add_option("--seed", seed, "router initialisation seed")->capture_default_str();
 
   std::vector<std::string> prompts, prompt_ids;
@@ -191,9 +195,13 @@ int main(int argc, char** argv) {
     if (*gn) return cmd_generate(model_dir, prompts, prompt_ids, gen);
     if (*ev) return cmd_eval(model_dir, problems_path, eval_options, eval_gen, eval_batch);
     if (*up) {
-      moe.shared_expert = moe.routing != "vanilla";
+      const auto moe = xft::MoeConfig::from_json(
+          {{"num_experts", num_experts}, {"top_k", top_k}, {"shared_expert", routing != "vanilla"},
+           {"routing", routing}, {"router", router}, {"router_noise", router_noise},
+           {"router_init_std", router_init_std}, {"aux_loss", aux_loss}, {"aux_loss_coef", aux_loss_coef}},
+          "xft-tool upcycle");
       xft::upcycle_directory(model_dir, out_path, moe, seed);
-      std::cout << "wrote MoE (" << moe.num_experts << " experts, top-" << moe.top_k << ", " << moe.routing
+      std::cout << "wrote MoE (" << moe.num_experts << " experts, top-" << moe.top_k << ", " << to_string(moe.routing)
                 << " routing) to " << out_path << "\n";
       return 0;
     }

@@ -38,7 +38,7 @@ cudaError_t moe_route_forward(const void* logits, DType dtype, int64_t T, int R,
 
 // Backward: grad_logits [T, R] (in `dtype`) from grad_weights [T, S] and grad_probs [T, R]
 // (either may be null, meaning zero), the saved probs, experts and weights of the forward.
-// The arithmetic of xft::RouteFunction::backward (src/routing.cpp):
+// The arithmetic of xft::RouteFunction::backward (src/moe/routing.cpp):
 //   dv (gradient w.r.t. the chosen scores) per mode, ds = grad_probs + scatter(dv),
 //   dz = s * (ds - <ds, s>)   (softmax backward).
 // Preconditions: as the forward, all fp32 inputs contiguous.

@@ -6,4 +6,5 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 jobs=${XFT_JOBS:-$(nproc)}
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release "$@"
-cmake --build build -j "$jobs"
+# XFT_TARGETS: build only these targets (scripts/demo.sh builds just the demo).
+cmake --build build -j "$jobs" ${XFT_TARGETS:+--target $XFT_TARGETS}

@@ -7,8 +7,8 @@
 #include <thread>
 
 #include "test_util.h"
-#include "xft/bpe_tokenizer.h"
-#include "xft/files.h"
+#include "xft/data/bpe_tokenizer.h"
+#include "xft/core/files.h"
 
 namespace {
 

@@ -17,10 +17,10 @@
 #include <torch/torch.h>
 
 #include "test_util.h"
-#include "xft/batcher.h"
-#include "xft/error.h"
-#include "xft/instruction_data.h"
-#include "xft/tokenizer.h"
+#include "xft/data/batcher.h"
+#include "xft/core/error.h"
+#include "xft/data/instruction_data.h"
+#include "xft/data/tokenizer.h"
 
 using nlohmann::json;
 using xft::BatchSampler;
@@ -133,7 +133,7 @@ DataConfig config_for(const std::string& path) {
 
 DataConfig pretokenized(const std::string& path) {
   DataConfig c = config_for(path);
-  c.format = "pretokenized";
+  c.format = xft::DataFormat::kPretokenized;
   c.bos_id = 1;
   c.eos_id = 2;
   return c;
@@ -282,13 +282,13 @@ TEST(InstructionData, AlpacaInputOnlyWhenPresentAndFieldNames) {
   ASSERT_EQ(data.size(), 5u);
   EXPECT_EQ(prompt_text(data, 0, tok), magicoder_prompt("Sort it.\n\n[3, 1, 2]"));
   for (size_t i = 1; i < 5; ++i) EXPECT_EQ(prompt_text(data, i, tok), magicoder_prompt("Sort it.")) << i;
-  ASSERT_EQ(data.report().problems.size(), 1u);
-  EXPECT_EQ(data.report().problems[0].line, 6);
-  EXPECT_NE(data.report().problems[0].reason.find("'input'"), std::string::npos);
+  ASSERT_EQ(data.report().skipped_records.size(), 1u);
+  EXPECT_EQ(data.report().skipped_records[0].line, 6);
+  EXPECT_NE(data.report().skipped_records[0].reason.find("'input'"), std::string::npos);
 
   // With the default response field, every record lacks 'response'.
   expect_error([&] { InstructionDataset::load(config_for(dir + "/d.jsonl"), &tok); },
-               {dir + "/d.jsonl", "no usable record", "6 problems", "missing field 'response'"});
+               {dir + "/d.jsonl", "no usable record", "6 skipped", "missing field 'response'"});
 }
 
 TEST(InstructionData, TruncatesAtMaxLengthAndSkipsTooLongPrompts) {
@@ -309,9 +309,9 @@ TEST(InstructionData, TruncatesAtMaxLengthAndSkipsTooLongPrompts) {
   EXPECT_EQ(slice(ex.input_ids, p, p + 10), slice(tok.encode(long_response), 0, 10));
   EXPECT_NE(ex.input_ids.back(), tok.eos_id()) << "the cut falls before EOS";
   EXPECT_EQ(std::count(ex.labels.begin(), ex.labels.end(), kIgnoreLabel), static_cast<long>(p));
-  ASSERT_EQ(data.report().problems.size(), 1u);
-  EXPECT_EQ(data.report().problems[0].line, 2);
-  EXPECT_NE(data.report().problems[0].reason.find("prompt too long"), std::string::npos);
+  ASSERT_EQ(data.report().skipped_records.size(), 1u);
+  EXPECT_EQ(data.report().skipped_records[0].line, 2);
+  EXPECT_NE(data.report().skipped_records[0].reason.find("prompt too long"), std::string::npos);
 
   // A prompt exactly one short of max_length still keeps one response token.
   c.max_length = static_cast<int64_t>(p) + 1;
@@ -347,10 +347,10 @@ TEST(InstructionData, MalformedRecordsSkippedAndReportedByLine) {
   const std::vector<std::pair<int64_t, std::string>> expected = {
       {2, "invalid JSON"}, {4, "not a JSON object"}, {5, "missing field 'response'"},
       {7, "field 'instruction' is number; expected a string"}, {8, "empty response"}};
-  ASSERT_EQ(r.problems.size(), expected.size());
+  ASSERT_EQ(r.skipped_records.size(), expected.size());
   for (size_t i = 0; i < expected.size(); ++i) {
-    EXPECT_EQ(r.problems[i].line, expected[i].first);
-    EXPECT_NE(r.problems[i].reason.find(expected[i].second), std::string::npos) << r.problems[i].reason;
+    EXPECT_EQ(r.skipped_records[i].line, expected[i].first);
+    EXPECT_NE(r.skipped_records[i].reason.find(expected[i].second), std::string::npos) << r.skipped_records[i].reason;
   }
   const std::string s = r.summary();
   for (const char* part : {"7 records", "2 used", "5 skipped", "line numbers", ":2: invalid JSON", ":8: empty response"}) {
@@ -374,7 +374,7 @@ TEST(InstructionData, FileWithoutUsableRecordThrows) {
   const std::string dir = scratch_dir("none");
   write_file(dir + "/bad.jsonl", "not json\n{\"instruction\": \"a\", \"response\": \"\"}\n");
   expect_error([&] { InstructionDataset::load(config_for(dir + "/bad.jsonl"), &tok); },
-               {dir + "/bad.jsonl", "no usable record", "2 problems", ":1: invalid JSON", ":2: empty response"});
+               {dir + "/bad.jsonl", "no usable record", "2 skipped", ":1: invalid JSON", ":2: empty response"});
   write_file(dir + "/empty.jsonl", "\n\n");
   expect_error([&] { InstructionDataset::load(config_for(dir + "/empty.jsonl"), &tok); },
                {dir + "/empty.jsonl", "no usable record", "0 records"});
@@ -389,9 +389,11 @@ TEST(InstructionData, SummaryListIsCapped) {
   for (int i = 0; i < 25; ++i) text += "{\"instruction\": \"a\"}\n";
   write_file(dir + "/d.jsonl", text);
   const std::string s = InstructionDataset::load(config_for(dir + "/d.jsonl"), &tok).report().summary();
-  EXPECT_NE(s.find(":21: missing"), std::string::npos) << s;
-  EXPECT_EQ(s.find(":22: missing"), std::string::npos) << s;
-  EXPECT_NE(s.find("... and 5 more"), std::string::npos) << s;
+  // Counted by reason, then the first five listed.
+  EXPECT_NE(s.find("25 skipped (25 missing field 'response')"), std::string::npos) << s;
+  EXPECT_NE(s.find(":6: missing"), std::string::npos) << s;
+  EXPECT_EQ(s.find(":7: missing"), std::string::npos) << s;
+  EXPECT_NE(s.find("... and 20 more"), std::string::npos) << s;
 }
 
 TEST(InstructionData, JsonArrayReportsElementIndices) {
@@ -407,9 +409,9 @@ TEST(InstructionData, JsonArrayReportsElementIndices) {
   const auto& r = data.report();
   EXPECT_TRUE(r.array_elements);
   EXPECT_EQ(r.records, 4);
-  ASSERT_EQ(r.problems.size(), 2u);
-  EXPECT_EQ(r.problems[0].line, 2);
-  EXPECT_EQ(r.problems[1].line, 4);
+  ASSERT_EQ(r.skipped_records.size(), 2u);
+  EXPECT_EQ(r.skipped_records[0].line, 2);
+  EXPECT_EQ(r.skipped_records[1].line, 4);
   EXPECT_NE(r.summary().find("array elements"), std::string::npos);
   c.strict = true;
   expect_error([&] { InstructionDataset::load(c, &tok); }, {dir + "/d.json: element 2:", "missing field 'output'"});
@@ -442,7 +444,7 @@ TEST(InstructionData, PretokenizedUsesConfigIds) {
   EXPECT_EQ(data[0].labels, (std::vector<int64_t>{-100, -100, -100, -100, 20, 21, 2}));
   EXPECT_EQ(data[1].input_ids, (std::vector<int64_t>{1, 30, 2}));
   EXPECT_EQ(data[1].labels, (std::vector<int64_t>{-100, 30, 2}));
-  const auto& p = data.report().problems;
+  const auto& p = data.report().skipped_records;
   ASSERT_EQ(p.size(), 4u);
   EXPECT_EQ(p[0].line, 3);
   EXPECT_NE(p[0].reason.find("empty response"), std::string::npos);
@@ -457,7 +459,7 @@ TEST(InstructionData, PretokenizedUsesConfigIds) {
   c.path = dir + "/big.jsonl";
   const auto checked = InstructionDataset::load(c, &tiny_tokenizer());
   EXPECT_EQ(checked.size(), 1u);
-  EXPECT_NE(checked.report().problems.at(0).reason.find("[0, 400)"), std::string::npos);
+  EXPECT_NE(checked.report().skipped_records.at(0).reason.find("[0, 400)"), std::string::npos);
 }
 
 TEST(InstructionData, SplitIsDeterministicAndDisjoint) {

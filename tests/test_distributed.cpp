@@ -15,8 +15,8 @@
 
 #include "test_util.h"
 #include "tiny_world.h"
-#include "xft/distributed.h"
-#include "xft/safetensors.h"
+#include "xft/distributed/distributed.h"
+#include "xft/core/safetensors.h"
 
 namespace fs = std::filesystem;
 using namespace xft;
@@ -183,7 +183,7 @@ TEST(Distributed, ConfigAndLaunchErrorsAreClear) {
   xft::test::expect_error([] { DistributedConfig::from_json({{"expert_paralel", 2}}, "c.json"); },
                           {"c.json", "expert_paralel", "known: backend, bucket_mb, expert_parallel, timeout_s"});
   xft::test::expect_error([] { DistributedConfig::from_json({{"timeout_s", "60"}}, "c.json"); },
-                          {"c.json", "distributed field 'timeout_s'", "number", "string"});
+                          {"c.json", "distributed.timeout_s", "number", "string"});
   xft::test::expect_error([] { DistributedConfig::from_json(nlohmann::json::array(), "c.json"); },
                           {"c.json", "distributed section must be an object"});
   xft::test::expect_error([] { DistributedConfig::from_json({{"timeout_s", 0}}, "c.json"); }, {"timeout_s"});

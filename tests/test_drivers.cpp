@@ -4,9 +4,9 @@
 
 #include "test_util.h"
 #include "tiny_world.h"
-#include "xft/checkpoint.h"
-#include "xft/experiment.h"
-#include "xft/tokenizer.h"
+#include "xft/model/model_io.h"
+#include "xft/pipelines/experiment.h"
+#include "xft/data/tokenizer.h"
 
 namespace fs = std::filesystem;
 using namespace xft;
@@ -89,6 +89,6 @@ TEST(Drivers, SftXftEwaRunEndToEndAndDoNotRedoFinishedStages) {
   EXPECT_EQ(std::count(per_problem.begin(), per_problem.end(), '\n'), 2);
   // A bad config is a clear error, not a crash.
   EXPECT_EQ(driver("sft", sets + " --set sft_train.optimizer=sgd", dir + "/bad.log"), 1);
-  EXPECT_NE(read_all(dir + "/bad.log").find("optimizer must be adafactor or adamw"), std::string::npos)
+  EXPECT_NE(read_all(dir + "/bad.log").find("sft_train.optimizer must be one of adafactor, adamw"), std::string::npos)
       << read_all(dir + "/bad.log");
 }

@@ -14,11 +14,11 @@
 #include <nlohmann/json.hpp>
 
 #include "test_util.h"
-#include "xft/code_eval.h"
-#include "xft/error.h"
-#include "xft/pass_at_k.h"
-#include "xft/problems.h"
-#include "xft/sandbox.h"
+#include "xft/eval/code_eval.h"
+#include "xft/core/error.h"
+#include "xft/eval/pass_at_k.h"
+#include "xft/eval/problems.h"
+#include "xft/eval/sandbox.h"
 
 using nlohmann::json;
 using xft::test::expect_error;

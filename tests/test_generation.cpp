@@ -1,9 +1,9 @@
 // Batched generation with a KV cache against transformers' greedy generate (left padding),
 // on dense and upcycled MoE checkpoints, and sampling's controls.
 #include "test_util.h"
-#include "xft/checkpoint.h"
-#include "xft/generation.h"
-#include "xft/upcycle.h"
+#include "xft/model/model_io.h"
+#include "xft/eval/generation.h"
+#include "xft/methods/upcycle.h"
 
 using namespace xft;
 

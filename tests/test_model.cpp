@@ -4,9 +4,9 @@
 #include <fstream>
 
 #include "test_util.h"
-#include "xft/checkpoint.h"
-#include "xft/cuda_ops.h"
-#include "xft/rms_norm.h"
+#include "xft/model/model_io.h"
+#include "cuda/cuda_ops.h"
+#include "xft/model/rms_norm.h"
 
 namespace fs = std::filesystem;
 using namespace xft;

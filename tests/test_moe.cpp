@@ -5,9 +5,9 @@
 #include <fstream>
 
 #include "test_util.h"
-#include "xft/checkpoint.h"
-#include "xft/moe_layer.h"
-#include "xft/upcycle.h"
+#include "xft/model/model_io.h"
+#include "xft/moe/moe_layer.h"
+#include "xft/methods/upcycle.h"
 
 namespace fs = std::filesystem;
 using namespace xft;
@@ -21,9 +21,9 @@ MoeConfig moe_config(int64_t N, int64_t K, const std::string& routing = "xft", c
   MoeConfig c;
   c.num_experts = N;
   c.top_k = K;
-  c.routing = routing;
+  c.routing = xft::test::routing_mode(routing);
   c.shared_expert = routing != "vanilla";
-  c.router = router;
+  c.router = xft::test::router_kind(router);
   c.router_noise = noise;
   return c;
 }
@@ -208,7 +208,7 @@ TEST(Upcycle, MoeConfigWithoutDenseFieldsIsAnError) {
   expect_error([&] { ModelConfig::load(dir); }, {"config.json", "missing required field", "vocab_size"});
   std::ofstream(dir + "/config.json") << tiny_dense().to_json().dump() .substr(0, tiny_dense().to_json().dump().size() - 1)
                                      << R"(, "moe": {"num_experts": 8})" << "}";
-  expect_error([&] { ModelConfig::load(dir); }, {"config.json: moe", "top_k"});
+  expect_error([&] { ModelConfig::load(dir); }, {"config.json", "moe.top_k", "required"});
 }
 
 TEST(Upcycle, CommandOnTransformersCheckpoint) {
@@ -221,7 +221,7 @@ TEST(Upcycle, CommandOnTransformersCheckpoint) {
   auto cfg = ModelConfig::load(out);
   ASSERT_TRUE(cfg.moe.has_value());
   EXPECT_EQ(cfg.moe->num_experts, 8);
-  EXPECT_EQ(cfg.moe->router, "mlp");
+  EXPECT_EQ(cfg.moe->router, xft::RouterKind::kMlp);
   EXPECT_DOUBLE_EQ(cfg.rope_theta, ModelConfig::load(dense_dir).rope_theta);
   auto moe = load_model(out);
   auto dense = load_model(dense_dir);

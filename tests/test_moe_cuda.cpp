@@ -1,4 +1,4 @@
-// The CUDA MoE path (kernels/moe_routing.cu, kernels/moe_permute.cu, src/moe_cuda.cpp), in the
+// The CUDA MoE path (kernels/moe_routing.cu, kernels/moe_permute.cu, src/cuda/moe_cuda.cpp), in the
 // spirit of llama.cpp's test-backend-ops: every kernel and the whole layer against the CPU
 // reference (route on the CPU, moe_combine_naive in fp64), forwards and gradients, experts that
 // get no token, skewed routing, token counts that are multiples of nothing, bitwise-identical
@@ -7,9 +7,9 @@
 #include <torch/cuda.h>
 
 #include "test_util.h"
-#include "xft/cuda_ops.h"
-#include "xft/moe_cuda.h"
-#include "xft/moe_layer.h"
+#include "cuda/cuda_ops.h"
+#include "cuda/moe_cuda.h"
+#include "xft/moe/moe_layer.h"
 
 #ifdef XFT_WITH_CUDA
 #include <ATen/cuda/CUDAContext.h>

@@ -9,8 +9,9 @@
 #include <torch/torch.h>
 
 #include "test_util.h"
-#include "xft/lr_schedule.h"
-#include "xft/optimizer.h"
+#include "xft/train/lr_schedule.h"
+#include "xft/train/optimizer.h"
+#include "xft/train/train_config.h"
 
 namespace {
 
@@ -349,7 +350,7 @@ void check_resume(const std::function<std::unique_ptr<xft::Optimizer>(xft::Named
       p.mutable_grad() = (x.sin() * (1 + step)).to(p.scalar_type());
     }
   };
-  const xft::LrSchedule sched{"linear", 2, 5, 1e-2};
+  const xft::LrSchedule sched{xft::ScheduleKind::kLinear, 2, 5, 1e-2};
   auto a = make(pa);
   for (int s = 0; s < 3; ++s) {
     grads(pa, s);
@@ -430,20 +431,20 @@ TEST(Optimizer, RejectsBadParameters) {
 }
 
 TEST(LrSchedule, ValuesLikeTransformers) {
-  const xft::LrSchedule s{"linear", 10, 110, 1e-3};
+  const xft::LrSchedule s{xft::ScheduleKind::kLinear, 10, 110, 1e-3};
   EXPECT_EQ(s.at(0), 0.0);                  // the first optimizer step runs at lr 0
   EXPECT_DOUBLE_EQ(s.at(5), 1e-3 * 5 / 10);  // mid-warmup
   EXPECT_DOUBLE_EQ(s.at(10), 1e-3);          // end of warmup: (110-10)/100 = 1
   EXPECT_DOUBLE_EQ(s.at(60), 1e-3 * 50 / 100);
   EXPECT_EQ(s.at(110), 0.0);
   EXPECT_EQ(s.at(500), 0.0);  // clamped, not negative
-  const xft::LrSchedule no_warmup{"linear", 0, 4, 1.0};
+  const xft::LrSchedule no_warmup{xft::ScheduleKind::kLinear, 0, 4, 1.0};
   EXPECT_DOUBLE_EQ(no_warmup.at(0), 1.0);
   EXPECT_DOUBLE_EQ(no_warmup.at(3), 0.25);
-  const xft::LrSchedule c{"constant", 10, 100, 2e-5};
+  const xft::LrSchedule c{xft::ScheduleKind::kConstant, 10, 100, 2e-5};
   EXPECT_EQ(c.at(0), 2e-5);
   EXPECT_EQ(c.at(1000), 2e-5);
-  const xft::LrSchedule cw{"constant_with_warmup", 4, 100, 2e-5};
+  const xft::LrSchedule cw{xft::ScheduleKind::kConstantWithWarmup, 4, 100, 2e-5};
   EXPECT_EQ(cw.at(0), 0.0);
   EXPECT_DOUBLE_EQ(cw.at(1), 2e-5 * 0.25);
   EXPECT_EQ(cw.at(4), 2e-5);
@@ -451,12 +452,13 @@ TEST(LrSchedule, ValuesLikeTransformers) {
 }
 
 TEST(LrSchedule, ValidateRejectsBadSettings) {
-  expect_error([] { xft::LrSchedule{"cosine", 0, 10, 1e-5}.validate(); }, {"'cosine'"});
-  expect_error([] { xft::LrSchedule{"linear", -1, 10, 1e-5}.validate(); }, {"warmup", "-1"});
-  expect_error([] { xft::LrSchedule{"linear", 0, 0, 1e-5}.validate(); }, {"total", "0"});
-  expect_error([] { xft::LrSchedule{"linear", 0, 10, -1.0}.validate(); }, {"peak"});
-  expect_error([] { xft::LrSchedule{"linear", 0, 10, 1e-5}.at(-1); }, {"step"});
-  EXPECT_NO_THROW((xft::LrSchedule{"constant", 0, 1, 0.0}.validate()));
+  expect_error([] { xft::TrainConfig::from_json({{"schedule", "cosine"}}, "t.json", "sft_train"); },
+               {"t.json", "sft_train.schedule", "'cosine'", "linear, constant, constant_with_warmup"});
+  expect_error([] { xft::LrSchedule{xft::ScheduleKind::kLinear, -1, 10, 1e-5}.validate(); }, {"warmup", "-1"});
+  expect_error([] { xft::LrSchedule{xft::ScheduleKind::kLinear, 0, 0, 1e-5}.validate(); }, {"total", "0"});
+  expect_error([] { xft::LrSchedule{xft::ScheduleKind::kLinear, 0, 10, -1.0}.validate(); }, {"peak"});
+  expect_error([] { xft::LrSchedule{xft::ScheduleKind::kLinear, 0, 10, 1e-5}.at(-1); }, {"step"});
+  EXPECT_NO_THROW((xft::LrSchedule{xft::ScheduleKind::kConstant, 0, 1, 0.0}.validate()));
 }
 
 TEST(ClipGradNorm, ScalesByMaxNormOverNormPlusEps) {

@@ -4,8 +4,8 @@
 #include <cmath>
 
 #include "test_util.h"
-#include "xft/load_balancing.h"
-#include "xft/routing.h"
+#include "xft/moe/load_balancing.h"
+#include "xft/moe/routing.h"
 
 using namespace xft;
 using xft::test::expect_error;
@@ -145,7 +145,7 @@ TEST(LoadBalancing, Cv2ByHand) {
   r.experts_TS = torch::tensor({{0, 1}, {0, 1}}, torch::kInt64);
   r.probs_TR = torch::full({2, 3}, 1.0 / 3, torch::kFloat64);
   auto c = config("xft", 4, 2);
-  c.aux_loss = "cv2";
+  c.aux_loss = xft::AuxLossKind::kCv2;
   c.aux_loss_coef = 0.5;
   // importance = [1.4, 0, 0]: mean 1.4/3, unbiased var = (2 * (1.4/3)^2 + (2.8/3)^2) / 2
   const double mi = 1.4 / 3, vi = (2 * mi * mi + (1.4 - mi) * (1.4 - mi)) / 2;
@@ -161,10 +161,10 @@ TEST(LoadBalancing, SwitchByHand) {
   r.experts_TS = torch::tensor({{0, 1}, {0, 3}}, torch::kInt64);
   r.probs_TR = torch::tensor({{0.6, 0.3, 0.1}, {0.2, 0.2, 0.6}}, torch::kFloat64);
   auto c = config("xft", 4, 2);
-  c.aux_loss = "switch";
+  c.aux_loss = xft::AuxLossKind::kSwitch;
   c.aux_loss_coef = 1.0;
   // f = [0.5, 0, 0.5], P = [0.4, 0.25, 0.35]: 3 * (0.2 + 0.175)
   EXPECT_NEAR(load_balancing_loss(r, c).item<double>(), 3 * (0.5 * 0.4 + 0.5 * 0.35), 1e-12);
-  c.aux_loss = "none";
+  c.aux_loss = xft::AuxLossKind::kNone;
   EXPECT_FALSE(load_balancing_loss(r, c).defined());
 }

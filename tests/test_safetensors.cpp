@@ -17,8 +17,8 @@
 #include <string>
 #include <vector>
 
-#include "xft/error.h"
-#include "xft/safetensors.h"
+#include "xft/core/error.h"
+#include "xft/core/safetensors.h"
 
 using nlohmann::json;
 using Named = std::vector<std::pair<std::string, torch::Tensor>>;

@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "test_util.h"
-#include "xft/error.h"
-#include "xft/sandbox.h"
+#include "xft/core/error.h"
+#include "xft/eval/sandbox.h"
 
 using xft::test::expect_error;
 namespace fs = std::filesystem;

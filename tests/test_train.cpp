@@ -1,14 +1,18 @@
 // Training: the merge (Eq. 5-6) and its export, EWA's averaging, exact resume on CPU, the NaN
 // stop, and transformers loading what the pipelines export.
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <random>
 
 #include "test_util.h"
-#include "xft/ewa.h"
-#include "xft/merge.h"
-#include "xft/moe_layer.h"
-#include "xft/trainer.h"
-#include "xft/upcycle.h"
+#include "xft/methods/ewa.h"
+#include "xft/methods/fold_experts.h"
+#include "xft/methods/merge.h"
+#include "xft/moe/moe_layer.h"
+#include "xft/train/trainer.h"
+#include "xft/methods/upcycle.h"
 
 namespace fs = std::filesystem;
 using namespace xft;
@@ -59,7 +63,7 @@ InstructionDataset tiny_data(const std::string& dir, int64_t n, uint64_t seed) {
   out.close();
   DataConfig dc;
   dc.path = dir + "/data.jsonl";
-  dc.format = "pretokenized";
+  dc.format = xft::DataFormat::kPretokenized;
   dc.bos_id = 1;
   dc.eos_id = 2;
   return InstructionDataset::load(dc, nullptr);
@@ -70,7 +74,7 @@ TrainConfig tiny_train(int64_t steps) {
   t.max_steps = steps;
   t.global_batch = 8;
   t.micro_batch = 4;
-  t.optimizer = "adamw";
+  t.optimizer = xft::OptimizerKind::kAdamW;
   t.lr = 1e-2;
   t.warmup = 2;
   t.seed = 7;
@@ -192,7 +196,7 @@ TEST(Ewa, PullAndFinalAverageByHand) {
   EXPECT_LE(max_abs_diff(files.get("model.layers.0.mlp.up_proj.weight"), after.mean(0)), 1e-6);
   EXPECT_FALSE(ModelConfig::load(dir + "/avg").moe.has_value());
   EwaConfig lin;
-  lin.schedule = "linear";
+  lin.schedule = xft::EwaSchedule::kLinear;
   EXPECT_DOUBLE_EQ(ewa_beta(lin, 5, 10), 0.15);
   EXPECT_DOUBLE_EQ(ewa_beta(EwaConfig{}, 5, 10), 0.3);
 }
@@ -309,4 +313,48 @@ TEST(Export, TransformersLoadsMergedAndAveragedModelsWithSameLogits) {
               0)
         << name;
   }
+}
+
+// fold_experts alone, without training: W = sum_i c_i W_i per layer (Eq. 5), by hand in fp64.
+TEST(FoldExperts, MixesEveryLayersStacksByItsCoefficientsAndDropsTheRouters) {
+  torch::manual_seed(3);
+  const int64_t N = 3, D = 4, F = 5;
+  xft::NamedTensors moe = {{"model.embed_tokens.weight", torch::randn({7, D})}};
+  std::vector<std::vector<torch::Tensor>> stacks(2);
+  for (int64_t l = 0; l < 2; ++l) {
+    for (const char* proj : {"gate_proj", "up_proj", "down_proj"}) {
+      auto s = std::string(proj) == "down_proj" ? torch::randn({N, D, F}) : torch::randn({N, F, D});
+      stacks[l].push_back(s);
+      moe.emplace_back("model.layers." + std::to_string(l) + ".mlp.experts." + proj, s);
+    }
+    moe.emplace_back("model.layers." + std::to_string(l) + ".mlp.router.weight", torch::randn({N - 1, D}));
+    moe.emplace_back("model.layers." + std::to_string(l) + ".self_attn.q_proj.weight", torch::randn({D, D}));
+  }
+  const auto c = torch::tensor({{0.75, 0.2, 0.05}, {0.5, 0.25, 0.25}}, torch::kFloat64);
+  const auto out = xft::fold_experts(moe, c);
+  std::map<std::string, torch::Tensor> by_name(out.begin(), out.end());
+  EXPECT_EQ(by_name.count("model.layers.0.mlp.router.weight"), 0u);
+  EXPECT_TRUE(by_name.at("model.embed_tokens.weight").equal(moe[0].second));
+  EXPECT_TRUE(by_name.at("model.layers.1.self_attn.q_proj.weight").defined());
+  const char* names[] = {"gate_proj", "up_proj", "down_proj"};
+  for (int64_t l = 0; l < 2; ++l)
+    for (int p = 0; p < 3; ++p) {
+      auto want = torch::zeros_like(stacks[l][p][0], torch::kFloat64);
+      for (int64_t i = 0; i < N; ++i) want += c[l][i].item<double>() * stacks[l][p][i].to(torch::kFloat64);
+      const auto& got = by_name.at("model.layers." + std::to_string(l) + ".mlp." + names[p] + ".weight");
+      EXPECT_EQ(got.sizes(), stacks[l][p][0].sizes());
+      EXPECT_LE(max_abs_diff(got, want), 1e-6) << l << " " << names[p];
+    }
+  // One row for every layer: EWA's uniform average is the experts' mean.
+  const auto avg = xft::fold_experts(moe, torch::full({N}, 1.0 / N, torch::kFloat64));
+  std::map<std::string, torch::Tensor> avg_by_name(avg.begin(), avg.end());
+  EXPECT_LE(max_abs_diff(avg_by_name.at("model.layers.1.mlp.up_proj.weight"), stacks[1][1].to(torch::kFloat64).mean(0)), 1e-6);
+  // Clear errors: coefficients that do not match the stacks, a layer without its stack.
+  xft::test::expect_error([&] { xft::fold_experts(moe, torch::ones({2, 4})); }, {"model.layers.0.mlp.experts.gate_proj", "4 coefficients"});
+  xft::test::expect_error([&] { xft::fold_experts(moe, torch::ones({3, 3})); }, {"3 rows", "2 layers"});
+  auto missing = moe;
+  missing.erase(std::remove_if(missing.begin(), missing.end(),
+                               [](const auto& nt) { return nt.first == "model.layers.1.mlp.experts.down_proj"; }),
+                missing.end());
+  xft::test::expect_error([&] { xft::fold_experts(missing, c); }, {"missing tensor 'model.layers.1.mlp.experts.down_proj'"});
 }

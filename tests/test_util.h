@@ -11,10 +11,10 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
-#include "xft/config.h"
-#include "xft/error.h"
-#include "xft/files.h"
-#include "xft/sandbox.h"
+#include "xft/model/config.h"
+#include "xft/core/error.h"
+#include "xft/core/files.h"
+#include "xft/eval/sandbox.h"
 
 namespace xft::test {
 
@@ -84,12 +84,19 @@ void expect_error(F&& f, std::initializer_list<std::string> parts) {
   }
 }
 
+// The config spellings of the routing modes and routers, as a config file has them.
+inline RoutingMode routing_mode(const std::string& name) {
+  return name == "vanilla" ? RoutingMode::kVanilla : name == "shared_no_norm" ? RoutingMode::kSharedNoNorm
+                                                                               : RoutingMode::kXft;
+}
+inline RouterKind router_kind(const std::string& name) { return name == "mlp" ? RouterKind::kMlp : RouterKind::kLinear; }
+
 // An MoE config for routing tests: `mode` xft | shared_no_norm | vanilla (no shared expert).
 inline MoeConfig config(const std::string& mode, int64_t N, int64_t K, bool renorm = false) {
   MoeConfig c;
   c.num_experts = N;
   c.top_k = K;
-  c.routing = mode;
+  c.routing = routing_mode(mode);
   c.shared_expert = mode != "vanilla";
   c.vanilla_renormalize = renorm;
   return c;

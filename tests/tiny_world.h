@@ -6,9 +6,9 @@
 #include <string>
 
 #include "test_util.h"
-#include "xft/checkpoint.h"
-#include "xft/llama.h"
-#include "xft/tokenizer.h"
+#include "xft/model/model_io.h"
+#include "xft/model/llama.h"
+#include "xft/data/tokenizer.h"
 
 namespace xft::test {
 

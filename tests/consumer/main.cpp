@@ -2,7 +2,7 @@
 // library and package config are enough.
 #include <iostream>
 
-#include <xft/checkpoint.h>
+#include <xft/model/model_io.h>
 
 int main(int argc, char** argv) {
   if (argc < 2) return 2;

@@ -1,0 +1,71 @@
+// defines: ExpertSharding (which rows of an expert stack a rank holds), RowBlock / row_blocks
+//          (the rows of a parameter by the group that broadcasts and reduces them), all_to_all
+//
+// Expert parallelism for the MoE stage. Each MoE layer's stacks [N, F, D] keep their first
+// `replicated` rows (the shared expert 0, paper 3.1) on every rank, data parallel like the rest
+// of the model; the R routed experts are split into equal contiguous blocks over the expert
+// group (expert_parallel ranks). Rank g of the group holds global experts
+//   replicated + g*R/P .. replicated + (g+1)*R/P - 1
+// after its replicated rows, so its local stack is [replicated + R/P, F, D] under the same name.
+// Checkpoints and exports always hold the whole stacks (gather / slice below).
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/types.h>
+
+#include "xft/core/named_tensors.h"
+#include "xft/distributed/distributed.h"
+
+namespace xft {
+
+// Rows [begin, begin + length) of a tensor (length < 0: the whole tensor, 0-dim ones included),
+// broadcast and reduced over `group`.
+struct RowBlock {
+  int64_t begin = 0, length = -1;
+  Distributed::Group group = Distributed::Group::kWorld;
+  torch::Tensor of(const torch::Tensor& t) const { return length < 0 ? t : t.narrow(0, begin, length); }
+};
+
+class ExpertSharding {
+ public:
+  ExpertSharding(std::shared_ptr<const Distributed> dist, int64_t num_experts, int64_t replicated);
+  int64_t replicated() const { return replicated_; }
+  int64_t local_routed() const { return (num_experts_ - replicated_) / size_; }
+  int64_t first_routed() const { return replicated_ + rank_ * local_routed(); }  // global index of local row `replicated`
+  int size() const { return size_; }
+  int rank() const { return rank_; }
+  const Distributed& dist() const { return *dist_; }
+  // An expert stack (…experts.gate_proj/up_proj/down_proj) or one of its optimizer slots
+  // ("<stack>/exp_avg", …; scalars such as "<stack>/step" are not sharded).
+  bool is_sharded(const std::string& name, const torch::Tensor& t) const;
+  // Whole stack -> this rank's rows.
+  torch::Tensor slice(const torch::Tensor& full) const;
+  // This rank's rows -> whole stack (collective over the expert group: every member calls it in
+  // the same order).
+  torch::Tensor gather(const torch::Tensor& local, const std::string& name) const;
+  // gather() applied to every sharded entry; the others pass through.
+  NamedTensors gather_all(const NamedTensors& local) const;
+
+ private:
+  std::shared_ptr<const Distributed> dist_;
+  int64_t num_experts_, replicated_;
+  int size_, rank_;
+};
+
+// The rows of parameter `name` by group: a sharded stack's replicated rows over the world, its
+// own routed rows over the ranks holding the same experts; anything else (or everything, when
+// `sharding` is null) one block over the world.
+std::vector<RowBlock> row_blocks(const ExpertSharding* sharding, const std::string& name, const torch::Tensor& t);
+
+// Rows of x (dim 0) to the ranks of `group`: send_counts[g] rows go to member g, recv_counts[g]
+// arrive from it. Differentiable (the backward sends the gradients back the same way).
+torch::Tensor all_to_all(const torch::Tensor& x, const std::vector<int64_t>& send_counts,
+                         const std::vector<int64_t>& recv_counts, const Distributed& dist, Distributed::Group group);
+// The same exchange for tensors that need no gradient (counts, expert ids).
+torch::Tensor exchange_rows(const torch::Tensor& x, const std::vector<int64_t>& send_counts,
+                            const std::vector<int64_t>& recv_counts, const Distributed& dist, Distributed::Group group,
+                            const char* what);
+
+}  // namespace xft

@@ -1,0 +1,46 @@
+// defines: EvalOptions, GenerateFn, EvalReport, evaluate_problems
+//
+// The pass@k scoring loop behind `xft-tool eval`: prompts -> completions (from a caller-supplied
+// generator, so decoding stays outside) -> extracted code -> sandboxed test programs -> pass@k.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "xft/eval/problems.h"
+#include "xft/eval/sandbox.h"
+
+namespace xft {
+
+struct EvalOptions {
+  int64_t samples = 1;            // completions per problem (n); greedy pass@1 uses 1
+  std::vector<int64_t> ks = {1};  // each k must be <= samples
+  SandboxLimits limits;
+  int64_t parallelism = 2;        // test programs run at once
+  // Per-problem JSON lines (task_id, n, correct, statuses, failure_output, completions), written
+  // atomically at the end; lines are also appended to results_path + ".partial" as problems finish,
+  // and that file is removed once the full file is in place. Empty: no files.
+  std::string results_path;
+  int64_t limit = -1;             // evaluate only the first `limit` problems when > 0
+  int64_t chunk = 32;             // problems per generate call (<= 0: all at once); bounds what a crash loses
+  bool resume = false;            // reuse the problems already in results_path + ".partial" (same n)
+};
+
+// generate(prompts, n) returns, for each prompt, n completions: the text generated after the prompt.
+using GenerateFn = std::function<std::vector<std::vector<std::string>>(const std::vector<std::string>& prompts, int64_t n)>;
+
+struct EvalReport {
+  int64_t problems = 0;
+  std::map<int64_t, double> pass_at_k;  // k -> mean pass@k over the problems
+  std::string summary() const;          // "pass@1 = 0.8232 (164 problems)"
+};
+
+// Prompts come from instruction_prompt(p); the code run is extract_code(response_prefix(p) + completion)
+// inside test_program(p, code). Checks first that the sandbox can run Python at all, since every
+// problem would otherwise quietly score 0. Errors: bad options, a generator returning the wrong
+// number of completions, an unwritable results path.
+EvalReport evaluate_problems(const std::vector<Problem>& problems, const GenerateFn& generate, const EvalOptions& options);
+
+}  // namespace xft

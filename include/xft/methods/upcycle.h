@@ -1,0 +1,34 @@
+// defines: upcycle (dense state dict + config -> MoE state dict + config, a pure function),
+//          upcycle_directory (the same on Hugging Face directories)
+//
+// Paper 3.1: every expert of every layer is an exact copy of the dense SwiGLU FFN; embeddings,
+// attention, norms and head are copied; the routers are new, N(0, router_init_std).
+// With routing "xft" the routing weights sum to 1 (Eq. 2), so the MoE computes exactly the
+// dense function at this point.
+//
+// MoE tensor names (one loader serves dense and MoE: these are the MoeLayer's parameter names):
+//   model.layers.L.mlp.experts.{gate_proj,up_proj} [N, F, D], ...experts.down_proj [N, D, F]
+//   model.layers.L.mlp.router.weight [N-1, D]             (router "linear")
+//   model.layers.L.mlp.router.{w1 [N-1, D], w2 [N-1, N-1]} (router "mlp")
+//   model.layers.L.mlp.router.noise_weight [N-1, D]        (router_noise; initialised to 0)
+#pragma once
+#include <string>
+
+#include "xft/model/model_io.h"
+#include "xft/model/config.h"
+
+namespace xft {
+
+struct UpcycleResult {
+  ModelConfig config;
+  NamedTensors tensors;
+};
+
+UpcycleResult upcycle(const ModelConfig& dense_config, const NamedTensors& dense_tensors, const MoeConfig& moe,
+                      uint64_t seed);
+
+// Reads dense_dir, writes out_dir (atomically) in the dense checkpoint's dtype.
+void upcycle_directory(const std::string& dense_dir, const std::string& out_dir, const MoeConfig& moe,
+                       uint64_t seed);
+
+}  // namespace xft

@@ -1,0 +1,33 @@
+// defines: AttentionImpl / Attention (grouped-query self-attention with RoPE through
+//          scaled_dot_product_attention), attention_mask_4d
+#pragma once
+#include <torch/nn/modules/linear.h>
+
+#include "xft/model/config.h"
+
+namespace xft {
+
+// Boolean [B, 1, Tq, L] mask, true = may attend: causal and not padding. `padding_mask_BL`
+// covers all L keys (cached + new); the Tq queries are the last Tq positions. A position may
+// always see itself, so a padded query row is never empty (empty rows would make NaN).
+torch::Tensor attention_mask_4d(const torch::Tensor& padding_mask_BL, int64_t num_queries = -1);
+
+// One layer's cached keys and values [B, Hkv, L, head_dim] (after RoPE), for generation.
+struct KvCacheLayer {
+  torch::Tensor k, v;
+};
+
+class AttentionImpl : public torch::nn::Module {
+ public:
+  explicit AttentionImpl(const ModelConfig& config);
+  // x: [B, T, D]; cos/sin: [B, T, head_dim]; mask: undefined (pure causal) or from attention_mask_4d.
+  // With a cache, the new keys/values are appended to it and the queries attend to all of them.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                        const torch::Tensor& mask, KvCacheLayer* cache = nullptr);
+
+  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  int64_t num_heads, num_kv_heads, head_dim;
+};
+TORCH_MODULE(Attention);
+
+}  // namespace xft

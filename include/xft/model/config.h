@@ -1,0 +1,86 @@
+// defines: RopeScaling, MoeConfig, ModelConfig (a Hugging Face LlamaForCausalLM config.json,
+//          plus an optional `moe` section for upcycled models)
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "xft/core/files.h"
+
+namespace xft {
+
+struct RopeScaling {
+  std::string type = "default";  // default | linear | llama3
+  double factor = 1.0;
+  // llama3 only
+  double low_freq_factor = 1.0;
+  double high_freq_factor = 4.0;
+  int64_t original_max_position_embeddings = 8192;
+};
+
+// Routing weights (paper Eq. 1-2); the values are shared with kernels/moe_routing.cuh.
+enum class RoutingMode { kXft = 0, kSharedNoNorm = 1, kVanilla = 2 };
+enum class RouterKind { kLinear, kMlp };
+enum class AuxLossKind { kCv2, kSwitch, kNone };
+
+// The config spellings of the enums above ("xft", "mlp", "cv2", ...).
+const char* to_string(RoutingMode mode);
+const char* to_string(RouterKind kind);
+const char* to_string(AuxLossKind kind);
+
+// The MoE layer replacing every FFN after upcycling (paper 3.1).
+struct MoeConfig {
+  int64_t num_experts = 8;        // N, including the shared expert 0 when shared_expert
+  int64_t top_k = 6;              // K active per token, including the shared expert
+  bool shared_expert = true;      // expert 0 sees every token
+  RoutingMode routing = RoutingMode::kXft;  // "xft" (Eq. 2) | "shared_no_norm" | "vanilla" (Eq. 1; default without a shared expert)
+  bool vanilla_renormalize = false;  // vanilla only: renormalise the chosen K weights to sum 1
+  RouterKind router = RouterKind::kLinear;  // "linear" | "mlp" (W2 tanh(W1 x))
+  bool router_noise = false;      // training-time noisy gating; never at eval
+  double router_init_std = 0.02;
+  AuxLossKind aux_loss = AuxLossKind::kCv2;  // "cv2" (importance + load, Shazeer) | "switch" | "none"
+  double aux_loss_coef = 0.01;
+
+  int64_t num_routed() const { return shared_expert ? num_experts - 1 : num_experts; }
+  int64_t routed_k() const { return shared_expert ? top_k - 1 : top_k; }
+  void validate(const std::string& source) const;  // throws xft::Error naming source
+  nlohmann::json to_json() const;
+  static MoeConfig from_json(const nlohmann::json& j, const std::string& source);
+};
+
+struct ModelConfig {
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;
+  int64_t intermediate_size = 0;
+  int64_t num_hidden_layers = 0;
+  int64_t num_attention_heads = 0;
+  int64_t num_key_value_heads = 0;
+  int64_t head_dim = 0;
+  double rms_norm_eps = 1e-6;
+  double rope_theta = 10000.0;
+  RopeScaling rope_scaling;
+  int64_t max_position_embeddings = 2048;
+  bool tie_word_embeddings = false;
+  bool attention_bias = false;
+  bool mlp_bias = false;
+  std::optional<int64_t> bos_token_id;
+  std::optional<int64_t> eos_token_id;
+  std::string torch_dtype = "float32";
+  std::optional<MoeConfig> moe;  // present for an upcycled MoE model
+
+  // The config.json this came from, so fields this project does not use survive a save.
+  nlohmann::json raw = nlohmann::json::object();
+
+  static ModelConfig from_json(const nlohmann::json& j, const std::string& source);
+  // `path` is a model directory (reads path/config.json) or a config file.
+  static ModelConfig load(const std::string& path);
+  nlohmann::json to_json() const;
+  void save(const std::string& dir) const;  // dir/config.json, written atomically
+
+  // The dense config of the same model (moe removed): what merge and EWA export.
+  ModelConfig dense() const;
+};
+
+}  // namespace xft

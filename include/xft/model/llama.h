@@ -1,0 +1,85 @@
+// defines: DecoderLayerImpl, LlamaModelImpl, CausalLMImpl / CausalLM, CausalLMOutput,
+//          make_feed_forward
+//
+// Module names are the Hugging Face parameter names (model.layers.N.self_attn.q_proj.weight,
+// ...), so loading a checkpoint is a lookup. The FFN at model.layers.N.mlp is any
+// FeedForwardImpl: dense MLP, MoE layer, or merge.
+#pragma once
+#include <memory>
+
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+
+#include "xft/model/attention.h"
+#include "xft/model/config.h"
+#include "xft/model/feed_forward.h"
+#include "xft/model/rms_norm.h"
+#include "xft/model/rotary.h"
+
+namespace xft {
+
+// The FFN the config asks for: the dense MLP, or the MoE layer when config.moe is set.
+std::shared_ptr<FeedForwardImpl> make_feed_forward(const ModelConfig& config);
+
+class DecoderLayerImpl : public torch::nn::Module {
+ public:
+  explicit DecoderLayerImpl(const ModelConfig& config);
+  // Returns the layer output; adds the FFN's auxiliary loss (if any) to *aux.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                        const torch::Tensor& mask, torch::Tensor* aux, KvCacheLayer* cache = nullptr);
+  // Swaps the FFN (e.g. MoE -> merge); the new one is registered as `mlp`.
+  void set_mlp(std::shared_ptr<FeedForwardImpl> mlp);
+
+  RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+  Attention self_attn{nullptr};
+  std::shared_ptr<FeedForwardImpl> mlp;
+};
+TORCH_MODULE(DecoderLayer);
+
+class LlamaModelImpl : public torch::nn::Module {
+ public:
+  explicit LlamaModelImpl(const ModelConfig& config);
+  torch::nn::Embedding embed_tokens{nullptr};
+  torch::nn::ModuleList layers{nullptr};
+  RMSNorm norm{nullptr};
+};
+TORCH_MODULE(LlamaModel);
+
+struct CausalLMOutput {
+  torch::Tensor logits;    // [B, T, V]
+  torch::Tensor aux_loss;  // scalar sum of the MoE layers' load-balancing losses, or undefined
+};
+
+class CausalLMImpl : public torch::nn::Module {
+ public:
+  explicit CausalLMImpl(const ModelConfig& config);
+
+  // input_ids [B, T] int64; attention_mask [B, T] (1 = token, 0 = padding) or undefined;
+  // position_ids [B, T] or undefined (then 0..T-1, as transformers does without a cache).
+  CausalLMOutput forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {},
+                         const torch::Tensor& position_ids = {});
+  // hidden [.., D] -> logits [.., V] (lm_head, or the embedding matrix when tied).
+  torch::Tensor logits(const torch::Tensor& hidden);
+  // The final-norm hidden states [B, T, D]. With a cache (one entry per layer, filled as it
+  // goes), attention_mask covers the cached and the new tokens: [B, cached + T].
+  torch::Tensor hidden_states(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                              const torch::Tensor& position_ids, torch::Tensor* aux,
+                              std::vector<KvCacheLayer>* cache = nullptr);
+
+  DecoderLayer layer(int64_t i) const { return DecoderLayer(model->layers->ptr<DecoderLayerImpl>(i)); }
+  const ModelConfig& config() const { return config_; }
+  ModelConfig& mutable_config() { return config_; }
+  // Hugging Face's init: normal(0, std) for linear and embedding weights, ones for norms.
+  void init_weights(double std, uint64_t seed);
+
+  LlamaModel model{nullptr};
+  torch::nn::Linear lm_head{nullptr};  // null when tie_word_embeddings
+
+ private:
+  ModelConfig config_;
+  RotaryEmbedding rotary_;
+};
+TORCH_MODULE(CausalLM);
+
+}  // namespace xft

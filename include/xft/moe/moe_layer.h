@@ -1,0 +1,44 @@
+// defines: MoeLayerImpl / MoeLayer, the upcycled FFN (paper 3.1): router, N stacked experts
+//          (expert 0 shared when configured), routing (Eq. 2), dropless dispatch, aux loss.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "xft/model/config.h"
+#include "xft/moe/dispatch.h"
+#include "xft/moe/experts.h"
+#include "xft/model/feed_forward.h"
+#include "xft/moe/router.h"
+#include "xft/moe/routing.h"
+
+namespace xft {
+
+class MoeLayerImpl : public FeedForwardImpl {
+ public:
+  MoeLayerImpl(int64_t hidden, int64_t intermediate, const MoeConfig& config);
+  FfnOutput forward(const torch::Tensor& x) override;
+
+  const MoeConfig& config() const { return config_; }
+  // Tokens sent to each expert by the last forward ([N], int64), for metrics and tests.
+  const torch::Tensor& last_expert_counts() const { return last_counts_; }
+
+  // Expert parallelism (moe/expert_parallel.h): the stacks hold this rank's rows and routed
+  // tokens travel by all-to-all. Null: every expert is local.
+  void set_expert_sharding(std::shared_ptr<const ExpertSharding> sharding) { sharding_ = std::move(sharding); }
+
+  Router router{nullptr};
+  Experts experts{nullptr};
+
+ private:
+  MoeConfig config_;
+  torch::Tensor last_counts_;
+  std::shared_ptr<const ExpertSharding> sharding_;
+};
+TORCH_MODULE(MoeLayer);
+
+class CausalLMImpl;
+// Every layer's MoE FFN, in layer order; an error naming `who` and the first layer without one.
+std::vector<std::shared_ptr<MoeLayerImpl>> moe_layers(CausalLMImpl& model, const std::string& who);
+
+}  // namespace xft

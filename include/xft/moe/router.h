@@ -1,0 +1,26 @@
+// defines: RouterImpl / Router: token -> logits over the R routed experts (paper Eq. 2's
+//          u^T e_i), linear (weight [R, D]) or mlp (w2 tanh(w1 x), w1 [R, D], w2 [R, R]),
+//          with optional noisy gating during training.
+#pragma once
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+
+#include "xft/model/config.h"
+
+namespace xft {
+
+class RouterImpl : public torch::nn::Module {
+ public:
+  RouterImpl(int64_t hidden, const MoeConfig& config);
+  // x_TD -> fp32 (fp64 for fp64 input) logits_TR. Noise is added only when the module is training and noise is on:
+  // logits += randn * (softplus(noise_weight x) + 0.01).
+  torch::Tensor forward(const torch::Tensor& x_TD);
+
+  torch::Tensor weight;        // linear
+  torch::Tensor w1, w2;        // mlp
+  torch::Tensor noise_weight;  // router_noise
+  bool mlp;
+};
+TORCH_MODULE(Router);
+
+}  // namespace xft

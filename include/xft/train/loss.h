@@ -1,0 +1,23 @@
+// defines: language_model_loss (summed token cross-entropy over the response tokens),
+//          evaluate_loss (held-out mean loss per response token)
+#pragma once
+#include <cstdint>
+#include <utility>
+
+#include <torch/types.h>
+
+#include "xft/data/instruction_data.h"
+#include "xft/model/llama.h"
+#include "xft/train/train_config.h"
+
+namespace xft {
+
+// Sum of token cross-entropies (labels -100 ignored; position t predicts label t+1) and the count.
+std::pair<torch::Tensor, int64_t> language_model_loss(const torch::Tensor& logits, const torch::Tensor& labels);
+
+// Mean cross-entropy per response token over `data`, in eval mode without gradients (the
+// model's mode comes back afterwards, also on an error).
+double evaluate_loss(CausalLMImpl& model, const InstructionDataset& data, int64_t batch_size, int64_t pad_id,
+                     Precision precision = Precision::kFp32);
+
+}  // namespace xft

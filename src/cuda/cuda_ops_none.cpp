@@ -1,0 +1,37 @@
+// Built when XFT_WITH_CUDA is off: the CUDA ops report themselves unavailable.
+#include "cuda/cuda_ops.h"
+#include "xft/core/error.h"
+#include "cuda/moe_cuda.h"
+
+namespace xft {
+
+namespace {
+[[noreturn]] void no_cuda(const char* what) {
+  fail(what, ": this build of xft has no CUDA kernels (configured with XFT_WITH_CUDA=OFF)");
+}
+}  // namespace
+
+bool cuda_ops_available() { return false; }
+
+torch::Tensor rms_norm_cuda(const torch::Tensor&, const torch::Tensor&, double) { no_cuda("rms_norm_cuda"); }
+
+bool route_cuda_supports(const torch::Tensor&, const MoeConfig&) { return false; }
+Routing route_cuda(const torch::Tensor&, const MoeConfig&) { no_cuda("route_cuda"); }
+CudaRouting route_cuda_full(const torch::Tensor&, const MoeConfig&) { no_cuda("route_cuda_full"); }
+
+MoePermutation moe_permutation_cuda(const torch::Tensor&, int64_t) { no_cuda("moe_permutation_cuda"); }
+torch::Tensor moe_gather_rows_cuda(const torch::Tensor&, const MoePermutation&) { no_cuda("moe_gather_rows_cuda"); }
+torch::Tensor moe_combine_rows_cuda(const torch::Tensor&, const torch::Tensor&, const MoePermutation&) {
+  no_cuda("moe_combine_rows_cuda");
+}
+torch::Tensor grouped_linear_cuda(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&) {
+  no_cuda("grouped_linear_cuda");
+}
+bool moe_grouped_path_available(const ExpertsImpl&, const torch::Tensor&) { return false; }
+bool moe_combine_cuda_supports(const ExpertsImpl&, const torch::Tensor&, const torch::Tensor&) { return false; }
+torch::Tensor moe_combine_cuda(const ExpertsImpl&, const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,
+                               MoeCudaPath) {
+  no_cuda("moe_combine_cuda");
+}
+
+}  // namespace xft

@@ -1,0 +1,334 @@
+// ATen glue for kernels/moe_routing.cu and kernels/moe_permute.cu: device guards, dtype and
+// layout checks, the current stream, and the autograd Functions of the CUDA MoE path.
+#include "cuda/moe_cuda.h"
+
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/autograd.h>
+
+#include <vector>
+
+#include "cuda/cuda_glue.h"
+#include "moe_permute.cuh"
+#include "moe_routing.cuh"
+#include "xft/core/error.h"
+#include "xft/model/mlp.h"
+
+namespace xft {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+cudaStream_t current_stream() { return at::cuda::getCurrentCUDAStream(); }
+
+const float* f32_or_null(const torch::Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; }
+
+// ---- routing -------------------------------------------------------------------------------
+
+struct RouteCudaFunction : public torch::autograd::Function<RouteCudaFunction> {
+  static variable_list forward(AutogradContext* ctx, const torch::Tensor& z_TR, int64_t k, int64_t mode,
+                               bool renorm) {
+    c10::cuda::CUDAGuard guard(z_TR.device());
+    const auto kmode = static_cast<kernels::RouteMode>(mode);
+    const int64_t off = kmode == kernels::RouteMode::kVanilla ? 0 : 1;
+    auto z = z_TR.contiguous();
+    const int64_t T = z.size(0), R = z.size(1);
+    auto w = torch::empty({T, k + off}, z.options().dtype(torch::kFloat32));
+    auto ids = torch::empty({T, k + off}, z.options().dtype(torch::kInt32));
+    auto probs = torch::empty({T, R}, z.options().dtype(torch::kFloat32));
+    auto counts = torch::empty({R + off}, ids.options());
+    check_cuda(kernels::moe_route_forward(z.data_ptr(), kernel_dtype(z, "route_cuda"), T, static_cast<int>(R),
+                                          static_cast<int>(k), kmode, renorm, w.data_ptr<float>(),
+                                          ids.data_ptr<int32_t>(), probs.data_ptr<float>(),
+                                          counts.data_ptr<int32_t>(), current_stream()),
+               "route_cuda");
+    auto ids64 = ids.to(torch::kInt64);
+    ctx->save_for_backward({probs, ids, w});
+    ctx->saved_data["k"] = k;
+    ctx->saved_data["mode"] = mode;
+    ctx->saved_data["renorm"] = renorm;
+    ctx->saved_data["dtype"] = static_cast<int64_t>(z_TR.scalar_type());
+    ctx->mark_non_differentiable({ids64, ids, counts});
+    return {w, ids64, probs, ids, counts};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    if (!grads[0].defined() && !grads[2].defined()) return {torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    auto saved = ctx->get_saved_variables();
+    const auto& probs = saved[0];
+    const auto& ids = saved[1];
+    const auto& w = saved[2];
+    c10::cuda::CUDAGuard guard(probs.device());
+    auto gw = grads[0].defined() ? grads[0].to(torch::kFloat32).contiguous() : torch::Tensor();
+    auto gp = grads[2].defined() ? grads[2].to(torch::kFloat32).contiguous() : torch::Tensor();
+    const auto dtype = static_cast<c10::ScalarType>(ctx->saved_data["dtype"].toInt());
+    auto dz = torch::empty(probs.sizes(), probs.options().dtype(dtype));
+    check_cuda(kernels::moe_route_backward(probs.data_ptr<float>(), ids.data_ptr<int32_t>(), w.data_ptr<float>(),
+                                           f32_or_null(gw), f32_or_null(gp), probs.size(0),
+                                           static_cast<int>(probs.size(1)),
+                                           static_cast<int>(ctx->saved_data["k"].toInt()),
+                                           static_cast<kernels::RouteMode>(ctx->saved_data["mode"].toInt()),
+                                           ctx->saved_data["renorm"].toBool(), dz.data_ptr(),
+                                           kernel_dtype(dz, "route_cuda backward"), current_stream()),
+               "route_cuda backward");
+    return {dz, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+// ---- dispatch ------------------------------------------------------------------------------
+
+struct GatherRowsFunction : public torch::autograd::Function<GatherRowsFunction> {
+  static variable_list forward(AutogradContext* ctx, const torch::Tensor& x_TD, const torch::Tensor& row_to_token,
+                               const torch::Tensor& token_slot_to_row, int64_t slots) {
+    c10::cuda::CUDAGuard guard(x_TD.device());
+    auto x = x_TD.contiguous();
+    const int64_t M = row_to_token.numel(), D = x.size(1);
+    auto rows = torch::empty({M, D}, x.options());
+    check_cuda(kernels::moe_gather_rows(x.data_ptr(), row_to_token.data_ptr<int32_t>(), M, D * x.element_size(),
+                                        rows.data_ptr(), current_stream()),
+               "moe_gather_rows_cuda");
+    ctx->save_for_backward({token_slot_to_row});
+    ctx->saved_data["tokens"] = x.size(0);
+    ctx->saved_data["slots"] = slots;
+    return {rows};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto map = ctx->get_saved_variables()[0];
+    c10::cuda::CUDAGuard guard(map.device());
+    auto g = grads[0].contiguous();
+    const int64_t T = ctx->saved_data["tokens"].toInt(), S = ctx->saved_data["slots"].toInt(), D = g.size(1);
+    auto gx = torch::empty({T, D}, g.options());
+    const auto dt = kernel_dtype(g, "moe_gather_rows_cuda backward");
+    // Each token sums its own rows' gradients in slot order: the scatter-add without atomics.
+    check_cuda(kernels::moe_combine_rows(g.data_ptr(), dt, nullptr, map.data_ptr<int32_t>(), T, static_cast<int>(S), D,
+                                         gx.data_ptr(), dt, current_stream()),
+               "moe_gather_rows_cuda backward");
+    return {gx, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+struct CombineRowsFunction : public torch::autograd::Function<CombineRowsFunction> {
+  static variable_list forward(AutogradContext* ctx, const torch::Tensor& y_MD, const torch::Tensor& w_TS,
+                               const torch::Tensor& token_slot_to_row) {
+    c10::cuda::CUDAGuard guard(y_MD.device());
+    auto y = y_MD.contiguous();
+    auto w = w_TS.contiguous();
+    const int64_t T = w.size(0), S = w.size(1), D = y.size(1);
+    auto out = torch::empty({T, D}, y.options().dtype(torch::kFloat32));
+    check_cuda(kernels::moe_combine_rows(y.data_ptr(), kernel_dtype(y, "moe_combine_rows_cuda"), w.data_ptr<float>(),
+                                         token_slot_to_row.data_ptr<int32_t>(), T, static_cast<int>(S), D,
+                                         out.data_ptr(), kernels::DType::kFloat32, current_stream()),
+               "moe_combine_rows_cuda");
+    ctx->save_for_backward({y, w, token_slot_to_row});
+    return {out};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const auto& y = saved[0];
+    const auto& w = saved[1];
+    const auto& map = saved[2];
+    c10::cuda::CUDAGuard guard(y.device());
+    auto g = grads[0].to(torch::kFloat32).contiguous();
+    const int64_t T = w.size(0), S = w.size(1), D = y.size(1);
+    auto gy = ctx->needs_input_grad(0) ? torch::empty_like(y) : torch::Tensor();
+    auto gw = ctx->needs_input_grad(1) ? torch::empty({T, S}, w.options()) : torch::Tensor();
+    check_cuda(kernels::moe_combine_rows_backward(
+                   g.data_ptr(), kernels::DType::kFloat32, y.data_ptr(), kernel_dtype(y, "moe_combine_rows_cuda"),
+                   w.data_ptr<float>(), map.data_ptr<int32_t>(), T, static_cast<int>(S), D,
+                   gy.defined() ? gy.data_ptr() : nullptr, gw.defined() ? gw.data_ptr<float>() : nullptr,
+                   current_stream()),
+               "moe_combine_rows_cuda backward");
+    return {gy, gw, torch::Tensor()};
+  }
+};
+
+struct GroupedLinearFunction : public torch::autograd::Function<GroupedLinearFunction> {
+  static variable_list forward(AutogradContext* ctx, const torch::Tensor& x_MK, const torch::Tensor& w_ENK,
+                               const torch::Tensor& offs) {
+    c10::cuda::CUDAGuard guard(x_MK.device());
+    ctx->save_for_backward({x_MK, w_ENK, offs});
+    // mat2 = W^T viewed [E, K, N] with strides (N*K, 1, K): column-major, as at::_grouped_mm wants.
+    return {at::_grouped_mm(x_MK, w_ENK.transpose(-2, -1), offs)};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const auto& x = saved[0];
+    const auto& w = saved[1];
+    const auto& offs = saved[2];
+    c10::cuda::CUDAGuard guard(x.device());
+    auto g = grads[0].to(x.scalar_type()).contiguous();
+    torch::Tensor dx, dw;
+    if (ctx->needs_input_grad(0)) dx = at::_grouped_mm(g, w, offs);  // [M, N] x [E, N, K] -> [M, K]
+    if (ctx->needs_input_grad(1)) {
+      // [N, M] (strides (1, N)) x [M, K] -> [E, N, K]: the 2-D x 2-D layout (A column-major,
+      // B row-major) whose kernel accepts empty groups. It may leave an empty group's output
+      // unwritten, so those are zeroed: an expert without a token gets an exact zero gradient.
+      dw = at::_grouped_mm(g.t(), x, offs);
+      check_cuda(kernels::moe_zero_empty_groups(dw.data_ptr(), dw.stride(0) * dw.element_size(),
+                                                offs.data_ptr<int32_t>(), static_cast<int>(dw.size(0)),
+                                                current_stream()),
+                 "grouped_linear_cuda backward");
+    }
+    return {dx, dw, torch::Tensor()};
+  }
+};
+
+bool grouped_operand_ok(const torch::Tensor& w, const torch::Tensor& x) {
+  return w.defined() && w.is_cuda() && w.device() == x.device() && w.scalar_type() == torch::kBFloat16 &&
+         w.dim() == 3 && w.is_contiguous() && reinterpret_cast<uintptr_t>(w.data_ptr()) % 16 == 0;
+}
+
+}  // namespace
+
+// ---- routing -------------------------------------------------------------------------------
+
+bool route_cuda_supports(const torch::Tensor& z, const MoeConfig& config) {
+  return z.defined() && z.is_cuda() && z.dim() == 2 && kernel_dtype_ok(z) && z.size(1) >= 1 &&
+         z.size(1) <= kRouteCudaMaxRouted && z.size(0) <= 0x7fffffffLL && config.routed_k() >= 1 &&
+         config.routed_k() <= z.size(1);
+}
+
+CudaRouting route_cuda_full(const torch::Tensor& logits_TR, const MoeConfig& config) {
+  XFT_CHECK(route_cuda_supports(logits_TR, config),
+            "route_cuda: expected CUDA float, half or bfloat16 logits [T, R] with 1 <= routed k = ", config.routed_k(),
+            " <= R <= ", kRouteCudaMaxRouted, "; got ", logits_TR.scalar_type(), " ", logits_TR.sizes(), " on ",
+            logits_TR.device());
+  XFT_CHECK(logits_TR.size(1) == config.num_routed(), "route_cuda: logits have ", logits_TR.size(1),
+            " experts, config has ", config.num_routed(), " routed experts");
+  auto out = RouteCudaFunction::apply(logits_TR, config.routed_k(), static_cast<int64_t>(config.routing),
+                                      config.vanilla_renormalize);
+  return {{out[0], out[1], out[2]}, out[3], out[4]};
+}
+
+Routing route_cuda(const torch::Tensor& logits_TR, const MoeConfig& config) {
+  return route_cuda_full(logits_TR, config).routing;
+}
+
+// ---- dispatch ------------------------------------------------------------------------------
+
+MoePermutation moe_permutation_cuda(const torch::Tensor& experts_TS, int64_t E) {
+  XFT_CHECK(experts_TS.is_cuda() && experts_TS.dim() == 2 && !experts_TS.is_floating_point(),
+            "moe_permutation_cuda: expected integer expert ids [T, S] on a CUDA device, got ",
+            experts_TS.scalar_type(), " ", experts_TS.sizes(), " on ", experts_TS.device());
+  XFT_CHECK(E >= 1 && E <= kernels::kMaxPermuteExperts, "moe_permutation_cuda: ", E, " experts (1 to ",
+            kernels::kMaxPermuteExperts, " supported)");
+  const int64_t T = experts_TS.size(0), S = experts_TS.size(1), M = T * S;
+  XFT_CHECK(S >= 1 && M <= 0x7fffffffLL, "moe_permutation_cuda: ", T, " tokens x ", S,
+            " slots (needs at least one slot and fewer than 2^31 rows)");
+  c10::cuda::CUDAGuard guard(experts_TS.device());
+  auto ids = experts_TS.to(torch::kInt32).contiguous();
+  auto opts = ids.options();
+  MoePermutation p{torch::empty({M}, opts), torch::empty({M}, opts), torch::empty({E}, opts), T, S};
+  const size_t bytes = kernels::moe_permute_workspace_bytes(T, static_cast<int>(S), static_cast<int>(E));
+  auto workspace = torch::empty({static_cast<int64_t>(bytes / sizeof(int32_t)) + 1}, opts);
+  check_cuda(kernels::moe_build_permutation(ids.data_ptr<int32_t>(), T, static_cast<int>(S), static_cast<int>(E),
+                                            p.row_to_token.data_ptr<int32_t>(),
+                                            p.token_slot_to_row.data_ptr<int32_t>(),
+                                            p.offsets_end.data_ptr<int32_t>(), workspace.data_ptr(), bytes,
+                                            current_stream()),
+             "moe_permutation_cuda");
+  return p;
+}
+
+torch::Tensor moe_gather_rows_cuda(const torch::Tensor& x_TD, const MoePermutation& perm) {
+  XFT_CHECK(x_TD.is_cuda() && x_TD.dim() == 2 && x_TD.size(0) == perm.tokens && x_TD.size(1) >= 1 &&
+                kernel_dtype_ok(x_TD) && x_TD.device() == perm.row_to_token.device(),
+            "moe_gather_rows_cuda: expected float, half or bfloat16 x [", perm.tokens,
+            ", D] on the permutation's device, got ", x_TD.scalar_type(), " ", x_TD.sizes(), " on ", x_TD.device());
+  return GatherRowsFunction::apply(x_TD, perm.row_to_token, perm.token_slot_to_row, perm.slots)[0];
+}
+
+torch::Tensor moe_combine_rows_cuda(const torch::Tensor& y_MD, const torch::Tensor& weights_TS,
+                                    const MoePermutation& perm) {
+  XFT_CHECK(y_MD.is_cuda() && y_MD.dim() == 2 && y_MD.size(0) == perm.tokens * perm.slots && y_MD.size(1) >= 1 &&
+                kernel_dtype_ok(y_MD) && y_MD.device() == perm.row_to_token.device(),
+            "moe_combine_rows_cuda: expected float, half or bfloat16 rows [", perm.tokens * perm.slots,
+            ", D] on the permutation's device, got ", y_MD.scalar_type(), " ", y_MD.sizes(), " on ", y_MD.device());
+  XFT_CHECK(weights_TS.dim() == 2 && weights_TS.size(0) == perm.tokens && weights_TS.size(1) == perm.slots &&
+                weights_TS.device() == y_MD.device() && perm.slots <= kernels::kMaxCombineSlots,
+            "moe_combine_rows_cuda: expected weights [", perm.tokens, ", ", perm.slots, "] on ", y_MD.device(),
+            " (at most ", kernels::kMaxCombineSlots, " slots), got ", weights_TS.sizes(), " on ", weights_TS.device());
+  return CombineRowsFunction::apply(y_MD, weights_TS.to(torch::kFloat32), perm.token_slot_to_row)[0];
+}
+
+torch::Tensor grouped_linear_cuda(const torch::Tensor& x_MK, const torch::Tensor& w_ENK,
+                                  const torch::Tensor& offsets_end) {
+  XFT_CHECK(x_MK.is_cuda() && x_MK.dim() == 2 && x_MK.scalar_type() == torch::kBFloat16 && grouped_operand_ok(w_ENK, x_MK),
+            "grouped_linear_cuda: expected bf16 x [M, K] and contiguous 16-byte aligned bf16 w [E, N, K] on one "
+            "CUDA device, got ", x_MK.scalar_type(), " ", x_MK.sizes(), " and ", w_ENK.scalar_type(), " ",
+            w_ENK.sizes());
+  XFT_CHECK(w_ENK.size(2) == x_MK.size(1) && x_MK.size(1) % 8 == 0 && w_ENK.size(1) % 8 == 0,
+            "grouped_linear_cuda: K = ", x_MK.size(1), " and N = ", w_ENK.size(1),
+            " must match the weights and be multiples of 8 (16-byte rows)");
+  XFT_CHECK(offsets_end.is_cuda() && offsets_end.scalar_type() == torch::kInt32 && offsets_end.dim() == 1 &&
+                offsets_end.size(0) == w_ENK.size(0) && w_ENK.size(0) < 1024,
+            "grouped_linear_cuda: expected int32 offsets [", w_ENK.size(0), "] on the device (fewer than 1024 groups)");
+  return GroupedLinearFunction::apply(x_MK.contiguous(), w_ENK, offsets_end)[0];
+}
+
+bool moe_grouped_path_available(const ExpertsImpl& experts, const torch::Tensor& x_TD) {
+  if (!x_TD.is_cuda() || x_TD.dim() != 2 || x_TD.scalar_type() != torch::kBFloat16) return false;
+  if (experts.num_experts() >= 1024) return false;
+  for (const auto* w : {&experts.gate_proj, &experts.up_proj, &experts.down_proj}) {
+    if (!grouped_operand_ok(*w, x_TD)) return false;
+  }
+  const int64_t D = x_TD.size(1), F = experts.gate_proj.size(1);
+  if (D % 8 != 0 || F % 8 != 0 || experts.gate_proj.size(2) != D) return false;
+  // at::_grouped_mm's fast path (no host sync): sm90 and sm100 only.
+  const auto* prop = at::cuda::getDeviceProperties(x_TD.get_device());
+  return prop->major == 9 || prop->major == 10;
+}
+
+bool moe_combine_cuda_supports(const ExpertsImpl& experts, const torch::Tensor& x_TD, const torch::Tensor& experts_TS) {
+  return x_TD.is_cuda() && kernel_dtype_ok(x_TD) && experts_TS.dim() == 2 &&
+         experts_TS.size(1) <= kernels::kMaxCombineSlots && experts.num_experts() >= 1 &&
+         experts.num_experts() <= kernels::kMaxPermuteExperts;
+}
+
+torch::Tensor moe_combine_cuda(const ExpertsImpl& experts, const torch::Tensor& x_TD, const torch::Tensor& experts_TS,
+                               const torch::Tensor& weights_TS, MoeCudaPath path) {
+  XFT_CHECK(x_TD.dim() == 2 && experts_TS.dim() == 2 && experts_TS.sizes() == weights_TS.sizes() &&
+                experts_TS.size(0) == x_TD.size(0),
+            "moe_combine_cuda: expected x [T, D], experts and weights [T, S]; got ", x_TD.sizes(), ", ",
+            experts_TS.sizes(), ", ", weights_TS.sizes());
+  XFT_CHECK(moe_combine_cuda_supports(experts, x_TD, experts_TS),
+            "moe_combine_cuda: expected float, half or bfloat16 x on a CUDA device, at most ",
+            kernels::kMaxCombineSlots, " slots and ", kernels::kMaxPermuteExperts, " experts; got ",
+            x_TD.scalar_type(), " on ", x_TD.device(), ", ", experts_TS.size(1), " slots, ", experts.num_experts(),
+            " experts");
+  const bool grouped_ok = moe_grouped_path_available(experts, x_TD);
+  XFT_CHECK(path != MoeCudaPath::kGrouped || grouped_ok,
+            "moe_combine_cuda: the grouped path needs bf16 x and expert stacks on an sm90/sm100 GPU, hidden and "
+            "intermediate sizes multiples of 8");
+  c10::cuda::CUDAGuard guard(x_TD.device());
+  const int64_t T = x_TD.size(0), D = x_TD.size(1), E = experts.num_experts();
+  if (T == 0 || experts_TS.size(1) == 0) return torch::zeros({T, D}, x_TD.options().dtype(torch::kFloat32));
+
+  auto perm = moe_permutation_cuda(experts_TS, E);
+  auto x_rows = moe_gather_rows_cuda(x_TD, perm);
+  torch::Tensor y_rows;
+  if (grouped_ok && path != MoeCudaPath::kLoop) {
+    // Three grouped products over all experts at once; experts without a token cost nothing.
+    auto g = grouped_linear_cuda(x_rows, experts.gate_proj, perm.offsets_end);
+    auto u = grouped_linear_cuda(x_rows, experts.up_proj, perm.offsets_end);
+    y_rows = grouped_linear_cuda(swiglu(g, u), experts.down_proj, perm.offsets_end);
+  } else {
+    // The loop reads the offsets on the host: the one sync of the CUDA path, in this fallback only.
+    auto ends = perm.offsets_end.to(torch::kCPU);
+    const auto* end = ends.data_ptr<int32_t>();
+    std::vector<torch::Tensor> parts;
+    int64_t begin = 0;
+    for (int64_t e = 0; e < E; ++e) {
+      if (end[e] > begin) parts.push_back(experts.expert_forward(e, x_rows.narrow(0, begin, end[e] - begin)));
+      begin = end[e];
+    }
+    y_rows = torch::cat(parts);
+  }
+  return moe_combine_rows_cuda(y_rows, weights_TS, perm);
+}
+
+}  // namespace xft

@@ -1,0 +1,91 @@
+// defines: route_cuda / route_cuda_full (the CUDA path of route()), moe_combine_cuda (the CUDA
+//          path of moe_combine()), and the pieces the latter is built from, exposed for tests
+//          and benchmarks: MoePermutation, moe_permutation_cuda, moe_gather_rows_cuda,
+//          moe_combine_rows_cuda, grouped_linear_cuda.
+//
+// ATen glue over kernels/moe_routing.cu and kernels/moe_permute.cu. On a build without CUDA
+// kernels every function here throws xft::Error and the *_supports / *_available queries
+// return false (src/cuda/cuda_ops_none.cpp).
+#pragma once
+#include <torch/types.h>
+
+#include "xft/model/config.h"
+#include "xft/moe/experts.h"
+#include "xft/moe/routing.h"
+
+namespace xft {
+
+// ---- routing (paper Eq. 2; Eq. 1 for vanilla) ---------------------------------------------
+
+// One warp per token holds the routed logits: R is at most this.
+constexpr int64_t kRouteCudaMaxRouted = 64;
+
+// True when route_cuda takes these logits: on a CUDA device, float / half / bfloat16 (fp64
+// stays on the composed path, for gradient checks), 1 <= R <= kRouteCudaMaxRouted, and at
+// least one routed expert chosen per token.
+bool route_cuda_supports(const torch::Tensor& logits_TR, const MoeConfig& config);
+
+struct CudaRouting {
+  Routing routing;               // exactly what route() returns
+  torch::Tensor experts_TS_i32;  // the same expert ids as int32
+  torch::Tensor counts_N;        // int32 [num_experts]: slots per expert, shared expert included
+};
+
+// route() on the GPU: one fused kernel forward (softmax, stable top-k, Eq. 2 weights, expert
+// counts, no host sync) and one backward (the arithmetic of route()'s custom backward).
+// Throws xft::Error when !route_cuda_supports(logits, config) or the width is not config.num_routed().
+Routing route_cuda(const torch::Tensor& logits_TR, const MoeConfig& config);
+CudaRouting route_cuda_full(const torch::Tensor& logits_TR, const MoeConfig& config);
+
+// ---- dropless dispatch --------------------------------------------------------------------
+
+// Rows grouped by expert, by token inside an expert, by slot inside a token (the order of a
+// stable argsort of the flattened expert ids, as moe_combine on the CPU).
+struct MoePermutation {
+  torch::Tensor row_to_token;       // int32 [T*S]: the token row m reads
+  torch::Tensor token_slot_to_row;  // int32 [T*S]: the row of (t, s) at t*S + s
+  torch::Tensor offsets_end;        // int32 [E]: inclusive end row of each expert (grouped-mm offs)
+  int64_t tokens = 0, slots = 0;
+};
+
+// experts_TS: integer [T, S] on a CUDA device, every id in [0, num_experts) (not checked on the
+// device: an id out of range is undefined behaviour). No host synchronisation.
+MoePermutation moe_permutation_cuda(const torch::Tensor& experts_TS, int64_t num_experts);
+
+// rows [T*S, D] = x_TD[row_to_token]; differentiable w.r.t. x (backward: each token sums its
+// rows' gradients in slot order, no atomics).
+torch::Tensor moe_gather_rows_cuda(const torch::Tensor& x_TD, const MoePermutation& perm);
+
+// out [T, D] fp32 = sum_s weights_TS[t, s] * y_MD[token_slot_to_row[t*S + s]], accumulated in
+// fp32 in slot order; differentiable w.r.t. y and the weights (one pass for both gradients).
+torch::Tensor moe_combine_rows_cuda(const torch::Tensor& y_MD, const torch::Tensor& weights_TS,
+                                    const MoePermutation& perm);
+
+// y [M, N] = x_MK[rows of group e] @ w_ENK[e]^T for each group e (rows split by offsets_end),
+// through at::_grouped_mm, with its own backward: dx by a grouped product, dW by a grouped
+// product whose empty groups (experts without a token) are zeroed. bf16, sm90/sm100, K and N
+// multiples of 8, w contiguous and 16-byte aligned.
+torch::Tensor grouped_linear_cuda(const torch::Tensor& x_MK, const torch::Tensor& w_ENK,
+                                  const torch::Tensor& offsets_end);
+
+// True when moe_combine_cuda can take the grouped path for these experts and input: bf16 input
+// and expert stacks on one sm90/sm100 device, hidden and intermediate sizes multiples of 8,
+// 16-byte aligned contiguous stacks, fewer than 1024 experts.
+bool moe_grouped_path_available(const ExpertsImpl& experts, const torch::Tensor& x_TD);
+
+// True when moe_combine_cuda takes this call: x on a CUDA device in float / half / bfloat16,
+// experts_TS [T, S] with S <= 128, at most 1024 experts.
+bool moe_combine_cuda_supports(const ExpertsImpl& experts, const torch::Tensor& x_TD, const torch::Tensor& experts_TS);
+
+enum class MoeCudaPath {
+  kAuto,     // grouped when moe_grouped_path_available, else the loop
+  kGrouped,  // at::_grouped_mm for gate, up and down; throws when unavailable
+  kLoop,     // a per-expert loop of matrix products (one host sync for the offsets)
+};
+
+// moe_combine() on the GPU, same contract (fp32 [T, D] out, differentiable w.r.t. x, the
+// weights and the expert stacks): index build -> gather -> experts -> SwiGLU -> combine.
+torch::Tensor moe_combine_cuda(const ExpertsImpl& experts, const torch::Tensor& x_TD, const torch::Tensor& experts_TS,
+                               const torch::Tensor& weights_TS, MoeCudaPath path = MoeCudaPath::kAuto);
+
+}  // namespace xft

@@ -1,0 +1,181 @@
+#include "xft/eval/code_eval.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "xft/core/error.h"
+#include "xft/core/files.h"
+#include "xft/eval/pass_at_k.h"
+
+namespace fs = std::filesystem;
+
+namespace xft {
+
+namespace {
+
+using nlohmann::json;
+
+void check_options(const EvalOptions& o) {
+  XFT_CHECK(o.samples >= 1, "eval: samples must be at least 1, got ", o.samples);
+  XFT_CHECK(!o.ks.empty(), "eval: ks must name at least one k");
+  for (int64_t k : o.ks) {
+    XFT_CHECK(k >= 1 && k <= o.samples, "eval: pass@", k, " needs 1 <= k <= samples (samples = ", o.samples, ")");
+  }
+  XFT_CHECK(o.parallelism >= 1, "eval: parallelism must be at least 1, got ", o.parallelism);
+}
+
+// Records of an interrupted run (results_path.partial) that can stand for this one: same task, same n.
+std::map<std::string, json> read_partial(const std::string& path, int64_t samples) {
+  std::map<std::string, json> done;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    // The last line may be cut short by the crash that left the file behind: skip what does not parse.
+    const json rec = json::parse(line, nullptr, false);
+    if (rec.is_discarded() || !rec.is_object() || !rec.contains("task_id") || !rec.contains("n") || !rec.contains("correct")) continue;
+    if (!rec["task_id"].is_string() || !rec["n"].is_number_integer() || rec["n"].get<int64_t>() != samples) continue;
+    if (!rec["correct"].is_number_integer()) continue;
+    done[rec["task_id"].get<std::string>()] = rec;
+  }
+  return done;
+}
+
+// Program output and model text need not be valid UTF-8 (a tail cut mid-character, raw bytes):
+// replace bad bytes rather than throw halfway through a run.
+std::string json_line(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n"; }
+
+json problem_record(const Problem& p, const std::vector<std::string>& completions, const std::vector<SandboxResult>& results) {
+  json statuses = json::array();
+  json failure = nullptr;
+  int64_t correct = 0;
+  for (const auto& r : results) {
+    statuses.push_back(r.status);
+    if (r.passed) {
+      ++correct;
+    } else if (failure.is_null()) {
+      failure = r.output_tail;
+    }
+  }
+  return json{{"task_id", p.task_id},  {"n", static_cast<int64_t>(results.size())},
+              {"correct", correct},    {"statuses", statuses},
+              {"failure_output", failure}, {"completions", completions}};
+}
+
+// Generates and runs one chunk of problems; returns their records in order.
+std::vector<json> run_chunk(const std::vector<const Problem*>& chunk, const GenerateFn& generate, const EvalOptions& o) {
+  std::vector<std::string> prompts;
+  for (const Problem* p : chunk) prompts.push_back(instruction_prompt(*p));
+  const auto completions = generate(prompts, o.samples);
+  XFT_CHECK(completions.size() == prompts.size(), "eval: the generator returned completions for ", completions.size(),
+            " prompts, expected ", prompts.size());
+  std::vector<std::string> programs;
+  for (size_t i = 0; i < chunk.size(); ++i) {
+    XFT_CHECK(static_cast<int64_t>(completions[i].size()) == o.samples, "eval: the generator returned ",
+              completions[i].size(), " completions for ", chunk[i]->task_id, ", expected ", o.samples);
+    for (const auto& c : completions[i]) {
+      programs.push_back(test_program(*chunk[i], extract_code(response_prefix(*chunk[i]) + c)));
+    }
+  }
+  const auto results = run_many(programs, o.limits, o.parallelism);
+  std::vector<json> records;
+  for (size_t i = 0; i < chunk.size(); ++i) {
+    const auto first = results.begin() + static_cast<std::ptrdiff_t>(i * static_cast<size_t>(o.samples));
+    records.push_back(problem_record(*chunk[i], completions[i], {first, first + o.samples}));
+  }
+  return records;
+}
+
+}  // namespace
+
+std::string EvalReport::summary() const {
+  std::ostringstream os;
+  os << std::fixed << std::setprecision(4);
+  bool first = true;
+  for (const auto& [k, v] : pass_at_k) {
+    os << (first ? "" : ", ") << "pass@" << k << " = " << v;
+    first = false;
+  }
+  os << " (" << problems << " problems)";
+  return os.str();
+}
+
+EvalReport evaluate_problems(const std::vector<Problem>& problems, const GenerateFn& generate, const EvalOptions& options) {
+  check_options(options);
+  XFT_CHECK(static_cast<bool>(generate), "eval: no generate function given");
+  size_t count = problems.size();
+  if (options.limit > 0) count = std::min(count, static_cast<size_t>(options.limit));
+  XFT_CHECK(count > 0, "eval: no problems to evaluate");
+
+  EvalOptions o = options;
+  const SandboxResult probe = run_python("import sys\nprint(sys.executable)\n", o.limits);
+  XFT_CHECK(probe.passed, "eval: the sandbox cannot run '", o.limits.python, "' (status ", probe.status, "): ",
+            probe.output_tail);
+  // Run the interpreter itself from now on: a pyenv-style shim in front of it costs ~0.2 s per start.
+  const std::string executable = probe.output_tail.substr(0, probe.output_tail.find('\n'));
+  if (!executable.empty() && executable[0] == '/' && fs::exists(executable)) o.limits.python = executable;
+
+  const std::string partial = o.results_path.empty() ? "" : o.results_path + ".partial";
+  std::map<std::string, json> done;
+  std::ofstream partial_out;
+  if (!partial.empty()) {
+    const fs::path parent = fs::path(o.results_path).parent_path();
+    if (!parent.empty()) fs::create_directories(parent);
+    if (o.resume) done = read_partial(partial, o.samples);
+    // Rewritten from the reusable records, which also drops a line a crash cut short.
+    partial_out.open(partial, std::ios::trunc);
+    XFT_CHECK(partial_out.good(), partial, ": cannot open for writing");
+  }
+
+  std::vector<json> records(count);
+  std::vector<size_t> pending;
+  for (size_t i = 0; i < count; ++i) {
+    auto it = done.find(problems[i].task_id);
+    if (it == done.end()) {
+      pending.push_back(i);
+    } else {
+      records[i] = it->second;
+      partial_out << json_line(records[i]);
+    }
+  }
+  partial_out.flush();
+
+  const size_t step = o.chunk > 0 ? static_cast<size_t>(o.chunk) : pending.size();
+  for (size_t b = 0; b < pending.size(); b += step) {
+    std::vector<const Problem*> chunk;
+    for (size_t j = b; j < std::min(pending.size(), b + step); ++j) chunk.push_back(&problems[pending[j]]);
+    auto chunk_records = run_chunk(chunk, generate, o);
+    for (size_t j = 0; j < chunk.size(); ++j) {
+      records[pending[b + j]] = std::move(chunk_records[j]);
+      if (partial_out.is_open()) partial_out << json_line(records[pending[b + j]]);
+    }
+    partial_out.flush();
+    XFT_CHECK(!partial_out.is_open() || partial_out.good(), partial, ": write failed");
+  }
+
+  EvalReport report;
+  report.problems = static_cast<int64_t>(count);
+  std::vector<int64_t> n, c;
+  for (const auto& r : records) {
+    n.push_back(r["n"].get<int64_t>());
+    c.push_back(r["correct"].get<int64_t>());
+  }
+  for (int64_t k : o.ks) report.pass_at_k[k] = mean_pass_at_k(n, c, k);
+
+  if (!o.results_path.empty()) {
+    std::string text;
+    for (const auto& r : records) text += json_line(r);
+    write_file_atomic(o.results_path, text);
+    partial_out.close();
+    std::error_code ec;
+    fs::remove(partial, ec);  // the full file is in place; a leftover partial would only mislead
+  }
+  return report;
+}
+
+}  // namespace xft

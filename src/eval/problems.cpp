@@ -1,0 +1,252 @@
+#include "xft/eval/problems.h"
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "xft/core/error.h"
+
+namespace xft {
+
+namespace {
+
+using nlohmann::json;
+
+// zlib reads gzip and, in its transparent mode, plain files alike: one path for .jsonl and .jsonl.gz.
+std::string read_maybe_gzip(const std::string& path) {
+  gzFile f = ::gzopen(path.c_str(), "rb");
+  XFT_CHECK(f != nullptr, path, ": cannot open for reading (", std::strerror(errno), ")");
+  std::string text;
+  char buf[1 << 16];
+  int got = 0;
+  while ((got = ::gzread(f, buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(got));
+  if (got < 0) {
+    int code = 0;
+    const std::string why = ::gzerror(f, &code);
+    ::gzclose(f);
+    fail(path, ": cannot decompress (", why, "): expected a plain or gzip-compressed JSONL file");
+  }
+  ::gzclose(f);
+  return text;
+}
+
+std::string strip(const std::string& s) {
+  const auto space = [](unsigned char c) { return std::isspace(c) != 0; };
+  auto b = std::find_if_not(s.begin(), s.end(), space);
+  auto e = std::find_if_not(s.rbegin(), s.rend(), space).base();
+  return b < e ? std::string(b, e) : std::string();
+}
+
+std::string string_field(const json& rec, const char* key, bool required, const std::string& where) {
+  if (!rec.contains(key) || rec.at(key).is_null()) {
+    XFT_CHECK(!required, where, ": missing field '", key, "'");
+    return "";
+  }
+  XFT_CHECK(rec.at(key).is_string(), where, ": field '", key, "' must be a string, not ", rec.at(key).type_name());
+  return rec.at(key).get<std::string>();
+}
+
+// HumanEval ids are strings, MBPP's are integers.
+std::string task_id_field(const json& rec, const std::string& where) {
+  XFT_CHECK(rec.contains("task_id") && !rec.at("task_id").is_null(), where, ": missing field 'task_id'");
+  const auto& v = rec.at("task_id");
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_number_integer()) return std::to_string(v.get<int64_t>());
+  fail(where, ": field 'task_id' must be a string or an integer, not ", v.type_name());
+}
+
+// MBPP records carry no entry point; the first test names the function (`assert f(...) == ...`),
+// possibly inside wrappers like set(...) or math.isclose(...). Informational only: MBPP programs
+// run their asserts directly.
+std::string guess_entry_point(const std::string& test) {
+  static const std::set<std::string> wrappers = {"assert", "set", "sorted", "list", "tuple", "abs", "round",
+                                                 "math.isclose", "isclose", "str", "int", "float", "len", "bool",
+                                                 "dict", "frozenset", "sum", "all", "any", "type", "isinstance",
+                                                 "max", "min", "not", "and", "or", "in", "is"};
+  size_t i = 0;
+  while (i < test.size()) {
+    const unsigned char c = static_cast<unsigned char>(test[i]);
+    if (std::isalpha(c) || c == '_') {
+      size_t j = i;
+      while (j < test.size() && (std::isalnum(static_cast<unsigned char>(test[j])) || test[j] == '_' || test[j] == '.')) ++j;
+      const std::string name = test.substr(i, j - i);
+      size_t k = j;
+      while (k < test.size() && test[k] == ' ') ++k;
+      if (k < test.size() && test[k] == '(' && !wrappers.count(name)) return name;
+      i = j;
+    } else if (c == '"' || c == '\'') {
+      const size_t close = test.find(static_cast<char>(c), i + 1);  // skip string literals
+      i = close == std::string::npos ? test.size() : close + 1;
+    } else {
+      ++i;
+    }
+  }
+  return "";
+}
+
+Problem humaneval_record(const json& rec, const std::string& where) {
+  Problem p;
+  p.kind = "humaneval";
+  p.task_id = task_id_field(rec, where);
+  p.prompt = string_field(rec, "prompt", true, where);
+  p.entry_point = string_field(rec, "entry_point", true, where);
+  p.test = string_field(rec, "test", true, where);
+  p.canonical_solution = string_field(rec, "canonical_solution", false, where);
+  XFT_CHECK(!strip(p.entry_point).empty(), where, ": field 'entry_point' is empty");
+  return p;
+}
+
+Problem mbpp_record(const json& rec, const std::string& where) {
+  Problem p;
+  p.kind = "mbpp";
+  p.task_id = task_id_field(rec, where);
+  p.prompt = string_field(rec, "text", true, where);
+  p.canonical_solution = string_field(rec, "code", false, where);
+  p.test = string_field(rec, "test_setup_code", false, where);
+  XFT_CHECK(rec.contains("test_list") && rec.at("test_list").is_array(), where,
+            ": field 'test_list' must be a list of assert statements");
+  for (const auto& t : rec.at("test_list")) {
+    XFT_CHECK(t.is_string(), where, ": field 'test_list' must hold strings, found ", t.type_name());
+    p.test_list.push_back(t.get<std::string>());
+  }
+  XFT_CHECK(!p.test_list.empty(), where, ": field 'test_list' is empty (a problem needs at least one test)");
+  p.entry_point = guess_entry_point(p.test_list.front());
+  return p;
+}
+
+// ```, its language tag and the first line of the block's contents.
+struct Fence {
+  size_t content_begin;
+  std::string lang;
+};
+
+Fence parse_fence(const std::string& text, size_t open) {
+  const size_t nl = text.find('\n', open + 3);
+  const size_t tag_end = nl == std::string::npos ? text.size() : nl;
+  std::string lang = strip(text.substr(open + 3, tag_end - open - 3));
+  lang = lang.substr(0, lang.find_first_of(" \t{"));  // "```python title=x" / "```{python}"
+  std::transform(lang.begin(), lang.end(), lang.begin(), [](unsigned char c) { return std::tolower(c); });
+  return {nl == std::string::npos ? text.size() : nl + 1, lang};
+}
+
+// The closing fence: a line starting (after indentation) with ```; failing that, any ``` (a model
+// that ends a line of code with the fence); npos when the block is never closed.
+size_t find_closing(const std::string& text, size_t from) {
+  for (size_t line = from; line < text.size();) {
+    size_t p = line;
+    while (p < text.size() && (text[p] == ' ' || text[p] == '\t')) ++p;
+    if (text.compare(p, 3, "```") == 0) return line;
+    const size_t nl = text.find('\n', line);
+    if (nl == std::string::npos) break;
+    line = nl + 1;
+  }
+  return text.find("```", from);
+}
+
+std::string joined(const std::vector<std::string>& lines) {
+  std::string out;
+  for (const auto& l : lines) out += l + "\n";
+  return out;
+}
+
+const char* const kMagicoderHead =
+    "You are an exceptionally intelligent coding assistant that consistently delivers accurate and reliable "
+    "responses to user instructions.\n\n@@ Instruction\n";
+const char* const kMagicoderTail = "\n\n@@ Response\n";
+
+}  // namespace
+
+std::vector<Problem> load_problems(const std::string& path) {
+  const std::string text = read_maybe_gzip(path);
+  std::vector<Problem> problems;
+  std::set<std::string> seen;
+  std::string kind;
+  size_t line_no = 0;
+  for (size_t begin = 0; begin < text.size();) {
+    size_t end = text.find('\n', begin);
+    if (end == std::string::npos) end = text.size();
+    std::string line = text.substr(begin, end - begin);
+    begin = end + 1;
+    ++line_no;
+    if (strip(line).empty()) continue;
+    const std::string where = path + ":" + std::to_string(line_no);
+    json rec;
+    try {
+      rec = json::parse(line);
+    } catch (const json::parse_error& e) {
+      fail(where, ": invalid JSON (", e.what(), ")");
+    }
+    XFT_CHECK(rec.is_object(), where, ": expected a JSON object per line, found ", rec.type_name());
+    if (kind.empty()) {
+      if (rec.contains("prompt") && rec.contains("entry_point") && rec.contains("test")) {
+        kind = "humaneval";
+      } else if (rec.contains("text") && rec.contains("test_list")) {
+        kind = "mbpp";
+      } else {
+        fail(where, ": neither a HumanEval record (task_id, prompt, entry_point, test) nor an MBPP record "
+                    "(task_id, text, test_list)");
+      }
+    }
+    Problem p = kind == "humaneval" ? humaneval_record(rec, where) : mbpp_record(rec, where);
+    XFT_CHECK(seen.insert(p.task_id).second, where, ": duplicate task_id '", p.task_id, "'");
+    problems.push_back(std::move(p));
+  }
+  XFT_CHECK(!problems.empty(), path, ": no problems (expected HumanEval or MBPP JSONL records)");
+  return problems;
+}
+
+std::string response_prefix(const Problem& p) {
+  if (p.kind == "mbpp") return "```python\n";
+  return "```python\n" + strip(p.prompt);
+}
+
+std::string instruction_prompt(const Problem& p) {
+  std::string instruction;
+  if (p.kind == "mbpp") {
+    std::string task = strip(p.prompt);
+    if (!task.empty() && task.back() != '.') task += ".";
+    const std::string first_test = p.test_list.empty() ? std::string() : strip(p.test_list.front());
+    instruction = task + " Your code should satisfy the following assertion:\n```python\n" + first_test + "\n```";
+  } else {
+    instruction = "Write a solution to the following problem:\n```python\n" + strip(p.prompt) + "\n```";
+  }
+  return kMagicoderHead + instruction + kMagicoderTail + response_prefix(p);
+}
+
+std::string extract_code(const std::string& response_text) {
+  std::string fallback;  // the first block in some other language, used when no Python block exists
+  bool have_fallback = false;
+  for (size_t pos = 0;;) {
+    const size_t open = response_text.find("```", pos);
+    if (open == std::string::npos) break;
+    const Fence fence = parse_fence(response_text, open);
+    const size_t close = find_closing(response_text, fence.content_begin);
+    const size_t end = close == std::string::npos ? response_text.size() : close;
+    std::string content = response_text.substr(fence.content_begin, end - fence.content_begin);
+    if (fence.lang.empty() || fence.lang == "python" || fence.lang == "py" || fence.lang == "python3") return content;
+    if (!have_fallback) {
+      fallback = std::move(content);
+      have_fallback = true;
+    }
+    if (close == std::string::npos) break;
+    pos = response_text.find("```", close) + 3;  // past the closing fence
+  }
+  return have_fallback ? fallback : response_text;
+}
+
+std::string test_program(const Problem& p, const std::string& code) {
+  if (p.kind == "mbpp") {
+    std::string setup = p.test;
+    if (!setup.empty() && setup.back() != '\n') setup += "\n";
+    return code + "\n\n" + setup + joined(p.test_list);
+  }
+  return code + "\n\n" + p.test + "\n\ncheck(" + p.entry_point + ")\n";
+}
+
+}  // namespace xft

@@ -1,0 +1,134 @@
+#include "xft/methods/merge.h"
+
+#include <cmath>
+
+#include "xft/model/model_io.h"
+#include "core/config_reader.h"
+#include "xft/methods/fold_experts.h"
+#include "xft/model/hf_names.h"
+#include "xft/core/error.h"
+#include "xft/model/mlp.h"
+#include "xft/moe/moe_layer.h"
+
+namespace xft {
+
+void MergeConfig::validate(const std::string& source) const {
+  XFT_CHECK(!fixed_shared_rate || (shared_rate >= 0.0 && shared_rate < 1.0), source,
+            ": merge.shared_rate must be in [0, 1), got ", shared_rate);
+}
+
+namespace {
+const ConfigReader<MergeConfig>& merge_reader() {
+  static const ConfigReader<MergeConfig> r = ConfigReader<MergeConfig>("merge")
+                                                 .field("shared_rate", &MergeConfig::shared_rate)
+                                                 .field("fixed_shared_rate", &MergeConfig::fixed_shared_rate);
+  return r;
+}
+}  // namespace
+
+MergeConfig MergeConfig::from_json(const nlohmann::json& j, const std::string& source) {
+  MergeConfig m = merge_reader().read(j, source);
+  m.validate(source);
+  return m;
+}
+
+nlohmann::json MergeConfig::to_json() const { return merge_reader().write(*this); }
+
+MergedFeedForwardImpl::MergedFeedForwardImpl(const torch::Tensor& gate, const torch::Tensor& up,
+                                             const torch::Tensor& down, const MergeConfig& c)
+    : config_(c) {
+  const int64_t N = gate.size(0);
+  XFT_CHECK(N >= 2, "merge: a layer needs at least 2 experts, got ", N);
+  gate_stack = register_buffer("gate_stack", gate.detach());
+  up_stack = register_buffer("up_stack", up.detach());
+  down_stack = register_buffer("down_stack", down.detach());
+  torch::Tensor init;
+  if (c.fixed_shared_rate) {
+    // Equal logits: alpha_i = (1 - lambda) / (N - 1), the paper's uniform initialisation.
+    init = torch::zeros({N - 1});
+  } else {
+    // The learned soup starts where the fixed-rate merge starts (lambda, (1-lambda)/(N-1)),
+    // as the paper's Table 5 comparison does.
+    init = torch::full({N}, std::log((1.0 - c.shared_rate) / (N - 1)));
+    init[0] = std::log(c.shared_rate);
+  }
+  logits = register_parameter("logits", init);
+}
+
+torch::Tensor MergedFeedForwardImpl::coefficients() const {
+  auto l = logits.to(torch::kFloat32);
+  if (!config_.fixed_shared_rate) return torch::softmax(l, 0);
+  auto alpha = (1.0 - config_.shared_rate) * torch::softmax(l, 0);  // Eq. 5
+  return torch::cat({torch::full({1}, config_.shared_rate, alpha.options()), alpha});
+}
+
+std::array<torch::Tensor, 3> MergedFeedForwardImpl::merged_weights() const {
+  // Eq. 5: sum_i c_i W_i over the expert dim; the same c for gate, up and down.
+  const auto c = coefficients();
+  return {fold_stack(c, gate_stack), fold_stack(c, up_stack), fold_stack(c, down_stack)};
+}
+
+FfnOutput MergedFeedForwardImpl::forward(const torch::Tensor& x) {
+  auto [g, u, d] = merged_weights();
+  const auto t = x.scalar_type();  // bf16 weights run in bf16; under autocast linear casts anyway
+  return {torch::linear(swiglu(torch::linear(x, g.to(t)), torch::linear(x, u.to(t))), d.to(t)), {}};
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> attach_merge(CausalLMImpl& model, const MergeConfig& config,
+                                                                std::optional<torch::Dtype> stack_dtype) {
+  XFT_CHECK(model.config().moe.has_value(), "merge: the model is not an MoE (its config has no 'moe' section)");
+  XFT_CHECK(model.config().moe->shared_expert || !config.fixed_shared_rate,
+            "merge: a fixed shared_rate needs a shared expert; set merge.fixed_shared_rate=false for vanilla MoEs");
+  config.validate("merge");
+  for (auto& p : model.parameters()) p.set_requires_grad(false);
+  std::vector<std::pair<std::string, torch::Tensor>> trainable;
+  for (int64_t l = 0; l < model.config().num_hidden_layers; ++l) {
+    auto layer = model.layer(l);
+    auto moe = std::dynamic_pointer_cast<MoeLayerImpl>(layer->mlp);
+    XFT_CHECK(moe != nullptr, "merge: layer ", l, " has no MoE layer to merge");
+    auto store = [&](const torch::Tensor& t) { return stack_dtype ? t.to(*stack_dtype) : t; };
+    auto merged = std::make_shared<MergedFeedForwardImpl>(store(moe->experts->gate_proj), store(moe->experts->up_proj),
+                                                          store(moe->experts->down_proj), config);
+    merged->to(moe->experts->gate_proj.device());
+    layer->set_mlp(merged);
+    trainable.emplace_back(hf::merge_logits(l), merged->logits);
+  }
+  return trainable;
+}
+
+namespace {
+MergedFeedForwardImpl& merged_layer(CausalLMImpl& model, int64_t l) {
+  auto m = std::dynamic_pointer_cast<MergedFeedForwardImpl>(model.layer(l)->mlp);
+  XFT_CHECK(m != nullptr, "merge: layer ", l, " is not merged (call attach_merge first)");
+  return *m;
+}
+}  // namespace
+
+nlohmann::json merge_coefficients_json(CausalLMImpl& model, const MergeConfig& config) {
+  nlohmann::json layers = nlohmann::json::array();
+  for (int64_t l = 0; l < model.config().num_hidden_layers; ++l) {
+    auto c = merged_layer(model, l).coefficients().detach().cpu().to(torch::kFloat64);
+    layers.push_back(std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel()));
+  }
+  auto j = config.to_json();
+  j["layers"] = layers;
+  return j;
+}
+
+void export_merged(CausalLMImpl& model, const std::string& dir, torch::Dtype save_dtype) {
+  torch::NoGradGuard ng;
+  NamedTensors moe;
+  for (const auto& [name, t] : model_tensors(model))
+    if (!hf::is_ffn(name)) moe.emplace_back(name, t);
+  std::vector<torch::Tensor> coefficients;
+  for (int64_t l = 0; l < model.config().num_hidden_layers; ++l) {
+    const auto& m = merged_layer(model, l);
+    moe.emplace_back(hf::expert_stack(l, "gate_proj"), m.gate_stack);
+    moe.emplace_back(hf::expert_stack(l, "up_proj"), m.up_stack);
+    moe.emplace_back(hf::expert_stack(l, "down_proj"), m.down_stack);
+    coefficients.push_back(m.coefficients());
+  }
+  save_model_tensors(model.config().dense(), fold_experts(moe, torch::stack(coefficients)), dir, save_dtype);
+}
+
+}  // namespace xft

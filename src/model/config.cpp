@@ -1,0 +1,234 @@
+#include "xft/model/config.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/config_reader.h"
+#include "xft/core/error.h"
+
+namespace fs = std::filesystem;
+
+namespace xft {
+
+namespace {
+
+template <typename T>
+T required(const nlohmann::json& j, const char* key, const std::string& source) {
+  XFT_CHECK(j.contains(key) && !j.at(key).is_null(), source, ": missing required field '", key, "'");
+  try {
+    return j.at(key).get<T>();
+  } catch (const nlohmann::json::exception&) {
+    fail(source, ": field '", key, "' has the wrong type (", j.at(key).type_name(), ")");
+  }
+}
+
+template <typename T>
+T optional_field(const nlohmann::json& j, const char* key, T fallback, const std::string& source) {
+  if (!j.contains(key) || j.at(key).is_null()) return fallback;
+  try {
+    return j.at(key).get<T>();
+  } catch (const nlohmann::json::exception&) {
+    fail(source, ": field '", key, "' has the wrong type (", j.at(key).type_name(), ")");
+  }
+}
+
+// bos/eos may be an int or a list of ints (Llama 3); the first one is the one we emit.
+std::optional<int64_t> token_id(const nlohmann::json& j, const char* key) {
+  if (!j.contains(key) || j.at(key).is_null()) return std::nullopt;
+  const auto& v = j.at(key);
+  if (v.is_number_integer()) return v.get<int64_t>();
+  if (v.is_array() && !v.empty() && v[0].is_number_integer()) return v[0].get<int64_t>();
+  return std::nullopt;
+}
+
+RopeScaling parse_rope_scaling(const nlohmann::json& j, const std::string& source) {
+  RopeScaling rs;
+  // transformers >= 4.45 writes rope_type, older versions type; 5.x nests it in rope_parameters.
+  const nlohmann::json* s = nullptr;
+  if (j.contains("rope_scaling") && j.at("rope_scaling").is_object()) s = &j.at("rope_scaling");
+  else if (j.contains("rope_parameters") && j.at("rope_parameters").is_object()) s = &j.at("rope_parameters");
+  if (!s) return rs;
+  const std::string where = source + ": rope_scaling";
+  rs.type = s->contains("rope_type") ? required<std::string>(*s, "rope_type", where)
+                                     : optional_field<std::string>(*s, "type", "default", where);
+  if (rs.type == "default") return rs;
+  rs.factor = required<double>(*s, "factor", where);
+  XFT_CHECK(rs.factor > 0, where, ": factor must be > 0, got ", rs.factor);
+  if (rs.type == "llama3") {
+    rs.low_freq_factor = required<double>(*s, "low_freq_factor", where);
+    rs.high_freq_factor = required<double>(*s, "high_freq_factor", where);
+    rs.original_max_position_embeddings = required<int64_t>(*s, "original_max_position_embeddings", where);
+  } else if (rs.type != "linear") {
+    fail(where, ": unsupported type '", rs.type, "' (supported: default, linear, llama3)");
+  }
+  return rs;
+}
+
+}  // namespace
+
+namespace {
+
+const EnumNames<RoutingMode> kRoutingNames = {
+    {"xft", RoutingMode::kXft}, {"shared_no_norm", RoutingMode::kSharedNoNorm}, {"vanilla", RoutingMode::kVanilla}};
+const EnumNames<RouterKind> kRouterNames = {{"linear", RouterKind::kLinear}, {"mlp", RouterKind::kMlp}};
+const EnumNames<AuxLossKind> kAuxLossNames = {
+    {"cv2", AuxLossKind::kCv2}, {"switch", AuxLossKind::kSwitch}, {"none", AuxLossKind::kNone}};
+
+const ConfigReader<MoeConfig>& moe_reader() {
+  static const ConfigReader<MoeConfig> r = ConfigReader<MoeConfig>("moe")
+                                               .field("num_experts", &MoeConfig::num_experts, /*required=*/true)
+                                               .field("top_k", &MoeConfig::top_k, /*required=*/true)
+                                               .field("shared_expert", &MoeConfig::shared_expert)
+                                               .field("routing", &MoeConfig::routing, kRoutingNames)
+                                               .field("vanilla_renormalize", &MoeConfig::vanilla_renormalize)
+                                               .field("router", &MoeConfig::router, kRouterNames)
+                                               .field("router_noise", &MoeConfig::router_noise)
+                                               .field("router_init_std", &MoeConfig::router_init_std)
+                                               .field("aux_loss", &MoeConfig::aux_loss, kAuxLossNames)
+                                               .field("aux_loss_coef", &MoeConfig::aux_loss_coef);
+  return r;
+}
+
+}  // namespace
+
+const char* to_string(RoutingMode mode) { return enum_name(kRoutingNames, mode); }
+const char* to_string(RouterKind kind) { return enum_name(kRouterNames, kind); }
+const char* to_string(AuxLossKind kind) { return enum_name(kAuxLossNames, kind); }
+
+void MoeConfig::validate(const std::string& source) const {
+  XFT_CHECK(num_experts >= 2, source, ": moe.num_experts must be >= 2, got ", num_experts);
+  XFT_CHECK(top_k <= num_experts, source, ": moe.top_k (", top_k, ") exceeds moe.num_experts (", num_experts, ")");
+  if (shared_expert) {
+    XFT_CHECK(top_k >= 2, source, ": moe.top_k must be >= 2 with a shared expert (the shared one plus at least one routed), got ", top_k);
+  } else {
+    XFT_CHECK(top_k >= 1, source, ": moe.top_k must be >= 1, got ", top_k);
+  }
+  const bool vanilla = routing == RoutingMode::kVanilla;
+  XFT_CHECK(vanilla != shared_expert, source, ": moe.routing '", to_string(routing),
+            "' requires shared_expert=", vanilla ? "false" : "true");
+  XFT_CHECK(router_init_std >= 0, source, ": moe.router_init_std must be >= 0");
+}
+
+nlohmann::json MoeConfig::to_json() const { return moe_reader().write(*this); }
+
+MoeConfig MoeConfig::from_json(const nlohmann::json& j, const std::string& source) {
+  // Without a shared expert the routing defaults to vanilla (Eq. 1).
+  MoeConfig init;
+  if (j.is_object() && j.contains("shared_expert") && j.at("shared_expert").is_boolean() &&
+      !j.at("shared_expert").get<bool>())
+    init.routing = RoutingMode::kVanilla;
+  MoeConfig m = moe_reader().read(j, source, init);
+  m.validate(source);
+  return m;
+}
+
+ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& source) {
+  XFT_CHECK(j.is_object(), source, ": a model config must be a JSON object");
+  const auto model_type = optional_field<std::string>(j, "model_type", "", source);
+  XFT_CHECK(model_type == "llama", source, ": unsupported model_type '", model_type,
+            "' (xft implements the Llama family: model_type \"llama\")");
+  if (j.contains("architectures") && j.at("architectures").is_array()) {
+    for (const auto& a : j.at("architectures")) {
+      XFT_CHECK(a.is_string() && a.get<std::string>() == "LlamaForCausalLM", source,
+                ": unsupported architecture ", a.dump(), " (expected LlamaForCausalLM)");
+    }
+  }
+  ModelConfig c;
+  c.raw = j;
+  c.vocab_size = required<int64_t>(j, "vocab_size", source);
+  c.hidden_size = required<int64_t>(j, "hidden_size", source);
+  c.intermediate_size = required<int64_t>(j, "intermediate_size", source);
+  c.num_hidden_layers = required<int64_t>(j, "num_hidden_layers", source);
+  c.num_attention_heads = required<int64_t>(j, "num_attention_heads", source);
+  c.num_key_value_heads = optional_field<int64_t>(j, "num_key_value_heads", c.num_attention_heads, source);
+  XFT_CHECK(c.vocab_size > 0 && c.hidden_size > 0 && c.intermediate_size > 0 && c.num_hidden_layers > 0 &&
+                c.num_attention_heads > 0 && c.num_key_value_heads > 0,
+            source, ": sizes must be positive");
+  XFT_CHECK(c.num_attention_heads % c.num_key_value_heads == 0, source, ": num_attention_heads (",
+            c.num_attention_heads, ") must be a multiple of num_key_value_heads (", c.num_key_value_heads, ")");
+  c.head_dim = optional_field<int64_t>(j, "head_dim", 0, source);
+  if (c.head_dim == 0) {
+    XFT_CHECK(c.hidden_size % c.num_attention_heads == 0, source, ": hidden_size (", c.hidden_size,
+              ") is not divisible by num_attention_heads (", c.num_attention_heads, ") and head_dim is absent");
+    c.head_dim = c.hidden_size / c.num_attention_heads;
+  }
+  XFT_CHECK(c.head_dim % 2 == 0, source, ": head_dim must be even for rotary embeddings, got ", c.head_dim);
+  const auto act = optional_field<std::string>(j, "hidden_act", "silu", source);
+  XFT_CHECK(act == "silu", source, ": unsupported hidden_act '", act, "' (Llama uses silu)");
+  c.rms_norm_eps = optional_field<double>(j, "rms_norm_eps", 1e-6, source);
+  c.rope_theta = optional_field<double>(j, "rope_theta", 10000.0, source);
+  if (j.contains("rope_parameters") && j.at("rope_parameters").is_object() &&
+      j.at("rope_parameters").contains("rope_theta")) {
+    c.rope_theta = j.at("rope_parameters").at("rope_theta").get<double>();
+  }
+  c.rope_scaling = parse_rope_scaling(j, source);
+  c.max_position_embeddings = optional_field<int64_t>(j, "max_position_embeddings", 2048, source);
+  c.tie_word_embeddings = optional_field<bool>(j, "tie_word_embeddings", false, source);
+  c.attention_bias = optional_field<bool>(j, "attention_bias", false, source);
+  c.mlp_bias = optional_field<bool>(j, "mlp_bias", false, source);
+  c.bos_token_id = token_id(j, "bos_token_id");
+  c.eos_token_id = token_id(j, "eos_token_id");
+  c.torch_dtype = optional_field<std::string>(j, "torch_dtype", optional_field<std::string>(j, "dtype", "float32", source), source);
+  if (j.contains("moe") && !j.at("moe").is_null()) c.moe = MoeConfig::from_json(j.at("moe"), source);
+  return c;
+}
+
+ModelConfig ModelConfig::load(const std::string& path) {
+  const std::string file = fs::is_directory(path) ? (fs::path(path) / "config.json").string() : path;
+  XFT_CHECK(fs::exists(file), file, ": not found (expected a Hugging Face config.json)");
+  return from_json(read_json_file(file), file);
+}
+
+nlohmann::json ModelConfig::to_json() const {
+  nlohmann::json j = raw.is_object() ? raw : nlohmann::json::object();
+  j["model_type"] = "llama";
+  j["architectures"] = {"LlamaForCausalLM"};
+  j["vocab_size"] = vocab_size;
+  j["hidden_size"] = hidden_size;
+  j["intermediate_size"] = intermediate_size;
+  j["num_hidden_layers"] = num_hidden_layers;
+  j["num_attention_heads"] = num_attention_heads;
+  j["num_key_value_heads"] = num_key_value_heads;
+  j["head_dim"] = head_dim;
+  j["hidden_act"] = "silu";
+  j["rms_norm_eps"] = rms_norm_eps;
+  j["rope_theta"] = rope_theta;
+  j.erase("rope_parameters");
+  if (rope_scaling.type == "default") {
+    j["rope_scaling"] = nullptr;
+  } else {
+    nlohmann::json s = {{"rope_type", rope_scaling.type}, {"type", rope_scaling.type}, {"factor", rope_scaling.factor}};
+    if (rope_scaling.type == "llama3") {
+      s["low_freq_factor"] = rope_scaling.low_freq_factor;
+      s["high_freq_factor"] = rope_scaling.high_freq_factor;
+      s["original_max_position_embeddings"] = rope_scaling.original_max_position_embeddings;
+    }
+    j["rope_scaling"] = s;
+  }
+  j["max_position_embeddings"] = max_position_embeddings;
+  j["tie_word_embeddings"] = tie_word_embeddings;
+  j["attention_bias"] = attention_bias;
+  j["mlp_bias"] = mlp_bias;
+  if (bos_token_id) j["bos_token_id"] = *bos_token_id;
+  if (eos_token_id && !(j.contains("eos_token_id") && j["eos_token_id"].is_array())) j["eos_token_id"] = *eos_token_id;
+  j["torch_dtype"] = torch_dtype;
+  j["dtype"] = torch_dtype;  // transformers >= 4.56 reads this name
+  if (moe) j["moe"] = moe->to_json();
+  else j.erase("moe");
+  return j;
+}
+
+void ModelConfig::save(const std::string& dir) const {
+  fs::create_directories(dir);
+  write_file_atomic((fs::path(dir) / "config.json").string(), to_json().dump(2) + "\n");
+}
+
+ModelConfig ModelConfig::dense() const {
+  ModelConfig c = *this;
+  c.moe.reset();
+  c.raw.erase("moe");
+  return c;
+}
+
+}  // namespace xft

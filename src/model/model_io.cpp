@@ -1,0 +1,128 @@
+#include "xft/model/model_io.h"
+
+#include <filesystem>
+#include <set>
+#include <unistd.h>
+
+#include "xft/core/error.h"
+
+namespace fs = std::filesystem;
+
+namespace xft {
+
+torch::Dtype dtype_from_name(const std::string& n) {
+  if (n == "float32" || n == "fp32" || n == "float") return torch::kFloat32;
+  if (n == "bfloat16" || n == "bf16") return torch::kBFloat16;
+  if (n == "float16" || n == "fp16" || n == "half") return torch::kFloat16;
+  fail("unknown dtype '", n, "' (expected float32, bfloat16 or float16)");
+}
+
+std::string dtype_name(torch::Dtype d) {
+  switch (d) {
+    case torch::kFloat32: return "float32";
+    case torch::kBFloat16: return "bfloat16";
+    case torch::kFloat16: return "float16";
+    default: fail("dtype ", c10::toString(d), " is not a model dtype");
+  }
+}
+
+NamedTensors model_tensors(const torch::nn::Module& module) {
+  NamedTensors out;
+  for (const auto& p : module.named_parameters()) out.emplace_back(p.key(), p.value());
+  for (const auto& b : module.named_buffers()) out.emplace_back(b.key(), b.value());
+  return out;
+}
+
+namespace {
+// Tensors some checkpoints carry that hold nothing to load.
+bool ignorable(const std::string& name, const std::set<std::string>& expected) {
+  if (name.size() >= 9 && name.compare(name.size() - 9, 9, ".inv_freq") == 0) return true;
+  // A tied model's checkpoint may still hold lm_head.weight (a copy of the embedding).
+  return name == "lm_head.weight" && !expected.count(name) && expected.count("model.embed_tokens.weight");
+}
+
+std::string shape_str(c10::IntArrayRef s) {
+  std::string r = "[";
+  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + "]";
+}
+}  // namespace
+
+void load_weights(torch::nn::Module& module, const TensorDirectory& dir) {
+  auto targets = model_tensors(module);
+  std::set<std::string> expected;
+  for (const auto& [n, _] : targets) expected.insert(n);
+  // Validate everything first, so an error leaves the module untouched.
+  std::vector<std::string> missing;
+  for (const auto& [name, t] : targets) {
+    if (!dir.contains(name)) {
+      missing.push_back(name);
+      continue;
+    }
+    const auto& e = dir.entry(name);
+    XFT_CHECK(c10::IntArrayRef(e.shape) == t.sizes(), dir.file_of(name), ": tensor '", name, "' has shape ",
+              shape_str(e.shape), " but the model config implies ", shape_str(t.sizes()));
+  }
+  if (!missing.empty()) {
+    std::string list;
+    for (size_t i = 0; i < missing.size() && i < 8; ++i) list += (i ? ", " : "") + missing[i];
+    if (missing.size() > 8) list += ", ... (" + std::to_string(missing.size()) + " in all)";
+    fail(dir.dir(), ": checkpoint is missing tensors: ", list);
+  }
+  for (const auto& name : dir.names()) {
+    XFT_CHECK(expected.count(name) || ignorable(name, expected), dir.file_of(name), ": unexpected tensor '", name,
+              "' (the model built from config.json has no such parameter)");
+  }
+  torch::NoGradGuard ng;
+  for (auto& [name, t] : targets) t.copy_(dir.get(name));
+}
+
+CausalLM load_model(const std::string& dir, const LoadOptions& options) {
+  auto config = ModelConfig::load(dir);
+  auto files = TensorDirectory::open(dir);
+  CausalLM model(config);
+  load_weights(*model, files);
+  model->to(options.device, options.dtype);
+  return model;
+}
+
+void write_directory_atomic(const std::string& dir, const std::function<void(const std::string&)>& write) {
+  fs::path final_path = fs::absolute(dir).lexically_normal();
+  if (final_path.filename().empty()) final_path = final_path.parent_path();
+  if (final_path.has_parent_path()) fs::create_directories(final_path.parent_path());
+  const std::string suffix = "." + std::to_string(::getpid());
+  const fs::path tmp = final_path.string() + ".tmp" + suffix;
+  const fs::path old = final_path.string() + ".old" + suffix;
+  remove_tree((tmp).string());
+  fs::create_directories(tmp);
+  try {
+    write(tmp.string());
+  } catch (...) {
+    remove_tree((tmp).string());
+    throw;
+  }
+  if (fs::exists(final_path)) fs::rename(final_path, old);
+  fs::rename(tmp, final_path);
+  remove_tree((old).string());
+}
+
+void save_model_tensors(const ModelConfig& config, const NamedTensors& tensors, const std::string& dir,
+                        torch::Dtype save_dtype, int64_t max_shard_bytes) {
+  NamedTensors cast;
+  cast.reserve(tensors.size());
+  for (const auto& [n, t] : tensors) {
+    cast.emplace_back(n, t.is_floating_point() ? t.detach().to(torch::kCPU, save_dtype) : t.detach().cpu());
+  }
+  ModelConfig c = config;
+  c.torch_dtype = dtype_name(save_dtype);
+  write_directory_atomic(dir, [&](const std::string& tmp) {
+    save_tensor_directory(tmp, cast, max_shard_bytes);
+    c.save(tmp);
+  });
+}
+
+void save_model(CausalLMImpl& model, const std::string& dir, torch::Dtype save_dtype, int64_t max_shard_bytes) {
+  save_model_tensors(model.config(), model_tensors(model), dir, save_dtype, max_shard_bytes);
+}
+
+}  // namespace xft

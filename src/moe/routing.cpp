@@ -1,0 +1,138 @@
+#include "xft/moe/routing.h"
+
+#include <torch/autograd.h>
+
+#include "cuda/cuda_ops.h"
+#include "xft/core/error.h"
+#include "cuda/moe_cuda.h"
+
+namespace xft {
+
+namespace {
+
+// Top-k by a stable descending sort: equal scores keep index order, so ties go to the lower index.
+std::pair<torch::Tensor, torch::Tensor> stable_topk(const torch::Tensor& s_TR, int64_t k) {
+  auto [vals, idx] = s_TR.sort(/*stable=*/true, /*dim=*/-1, /*descending=*/true);
+  return {vals.narrow(-1, 0, k), idx.narrow(-1, 0, k)};
+}
+
+
+// fp32 at least (Eq. 2's softmax is never taken in bf16); double stays double for gradient checks.
+torch::Dtype compute_dtype(const torch::Tensor& z) {
+  return z.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
+}
+
+void check_inputs(const torch::Tensor& z, const MoeConfig& c) {
+  XFT_CHECK(z.dim() == 2, "route: logits must be [tokens, routed experts], got ", z.sizes());
+  XFT_CHECK(z.size(1) == c.num_routed(), "route: logits have ", z.size(1), " experts, config has ", c.num_routed(),
+            " routed experts");
+  XFT_CHECK(z.is_floating_point(), "route: logits must be floating point");
+}
+
+struct Weights {
+  torch::Tensor w_TS, e_TS, v_TK, idx_TK;
+};
+
+// Forward arithmetic shared by route() (no autograd inside) and route_reference() (autograd).
+Weights weights_from_probs(const torch::Tensor& s_TR, const MoeConfig& c) {
+  const auto mode = c.routing;
+  // Indices come from the detached scores; the values are gathered so that, when s carries
+  // gradient (route_reference), autograd sees the same function as route()'s backward.
+  auto idx_TK = stable_topk(s_TR.detach(), c.routed_k()).second;
+  auto v_TK = s_TR.gather(-1, idx_TK);
+  Weights r{{}, {}, v_TK, idx_TK};
+  if (mode == RoutingMode::kVanilla) {
+    r.w_TS = c.vanilla_renormalize ? v_TK / v_TK.sum(-1, true) : v_TK;
+    r.e_TS = idx_TK;
+    return r;
+  }
+  auto smax_T1 = v_TK.narrow(-1, 0, 1);
+  auto routed = mode == RoutingMode::kXft ? torch::softmax(v_TK, -1) * smax_T1 : v_TK;
+  r.w_TS = torch::cat({1 - smax_T1, routed}, -1);
+  r.e_TS = torch::cat({torch::zeros_like(idx_TK.narrow(-1, 0, 1)), idx_TK + 1}, -1);
+  return r;
+}
+
+struct RouteFunction : public torch::autograd::Function<RouteFunction> {
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& z_TR,
+                                                const MoeConfig& c) {
+    auto s_TR = torch::softmax(z_TR.to(compute_dtype(z_TR)), -1);
+    auto r = weights_from_probs(s_TR, c);
+    ctx->save_for_backward({s_TR, r.v_TK, r.idx_TK, r.w_TS});
+    ctx->saved_data["mode"] = static_cast<int64_t>(c.routing);
+    ctx->saved_data["renorm"] = c.vanilla_renormalize;
+    ctx->saved_data["dtype"] = static_cast<int64_t>(z_TR.scalar_type());
+    ctx->mark_non_differentiable({r.e_TS});
+    return {r.w_TS, r.e_TS, s_TR};
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const auto& s_TR = saved[0];
+    const auto& v_TK = saved[1];
+    const auto& idx_TK = saved[2];
+    const auto& w_TS = saved[3];
+    const auto mode = static_cast<RoutingMode>(ctx->saved_data["mode"].toInt());
+    auto ds_TR = grads[2].defined() ? grads[2].to(s_TR.scalar_type()).clone() : torch::zeros_like(s_TR);
+    if (grads[0].defined()) {
+      auto g_TS = grads[0].to(s_TR.scalar_type());
+      torch::Tensor dv_TK;
+      if (mode == RoutingMode::kVanilla) {
+        if (ctx->saved_data["renorm"].toBool()) {
+          // w = v / sum(v): dv_j = (g_j - sum_i g_i w_i) / sum(v)
+          dv_TK = (g_TS - (g_TS * w_TS).sum(-1, true)) / v_TK.sum(-1, true);
+        } else {
+          dv_TK = g_TS;
+        }
+      } else {
+        auto gs_T1 = g_TS.narrow(-1, 0, 1);
+        auto gw_TK = g_TS.narrow(-1, 1, g_TS.size(1) - 1);
+        auto m_T1 = v_TK.narrow(-1, 0, 1);
+        if (mode == RoutingMode::kXft) {
+          // w_i = p_i m with p = softmax(v), m = v_0:
+          // dv_j = m p_j (gw_j - <gw, p>) + [j = 0] <gw, p>
+          auto p_TK = torch::softmax(v_TK, -1);
+          auto gp_T1 = (gw_TK * p_TK).sum(-1, true);
+          dv_TK = m_T1 * p_TK * (gw_TK - gp_T1);
+          dv_TK.narrow(-1, 0, 1).add_(gp_T1);
+        } else {
+          dv_TK = gw_TK.clone();
+        }
+        // The shared weight 1 - m depends on v_0 only.
+        dv_TK.narrow(-1, 0, 1).sub_(gs_T1);
+      }
+      ds_TR.scatter_add_(-1, idx_TK, dv_TK);
+    }
+    // Softmax backward: dz = s * (ds - <ds, s>).
+    auto dz_TR = s_TR * (ds_TR - (ds_TR * s_TR).sum(-1, true));
+    const auto dtype = static_cast<c10::ScalarType>(ctx->saved_data["dtype"].toInt());
+    return {dz_TR.to(dtype), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+Routing route(const torch::Tensor& logits_TR, const MoeConfig& config) {
+  check_inputs(logits_TR, config);
+  // The fused kernel (same function, same backward); fp64 and R > 64 stay on the ATen path.
+  if (logits_TR.is_cuda() && cuda_ops_available() && route_cuda_supports(logits_TR, config)) {
+    return route_cuda(logits_TR, config);
+  }
+  auto out = RouteFunction::apply(logits_TR, config);
+  return {out[0], out[1], out[2]};
+}
+
+Routing route_reference(const torch::Tensor& logits_TR, const MoeConfig& config) {
+  check_inputs(logits_TR, config);
+  auto s_TR = torch::softmax(logits_TR.to(compute_dtype(logits_TR)), -1);
+  auto r = weights_from_probs(s_TR, config);
+  return {r.w_TS, r.e_TS, s_TR};
+}
+
+torch::Tensor dense_routing_matrix(const Routing& r, int64_t num_experts) {
+  auto G_TN = torch::zeros({r.weights_TS.size(0), num_experts}, r.weights_TS.options());
+  return G_TN.scatter_add(-1, r.experts_TS, r.weights_TS);
+}
+
+}  // namespace xft

@@ -1,0 +1,41 @@
+#include "xft/train/loss.h"
+
+#include "xft/core/error.h"
+#include "xft/data/batcher.h"
+#include "xft/model/eval_mode.h"
+#include "xft/train/precision.h"
+
+namespace xft {
+
+std::pair<torch::Tensor, int64_t> language_model_loss(const torch::Tensor& logits, const torch::Tensor& labels) {
+  const int64_t V = logits.size(-1);
+  auto pred = logits.narrow(1, 0, logits.size(1) - 1).reshape({-1, V}).to(torch::kFloat32);
+  auto target = labels.narrow(1, 1, labels.size(1) - 1).reshape({-1});
+  const int64_t count = target.ne(-100).sum().item<int64_t>();
+  auto sum = torch::nn::functional::cross_entropy(
+      pred, target, torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-100).reduction(torch::kSum));
+  return {sum, count};
+}
+
+double evaluate_loss(CausalLMImpl& model, const InstructionDataset& data, int64_t batch_size, int64_t pad_id,
+                     Precision precision) {
+  torch::NoGradGuard ng;
+  EvalMode eval_mode(model);
+  const auto device = model.parameters().front().device();
+  AutocastScope autocast(precision, device);
+  double sum = 0.0;
+  int64_t count = 0;
+  for (size_t start = 0; start < data.size(); start += batch_size) {
+    std::vector<int64_t> idx;
+    for (size_t i = start; i < std::min(data.size(), start + batch_size); ++i) idx.push_back(static_cast<int64_t>(i));
+    auto b = collate(data, idx, pad_id);
+    auto logits = model.forward(b.input_ids.to(device), b.attention_mask.to(device)).logits;
+    auto [s, n] = language_model_loss(logits, b.labels.to(device));
+    sum += s.item<double>();
+    count += n;
+  }
+  XFT_CHECK(count > 0, "evaluate_loss: the data set has no response token to score");
+  return sum / count;
+}
+
+}  // namespace xft

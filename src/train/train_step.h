@@ -1,0 +1,53 @@
+// defines: TrainStep (forward and backward of one global batch over this rank's micro-batches)
+//
+// Internal to the trainer. Loss = mean cross-entropy over the global batch's response tokens:
+// each micro-batch adds its token sum divided by the global count, so accumulation and the
+// split over ranks change nothing (the ranks' gradients are summed). Every rank holds the data,
+// so each counts the global tokens itself and collates only its own micro-batches, a contiguous
+// block of the single-process run's.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "distributed/grad_reducer.h"
+#include "xft/data/instruction_data.h"
+#include "xft/model/llama.h"
+#include "xft/train/metrics_log.h"
+#include "xft/train/train_config.h"
+
+namespace xft {
+
+class TrainStep {
+ public:
+  // `expert_parallel`: every rank runs the same number of passes (the all-to-all needs all of
+  // them); a rank short of micro-batches repeats one with zero weight. `reducer` may be null.
+  TrainStep(std::string stage, std::string stage_dir, CausalLM model, const InstructionDataset& data, const TrainConfig& config,
+            int64_t pad_id, std::shared_ptr<const Distributed> dist, bool expert_parallel, GradReducer* reducer);
+
+  // Accumulates the gradients of global batch `indices` (step `step`, 0-based, of epoch
+  // `epoch`) and returns loss, aux loss and tokens over all ranks. A non-finite loss on any rank
+  // stops every rank with an error naming the step, the micro-batch and its examples.
+  StepStats run(const std::vector<int64_t>& indices, int64_t step, int64_t epoch);
+
+ private:
+  struct Pass {
+    double loss = 0.0, aux = 0.0, tokens = 0.0;
+    std::string bad;  // the first non-finite micro-batch of this rank
+  };
+  Pass backward_passes(const std::vector<int64_t>& indices, int64_t step, int64_t epoch);
+  std::string describe_bad(double loss, const std::vector<int64_t>& indices, int64_t m, int64_t M, int64_t step,
+                           int64_t epoch) const;
+
+  std::string stage_, dir_;
+  CausalLM model_;
+  const InstructionDataset& data_;
+  TrainConfig config_;
+  int64_t pad_id_;
+  std::shared_ptr<const Distributed> dist_;
+  bool expert_parallel_;
+  GradReducer* reducer_;
+};
+
+}  // namespace xft
