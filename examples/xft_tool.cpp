@@ -200,7 +200,9 @@ int main(int argc, char** argv) {
            {"routing", routing}, {"router", router}, {"router_noise", router_noise},
            {"router_init_std", router_init_std}, {"aux_loss", aux_loss}, {"aux_loss_coef", aux_loss_coef}},
           "xft-tool upcycle");
-      xft::upcycle_directory(model_dir, out_path, moe, seed);
+      xft::UpcycleConfig options;
+      options.seed = seed;
+      xft::upcycle_directory(model_dir, out_path, moe, options);
       std::cout << "wrote MoE (" << moe.num_experts << " experts, top-" << moe.top_k << ", " << to_string(moe.routing)
                 << " routing) to " << out_path << "\n";
       return 0;

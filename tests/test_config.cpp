@@ -1,6 +1,9 @@
 // The one config reader (src/core/config_reader.h) through every section of an experiment
 // config: a typo anywhere is an error naming the file, the section and the known keys; a wrong
 // type or an unknown enum value names section.field; what is written reads back the same.
+#include <filesystem>
+#include <fstream>
+
 #include <gtest/gtest.h>
 
 #include "test_util.h"
@@ -26,7 +29,8 @@ TEST(Config, ATypoInEverySectionNamesTheSectionAndTheKnownKeys) {
                         {"merge", "shared_rat", "shared_rate"},     {"ewa", "betta", "beta"},
                         {"sft_train", "lrr", "lr"},                {"moe_train", "warmpu", "warmup"},
                         {"merge_train", "precison", "precision"},  {"ewa_train", "epoch", "epochs"},
-                        {"distributed", "expert_paralel", "expert_parallel"}};
+                        {"distributed", "expert_paralel", "expert_parallel"},
+                        {"upcycle", "rope_teta", "rope_theta"}};
   for (const auto& c : cases) {
     json j = minimal();
     if (std::string(c.section) == "moe") j["moe"] = {{"num_experts", 8}, {"top_k", 6}};
@@ -64,9 +68,8 @@ TEST(Config, WrongTypesAndUnknownEnumValuesNameTheField) {
                {"e.json", "distributed.backend", "auto, gloo, nccl"});
   expect_error([&] { ExperimentConfig::from_json(with("data", {{"path", "d"}, {"format", "csv"}}), "e.json"); },
                {"e.json", "data.format", "'csv'"});
-  json bad_seed = minimal();
-  bad_seed["upcycle_seed"] = -1;
-  expect_error([&] { ExperimentConfig::from_json(bad_seed, "e.json"); }, {"e.json", "experiment.upcycle_seed", "non-negative"});
+  expect_error([&] { ExperimentConfig::from_json(with("upcycle", {{"seed", -1}}), "e.json"); },
+               {"e.json", "upcycle.seed", "non-negative"});
 }
 
 TEST(Config, EnumsParseAndEverySectionReadsBackWhatItWrites) {
@@ -94,4 +97,54 @@ TEST(Config, EnumsParseAndEverySectionReadsBackWhatItWrites) {
   // Without a shared expert the routing defaults to vanilla (Eq. 1).
   const auto vanilla = xft::MoeConfig::from_json({{"num_experts", 4}, {"top_k", 2}, {"shared_expert", false}}, "m.json");
   EXPECT_EQ(vanilla.routing, xft::RoutingMode::kVanilla);
+}
+
+// Every shipped recipe and paper-row overlay loads as it is; the reference overlay turns on the
+// authors' settings together.
+TEST(Config, EveryShippedConfigLoadsAndTheReferenceSwitchSetsTheAuthorsCode) {
+  namespace fs = std::filesystem;
+  const fs::path configs = fs::path(XFT_TEST_SOURCE_DIR) / "configs";
+  int loaded = 0;
+  for (const auto& dir : {configs, configs / "paper"})
+    for (const auto& e : fs::directory_iterator(dir)) {
+      if (e.path().extension() != ".json") continue;
+      SCOPED_TRACE(e.path().string());
+      const auto c = ExperimentConfig::load(e.path().string());
+      EXPECT_FALSE(c.run_dir.empty());
+      ++loaded;
+    }
+  EXPECT_GE(loaded, 12);
+  // A paper row: the base recipe with its own change.
+  const auto soup = ExperimentConfig::load((configs / "paper" / "table5-learned-soup.json").string());
+  EXPECT_FALSE(soup.merge.fixed_shared_rate);
+  EXPECT_EQ(soup.merge_name, "merge-learned-soup");
+  EXPECT_EQ(soup.moe_train.lr, 5e-5);  // from the base
+  const auto lambda1 = ExperimentConfig::load((configs / "paper" / "table12-lambda-1.00.json").string());
+  EXPECT_EQ(lambda1.merge.shared_rate, 1.0);
+  // The reference switch, as an overlay file and as one --set.
+  const auto dir = xft::test::scratch_dir("compat");
+  std::ofstream(dir + "/ref.json") << json{{"include", {(configs / "deepseek-coder-1.3b.json").string(),
+                                                       (configs / "compat" / "reference.json").string()}}}.dump();
+  for (const auto& c : {ExperimentConfig::load(dir + "/ref.json"),
+                        ExperimentConfig::load((configs / "deepseek-coder-1.3b.json").string(), {"compat=reference"})}) {
+    EXPECT_EQ(c.compat, "reference");
+    EXPECT_TRUE(c.moe.router_noise);
+    EXPECT_EQ(c.moe.load_estimate, xft::LoadEstimate::kReference);
+    EXPECT_EQ(c.upcycle.rope_theta, 10000.0);
+    for (const auto* t : {&c.sft_train, &c.moe_train, &c.merge_train, &c.ewa_train})
+      EXPECT_EQ(t->loss_reduction, xft::LossReduction::kMicroBatch);
+  }
+  // Without it: the corrected method.
+  const auto plain = ExperimentConfig::load((configs / "tiny.json").string());
+  EXPECT_FALSE(plain.moe.router_noise);
+  EXPECT_EQ(plain.upcycle.rope_theta, 0.0);
+  // An explicit --set keeps the last word over the switch.
+  const auto mixed = ExperimentConfig::load((configs / "tiny.json").string(), {"compat=reference", "upcycle.rope_theta=500000"});
+  EXPECT_EQ(mixed.upcycle.rope_theta, 500000.0);
+  EXPECT_TRUE(mixed.moe.router_noise);
+  // Include errors name the file.
+  std::ofstream(dir + "/bad.json") << R"({"include": "missing.json"})";
+  expect_error([&] { ExperimentConfig::load(dir + "/bad.json"); }, {"bad.json", "missing.json", "not found"});
+  std::ofstream(dir + "/loop.json") << R"({"include": "loop.json"})";
+  expect_error([&] { ExperimentConfig::load(dir + "/loop.json"); }, {"loop.json", "deeper than 8"});
 }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <thread>
 
@@ -245,6 +246,23 @@ TEST(Distributed, DataParallelSftMatchesSingleProcess) {
   EXPECT_GT(row.at("buckets_overlapped").get<int64_t>(), 0) << row.dump();
 }
 
+// loss_reduction micro_batch (each micro-batch's token mean, averaged, as the authors' Trainer
+// did): 2 ranks under torchrun equal the single process, the last partial batch included.
+TEST(Distributed, MicroBatchLossReductionDataParallelMatchesSingleProcess) {
+  const auto dir = xft::test::scratch_dir("dp-micro");
+  const std::string extra =
+      "--set sft_train.loss_reduction=micro_batch --set sft_train.micro_batch=2 --set sft_train.max_steps=8";
+  ASSERT_EQ(xft::test::driver("sft", args(dir + "/one", extra), dir + "/one.log"), 0) << read_all(dir + "/one.log");
+  ASSERT_EQ(torchrun("sft", args(dir + "/two", extra), 2, dir + "/two.log"), 0) << read_all(dir + "/two.log");
+  expect_same_curves(dir + "/one/sft/metrics.jsonl", dir + "/two/sft/metrics.jsonl");
+  expect_same_model(dir + "/one/sft/final", dir + "/two/sft/final", 1e-5);
+  // Not the token-mean run: the rule changed the numbers.
+  ASSERT_EQ(xft::test::driver("sft", args(dir + "/token", "--set sft_train.micro_batch=2 --set sft_train.max_steps=8"),
+                              dir + "/token.log"),
+            0);
+  EXPECT_GT(std::abs(losses(dir + "/one/sft/metrics.jsonl").at(0) - losses(dir + "/token/sft/metrics.jsonl").at(0)), 1e-6);
+}
+
 // The XFT pipeline with the routed experts split over ranks: the MoE stage (expert parallel
 // 2 of 2; 4 of 4 with fewer micro-batches than ranks; 2 of 4, where pairs of ranks hold the
 // same experts) and the merge (data parallel) equal the single-process run.
@@ -309,7 +327,9 @@ TEST(Distributed, EwaMatchesSingleProcessOnEveryRank) {
 // different world size is refused.
 TEST(Distributed, ResumeWithTheSameWorldSize) {
   const auto dir = xft::test::scratch_dir("resume");
-  const auto a = args(dir + "/run", "--set distributed.expert_parallel=2 --set moe.num_experts=5 --set moe.top_k=3");
+  // In loss_reduction micro_batch (the token mode's resume is tested in test_train).
+  const auto a = args(dir + "/run", "--set distributed.expert_parallel=2 --set moe.num_experts=5 --set moe.top_k=3 "
+                                    "--set moe_train.loss_reduction=micro_batch");
   fs::create_directories(dir + "/logs1");
   ASSERT_EQ(run_ranks("xft", a, 2, dir + "/logs1"), 0);
   const auto done = dir + "/done";

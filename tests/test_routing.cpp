@@ -1,10 +1,14 @@
 // The routing op (paper Eq. 1 and 2): hand-computed weights for every mode, ties, the custom
 // backward against autograd of the composed ops and against finite differences (fp64), and
 // the load-balancing losses against hand computation.
+#include <algorithm>
 #include <cmath>
+#include <functional>
+#include <vector>
 
 #include "test_util.h"
 #include "xft/moe/load_balancing.h"
+#include "xft/moe/moe_layer.h"
 #include "xft/moe/routing.h"
 
 using namespace xft;
@@ -138,21 +142,114 @@ INSTANTIATE_TEST_SUITE_P(Modes, RoutingBackward,
                                   std::to_string(info.param.K) + (info.param.renorm ? "_renorm" : "");
                          });
 
-TEST(LoadBalancing, Cv2ByHand) {
+namespace {
+// Without noise: router logits carry no noise scale, the load is the hard count.
+xft::RouterLogits clean_logits(const torch::Tensor& z) { return {z, z, {}}; }
+}  // namespace
+
+TEST(LoadBalancing, Cv2ByHandWithImportanceFromTheRawScores) {
   // Two tokens, R = 3 routed, one routed slot each (N = 4, K = 2), shared expert in slot 0.
   Routing r;
   r.weights_TS = torch::tensor({{0.4, 0.6}, {0.2, 0.8}}, torch::kFloat64);
   r.experts_TS = torch::tensor({{0, 1}, {0, 1}}, torch::kInt64);
-  r.probs_TR = torch::full({2, 3}, 1.0 / 3, torch::kFloat64);
+  r.probs_TR = torch::tensor({{0.5, 0.3, 0.2}, {0.7, 0.2, 0.1}}, torch::kFloat64);
   auto c = config("xft", 4, 2);
   c.aux_loss = xft::AuxLossKind::kCv2;
   c.aux_loss_coef = 0.5;
-  // importance = [1.4, 0, 0]: mean 1.4/3, unbiased var = (2 * (1.4/3)^2 + (2.8/3)^2) / 2
-  const double mi = 1.4 / 3, vi = (2 * mi * mi + (1.4 - mi) * (1.4 - mi)) / 2;
+  // importance = the raw s of the chosen expert (0.5 + 0.7), not the Eq. 2 weights (0.6 + 0.8):
+  // [1.2, 0, 0], mean 0.4, unbiased var = (2 * 0.4^2 + 0.8^2) / 2
+  const double mi = 1.2 / 3, vi = (2 * mi * mi + (1.2 - mi) * (1.2 - mi)) / 2;
   // load = [2, 0, 0]: same shape of numbers
   const double ml = 2.0 / 3, vl = (2 * ml * ml + (2 - ml) * (2 - ml)) / 2;
   const double want = 0.5 * (vi / (mi * mi + 1e-10) + vl / (ml * ml + 1e-10));
-  EXPECT_NEAR(load_balancing_loss(r, c).item<double>(), want, 1e-9);
+  EXPECT_NEAR(load_balancing_loss(r, clean_logits(r.probs_TR.log()), c).item<double>(), want, 1e-9);
+}
+
+namespace {
+// The reference's noisy load, transcribed loop by loop in double precision.
+torch::Tensor load_by_hand(const torch::Tensor& clean, const torch::Tensor& noisy, const torch::Tensor& scale, int64_t k,
+                           bool compare_noise) {
+  const int64_t T = clean.size(0), R = clean.size(1);
+  auto load = torch::zeros({R}, torch::kFloat64);
+  for (int64_t t = 0; t < T; ++t) {
+    std::vector<double> row;
+    for (int64_t i = 0; i < R; ++i) row.push_back(noisy[t][i].item<double>());
+    std::sort(row.begin(), row.end(), std::greater<double>());
+    const double thr_in = row[k], thr_out = row[k - 1];
+    for (int64_t i = 0; i < R; ++i) {
+      const double c = clean[t][i].item<double>(), n = noisy[t][i].item<double>(), s = scale[t][i].item<double>();
+      const bool in = (compare_noise ? n - c : n) > thr_in;
+      const double z = (c - (in ? thr_in : thr_out)) / s;
+      load[i] += 0.5 * std::erfc(-z / std::sqrt(2.0));
+    }
+  }
+  return load;
+}
+}  // namespace
+
+TEST(LoadBalancing, NoisyLoadEqualsTheFormulaAndItsGradientTheFiniteDifferences) {
+  torch::manual_seed(11);
+  const int64_t T = 9, R = 7, k = 3;
+  auto clean = torch::randn({T, R}, torch::kFloat64);
+  auto scale = torch::rand({T, R}, torch::kFloat64) + 0.2;
+  auto noisy = clean + torch::randn({T, R}, torch::kFloat64) * scale;
+  for (auto rule : {xft::LoadEstimate::kShazeer, xft::LoadEstimate::kReference}) {
+    const bool ref = rule == xft::LoadEstimate::kReference;
+    EXPECT_LE(max_abs_diff(xft::noisy_topk_load(clean, noisy, scale, k, rule), load_by_hand(clean, noisy, scale, k, ref)),
+              1e-12);
+    // d(sum_i w_i load_i) / d(clean, scale) by autograd against central differences (the
+    // noisy logits, hence the thresholds and the in/out choice, held fixed).
+    auto w = torch::randn({R}, torch::kFloat64);
+    auto c = clean.clone().requires_grad_(true), s = scale.clone().requires_grad_(true);
+    (xft::noisy_topk_load(c, noisy, s, k, rule) * w).sum().backward();
+    const double eps = 1e-6;
+    for (auto* which : {&c, &s}) {
+      auto base = which == &c ? clean : scale;
+      auto numeric = torch::zeros_like(base);
+      for (int64_t i = 0; i < base.numel(); ++i) {
+        auto plus = base.clone(), minus = base.clone();
+        plus.view(-1)[i] += eps;
+        minus.view(-1)[i] -= eps;
+        auto f = [&](const torch::Tensor& v) {
+          return (which == &c ? xft::noisy_topk_load(v, noisy, scale, k, rule)
+                              : xft::noisy_topk_load(clean, noisy, v, k, rule)) * w;
+        };
+        numeric.view(-1)[i] = (f(plus) - f(minus)).sum().item<double>() / (2 * eps);
+      }
+      EXPECT_LE(max_abs_diff(which->grad(), numeric), 1e-7) << (ref ? "reference" : "shazeer");
+    }
+  }
+  // The two rules differ where the noise alone and the noisy logit fall on different sides.
+  EXPECT_GT(max_abs_diff(xft::noisy_topk_load(clean, noisy, scale, k, xft::LoadEstimate::kShazeer),
+                         xft::noisy_topk_load(clean, noisy, scale, k, xft::LoadEstimate::kReference)), 1e-3);
+}
+
+TEST(LoadBalancing, NoisyGatingUsesTheSmoothLoadAndTrainsTheNoiseWeights) {
+  torch::manual_seed(5);
+  auto c = config("xft", 8, 4);
+  c.router_noise = true;
+  c.aux_loss = xft::AuxLossKind::kCv2;
+  xft::MoeLayer layer(16, 24, c);
+  layer->train();
+  EXPECT_GT(layer->router->noise_weight.abs().sum().item<double>(), 0.0);  // N(0, std), not zeros
+  torch::manual_seed(9);
+  auto x = torch::randn({32, 16});
+  auto out = layer->forward(x);
+  ASSERT_TRUE(out.aux_loss.defined());
+  out.aux_loss.backward();
+  // Only the smooth load reaches the noise weights (hard counts have no gradient).
+  ASSERT_TRUE(layer->router->noise_weight.grad().defined());
+  EXPECT_GT(layer->router->noise_weight.grad().abs().sum().item<double>(), 0.0);
+  // The same loss by hand from the same draw: replay the RNG.
+  torch::manual_seed(9);
+  auto x2 = torch::randn({32, 16});
+  auto logits = layer->router->forward(x2);
+  auto r = route(logits.noisy_TR, c);
+  auto e_TK = r.experts_TS.narrow(1, 1, 3) - 1;
+  auto importance = torch::zeros({7}).scatter_add(0, e_TK.reshape(-1), r.probs_TR.gather(1, e_TK).reshape(-1));
+  auto load = xft::noisy_topk_load(logits.clean_TR, logits.noisy_TR, logits.noise_scale_TR, 3, c.load_estimate);
+  const double want = c.aux_loss_coef * (xft::cv_squared(importance) + xft::cv_squared(load)).item<double>();
+  EXPECT_NEAR(xft::load_balancing_loss(r, logits, c).item<double>(), want, 1e-6);
 }
 
 TEST(LoadBalancing, SwitchByHand) {
@@ -164,7 +261,7 @@ TEST(LoadBalancing, SwitchByHand) {
   c.aux_loss = xft::AuxLossKind::kSwitch;
   c.aux_loss_coef = 1.0;
   // f = [0.5, 0, 0.5], P = [0.4, 0.25, 0.35]: 3 * (0.2 + 0.175)
-  EXPECT_NEAR(load_balancing_loss(r, c).item<double>(), 3 * (0.5 * 0.4 + 0.5 * 0.35), 1e-12);
+  EXPECT_NEAR(load_balancing_loss(r, clean_logits(r.probs_TR.log()), c).item<double>(), 3 * (0.5 * 0.4 + 0.5 * 0.35), 1e-12);
   c.aux_loss = xft::AuxLossKind::kNone;
-  EXPECT_FALSE(load_balancing_loss(r, c).defined());
+  EXPECT_FALSE(load_balancing_loss(r, clean_logits(r.probs_TR.log()), c).defined());
 }

@@ -7,6 +7,7 @@
 #include <random>
 
 #include "test_util.h"
+#include "xft/data/batcher.h"
 #include "xft/methods/ewa.h"
 #include "xft/methods/fold_experts.h"
 #include "xft/methods/merge.h"
@@ -357,4 +358,72 @@ TEST(FoldExperts, MixesEveryLayersStacksByItsCoefficientsAndDropsTheRouters) {
                                [](const auto& nt) { return nt.first == "model.layers.1.mlp.experts.down_proj"; }),
                 missing.end());
   xft::test::expect_error([&] { xft::fold_experts(missing, c); }, {"missing tensor 'model.layers.1.mlp.experts.down_proj'"});
+}
+
+// Table 12's endpoints: lambda = 1 exports the shared expert itself, lambda = 0 ignores it.
+TEST(Merge, SharedRateEndpointsExportTheSharedExpertOrIgnoreIt) {
+  const auto dir = xft::test::scratch_dir("lambda");
+  for (double lambda : {1.0, 0.0}) {
+    auto model = tiny_moe(dir + "/moe" + std::to_string(static_cast<int>(lambda)));
+    auto layer = std::dynamic_pointer_cast<MoeLayerImpl>(model->layer(0)->mlp);
+    auto up = layer->experts->up_proj.detach().clone().to(torch::kFloat64);
+    MergeConfig mc;
+    mc.shared_rate = lambda;
+    auto logits = attach_merge(*model, mc);
+    {
+      torch::NoGradGuard ng;
+      logits[0].second.copy_(torch::tensor({0.3f, -1.0f, 2.0f, 0.5f}));
+    }
+    export_merged(*model, dir + "/out", torch::kFloat32);
+    auto got = TensorDirectory::open(dir + "/out").get("model.layers.0.mlp.up_proj.weight").to(torch::kFloat64);
+    const auto alpha = torch::softmax(torch::tensor({0.3, -1.0, 2.0, 0.5}, torch::kFloat64), 0);
+    auto want = lambda * up[0];
+    for (int64_t i = 1; i < up.size(0); ++i) want = want + (1.0 - lambda) * alpha[i - 1].item<double>() * up[i];
+    EXPECT_LE(max_abs_diff(got, want), 1e-6) << lambda;
+    if (lambda == 1.0) {
+      EXPECT_LE(max_abs_diff(got, up[0]), 1e-6);
+    }
+  }
+  MergeConfig bad;
+  bad.shared_rate = 1.5;
+  xft::test::expect_error([&] { bad.validate("m.json"); }, {"m.json", "shared_rate", "[0, 1]"});
+  bad.shared_rate = 1.0;
+  bad.fixed_shared_rate = false;
+  xft::test::expect_error([&] { bad.validate("m.json"); }, {"m.json", "(0, 1)"});
+}
+
+// loss_reduction: the first step's loss (before any update) by hand from the sampler's order:
+// "token" = all response tokens' mean, "micro_batch" = the mean of each micro-batch's token mean.
+TEST(Trainer, LossReductionTokenAndMicroBatchByHand) {
+  const auto dir = xft::test::scratch_dir("reduction");
+  auto data = tiny_data(dir, 8, 9);
+  auto init = CausalLM(tiny_dense());
+  init->init_weights(0.05, 4);
+  save_model(*init, dir + "/init");
+  std::vector<int64_t> lengths;
+  for (size_t i = 0; i < data.size(); ++i) lengths.push_back(static_cast<int64_t>(data[i].input_ids.size()));
+  auto t = tiny_train(1);
+  t.micro_batch = 2;
+  const auto order = BatchSampler(lengths, t.global_batch, t.seed, false, false).next();
+  double sum = 0.0, mean_of_means = 0.0;
+  int64_t tokens = 0;
+  {
+    torch::NoGradGuard ng;
+    for (size_t m = 0; m < order.size(); m += 2) {
+      auto b = collate(data, {order[m], order[m + 1]}, 0);
+      auto [s, n] = language_model_loss(init->forward(b.input_ids, b.attention_mask).logits, b.labels);
+      sum += s.item<double>();
+      tokens += n;
+      mean_of_means += s.item<double>() / n / 4.0;
+    }
+  }
+  EXPECT_GT(std::abs(sum / tokens - mean_of_means), 1e-4);  // the two rules differ on these lengths
+  for (auto mode : {xft::LossReduction::kToken, xft::LossReduction::kMicroBatch}) {
+    auto model = load_model(dir + "/init");
+    t.loss_reduction = mode;
+    const auto out = dir + (mode == xft::LossReduction::kToken ? "/token" : "/micro");
+    Trainer("sft", model, model_tensors(*model), data, t, out, 0).run(false);
+    const double want = mode == xft::LossReduction::kToken ? sum / tokens : mean_of_means;
+    EXPECT_NEAR(losses(out + "/metrics.jsonl").at(0), want, 1e-5) << xft::to_string(mode);
+  }
 }

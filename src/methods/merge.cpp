@@ -13,8 +13,16 @@
 namespace xft {
 
 void MergeConfig::validate(const std::string& source) const {
-  XFT_CHECK(!fixed_shared_rate || (shared_rate >= 0.0 && shared_rate < 1.0), source,
-            ": merge.shared_rate must be in [0, 1), got ", shared_rate);
+  // Table 12 sweeps lambda over 0, 0.25, 0.5, 0.75, 1: at 1 the merged model is the shared
+  // expert (the routed coefficients (1 - lambda) * softmax are 0), at 0 it is ignored. The learned
+  // soup only starts at lambda, through log(lambda): there it must lie strictly inside (0, 1).
+  if (fixed_shared_rate) {
+    XFT_CHECK(shared_rate >= 0.0 && shared_rate <= 1.0, source, ": merge.shared_rate must be in [0, 1], got ",
+              shared_rate);
+  } else {
+    XFT_CHECK(shared_rate > 0.0 && shared_rate < 1.0, source,
+              ": merge.shared_rate (the learned soup's starting point) must be in (0, 1), got ", shared_rate);
+  }
 }
 
 namespace {

@@ -3,6 +3,9 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <map>
 
+#include <cmath>
+
+#include "core/config_reader.h"
 #include "xft/core/error.h"
 
 namespace xft {
@@ -26,7 +29,28 @@ bool is_dense_mlp(const std::string& name, int64_t* layer, std::string* proj) {
 }
 }  // namespace
 
-UpcycleResult upcycle(const ModelConfig& dense, const NamedTensors& tensors, const MoeConfig& moe, uint64_t seed) {
+namespace {
+const ConfigReader<UpcycleConfig>& upcycle_reader() {
+  static const ConfigReader<UpcycleConfig> r = ConfigReader<UpcycleConfig>("upcycle")
+                                                   .field("seed", &UpcycleConfig::seed)
+                                                   .field("rope_theta", &UpcycleConfig::rope_theta)
+                                                   .field("drop_rope_scaling", &UpcycleConfig::drop_rope_scaling);
+  return r;
+}
+}  // namespace
+
+UpcycleConfig UpcycleConfig::from_json(const nlohmann::json& j, const std::string& source) {
+  auto c = upcycle_reader().read(j, source);
+  XFT_CHECK(c.rope_theta == 0.0 || (c.rope_theta > 0.0 && std::isfinite(c.rope_theta)), source,
+            ": upcycle.rope_theta must be 0 (keep the base model's) or a positive number, got ", c.rope_theta);
+  return c;
+}
+
+nlohmann::json UpcycleConfig::to_json() const { return upcycle_reader().write(*this); }
+
+UpcycleResult upcycle(const ModelConfig& dense, const NamedTensors& tensors, const MoeConfig& moe,
+                      const UpcycleConfig& options) {
+  const uint64_t seed = options.seed;
   XFT_CHECK(!dense.moe, "upcycle: the input model is already an MoE (its config has a 'moe' section)");
   XFT_CHECK(!dense.mlp_bias, "upcycle: dense models with mlp_bias are not supported (experts carry no bias)");
   moe.validate("upcycle");
@@ -36,6 +60,8 @@ UpcycleResult upcycle(const ModelConfig& dense, const NamedTensors& tensors, con
   UpcycleResult out;
   out.config = dense;
   out.config.moe = moe;
+  if (options.rope_theta > 0.0) out.config.rope_theta = options.rope_theta;
+  if (options.drop_rope_scaling) out.config.rope_scaling = RopeScaling{};
   std::map<std::pair<int64_t, std::string>, torch::Tensor> ffn;
   for (const auto& [name, t] : tensors) {
     int64_t layer;
@@ -71,21 +97,22 @@ UpcycleResult upcycle(const ModelConfig& dense, const NamedTensors& tensors, con
     } else {
       out.tensors.emplace_back(base + "router.weight", normal({R, D}));
     }
-    // Zero noise weights: the noise starts at its floor scale (softplus(0) + 0.01).
-    if (moe.router_noise) out.tensors.emplace_back(base + "router.noise_weight", torch::zeros({R, D}, dtype));
+    // N(0, std) like the other router weights: what the reference's conversion ends up with
+    // (its noise weight is a missing key that transformers initialises so).
+    if (moe.router_noise) out.tensors.emplace_back(base + "router.noise_weight", normal({R, D}));
   }
   return out;
 }
 
 void upcycle_directory(const std::string& dense_dir, const std::string& out_dir, const MoeConfig& moe,
-                       uint64_t seed) {
+                       const UpcycleConfig& options) {
   auto config = ModelConfig::load(dense_dir);
   auto files = TensorDirectory::open(dense_dir);
   // Tensors stay in the checkpoint's dtype (a bf16 1.3B model times 8 experts is 13 GB; fp32
   // would double it). Non-FFN tensors are copied as they are and checked when the MoE loads.
   NamedTensors dense;
   for (const auto& name : files.names()) dense.emplace_back(name, files.get(name));
-  auto result = upcycle(config, dense, moe, seed);
+  auto result = upcycle(config, dense, moe, options);
   save_model_tensors(result.config, result.tensors, out_dir, dtype_from_name(config.torch_dtype));
 }
 

@@ -74,6 +74,8 @@ const EnumNames<RoutingMode> kRoutingNames = {
 const EnumNames<RouterKind> kRouterNames = {{"linear", RouterKind::kLinear}, {"mlp", RouterKind::kMlp}};
 const EnumNames<AuxLossKind> kAuxLossNames = {
     {"cv2", AuxLossKind::kCv2}, {"switch", AuxLossKind::kSwitch}, {"none", AuxLossKind::kNone}};
+const EnumNames<LoadEstimate> kLoadEstimateNames = {{"shazeer", LoadEstimate::kShazeer},
+                                                    {"reference", LoadEstimate::kReference}};
 
 const ConfigReader<MoeConfig>& moe_reader() {
   static const ConfigReader<MoeConfig> r = ConfigReader<MoeConfig>("moe")
@@ -84,6 +86,7 @@ const ConfigReader<MoeConfig>& moe_reader() {
                                                .field("vanilla_renormalize", &MoeConfig::vanilla_renormalize)
                                                .field("router", &MoeConfig::router, kRouterNames)
                                                .field("router_noise", &MoeConfig::router_noise)
+                                               .field("load_estimate", &MoeConfig::load_estimate, kLoadEstimateNames)
                                                .field("router_init_std", &MoeConfig::router_init_std)
                                                .field("aux_loss", &MoeConfig::aux_loss, kAuxLossNames)
                                                .field("aux_loss_coef", &MoeConfig::aux_loss_coef);
@@ -95,6 +98,7 @@ const ConfigReader<MoeConfig>& moe_reader() {
 const char* to_string(RoutingMode mode) { return enum_name(kRoutingNames, mode); }
 const char* to_string(RouterKind kind) { return enum_name(kRouterNames, kind); }
 const char* to_string(AuxLossKind kind) { return enum_name(kAuxLossNames, kind); }
+const char* to_string(LoadEstimate rule) { return enum_name(kLoadEstimateNames, rule); }
 
 void MoeConfig::validate(const std::string& source) const {
   XFT_CHECK(num_experts >= 2, source, ": moe.num_experts must be >= 2, got ", num_experts);

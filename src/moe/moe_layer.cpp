@@ -13,7 +13,8 @@ MoeLayerImpl::MoeLayerImpl(int64_t hidden, int64_t intermediate, const MoeConfig
 
 FfnOutput MoeLayerImpl::forward(const torch::Tensor& x) {
   auto x_TD = x.reshape({-1, x.size(-1)});
-  auto routing = route(router->forward(x_TD), config_);
+  const auto logits = router->forward(x_TD);
+  auto routing = route(logits.noisy_TR, config_);
   torch::Tensor y_TD;
   auto combine = [&](const torch::Tensor& e_TS, const torch::Tensor& w_TS) {
     return moe_dispatch(*experts, x_TD, e_TS, w_TS, sharding_.get());
@@ -30,7 +31,30 @@ FfnOutput MoeLayerImpl::forward(const torch::Tensor& x) {
   // Counted on the device (bincount would sync the host twice per layer on CUDA).
   const auto flat = routing.experts_TS.reshape(-1);
   last_counts_ = torch::zeros({config_.num_experts}, flat.options()).scatter_add_(0, flat, torch::ones_like(flat));
-  return {y_TD.view(x.sizes()), is_training() ? load_balancing_loss(routing, config_) : torch::Tensor()};
+  if (!is_training()) return {y_TD.view(x.sizes()), {}};
+  auto aux = load_balancing_loss(routing, logits, config_);
+  record_telemetry(routing, aux);
+  return {y_TD.view(x.sizes()), aux};
+}
+
+void MoeLayerImpl::record_telemetry(const Routing& routing, const torch::Tensor& aux) {
+  torch::NoGradGuard ng;
+  const auto opts = torch::TensorOptions().dtype(torch::kFloat64).device(routing.weights_TS.device());
+  const auto s = routing.probs_TR.to(torch::kFloat64);
+  const auto entropy = -(s * s.clamp_min(1e-30).log()).sum();
+  const auto shared = config_.shared_expert ? routing.weights_TS.select(1, 0).to(torch::kFloat64).sum()
+                                            : torch::zeros({}, opts);
+  const auto tail = torch::stack({torch::full({}, static_cast<double>(routing.weights_TS.size(0)), opts), shared,
+                                  entropy, aux.defined() ? aux.detach().to(torch::kFloat64) : torch::zeros({}, opts),
+                                  torch::ones({}, opts)});
+  auto sample = torch::cat({last_counts_.to(torch::kFloat64), tail});
+  telemetry_ = telemetry_.defined() ? telemetry_ + sample : sample;
+}
+
+torch::Tensor MoeLayerImpl::take_telemetry() {
+  auto out = telemetry_;
+  telemetry_ = torch::Tensor();
+  return out;
 }
 
 std::vector<std::shared_ptr<MoeLayerImpl>> moe_layers(CausalLMImpl& model, const std::string& who) {

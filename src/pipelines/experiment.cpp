@@ -1,8 +1,12 @@
 #include "xft/pipelines/experiment.h"
 
+#include <filesystem>
+
 #include "core/config_reader.h"
 #include "xft/core/error.h"
 #include "xft/model/model_io.h"
+
+namespace fs = std::filesystem;
 
 namespace xft {
 
@@ -31,9 +35,17 @@ void apply_override(nlohmann::json& j, const std::string& assignment) {
 
 namespace {
 
+// A nested section whose struct reads itself (M::from_json(value, source)).
+template <typename M, M ExperimentConfig::*member>
+void add_section(ConfigReader<ExperimentConfig>& r, const char* name) {
+  std::move(r).section(
+      name, [](ExperimentConfig& c, const nlohmann::json& v, const std::string& source) { c.*member = M::from_json(v, source); },
+      [](const ExperimentConfig& c) { return (c.*member).to_json(); });
+}
+
 // A training section under its own name ("sft_train", ...).
 template <TrainConfig ExperimentConfig::*member>
-void read_training(ConfigReader<ExperimentConfig>& r, const char* name) {
+void add_training(ConfigReader<ExperimentConfig>& r, const char* name) {
   std::move(r).section(
       name,
       [name](ExperimentConfig& c, const nlohmann::json& v, const std::string& source) {
@@ -52,31 +64,19 @@ const ConfigReader<ExperimentConfig>& experiment_reader() {
                  .field("save_dtype", &E::save_dtype)
                  .field("heldout", &E::heldout)
                  .field("eval_data", &E::eval_data)
-                 .field("upcycle_seed", &E::upcycle_seed)
                  .field("comment", &E::comment)
-                 .section(
-                     "data", [](E& c, const nlohmann::json& v, const std::string& src) { c.data = DataConfig::from_json(v, src); },
-                     [](const E& c) { return c.data.to_json(); })
-                 .section(
-                     "moe", [](E& c, const nlohmann::json& v, const std::string& src) { c.moe = MoeConfig::from_json(v, src); },
-                     [](const E& c) { return c.moe.to_json(); })
-                 .section(
-                     "merge",
-                     [](E& c, const nlohmann::json& v, const std::string& src) { c.merge = MergeConfig::from_json(v, src); },
-                     [](const E& c) { return c.merge.to_json(); })
-                 .section(
-                     "ewa", [](E& c, const nlohmann::json& v, const std::string& src) { c.ewa = EwaConfig::from_json(v, src); },
-                     [](const E& c) { return c.ewa.to_json(); })
-                 .section(
-                     "distributed",
-                     [](E& c, const nlohmann::json& v, const std::string& src) {
-                       c.distributed = DistributedConfig::from_json(v, src);
-                     },
-                     [](const E& c) { return c.distributed.to_json(); });
-    read_training<&E::sft_train>(r, "sft_train");
-    read_training<&E::moe_train>(r, "moe_train");
-    read_training<&E::merge_train>(r, "merge_train");
-    read_training<&E::ewa_train>(r, "ewa_train");
+                 .field("compat", &E::compat)
+                 .field("merge_name", &E::merge_name);
+    add_section<DataConfig, &E::data>(r, "data");
+    add_section<UpcycleConfig, &E::upcycle>(r, "upcycle");
+    add_section<MoeConfig, &E::moe>(r, "moe");
+    add_section<MergeConfig, &E::merge>(r, "merge");
+    add_section<EwaConfig, &E::ewa>(r, "ewa");
+    add_section<DistributedConfig, &E::distributed>(r, "distributed");
+    add_training<&E::sft_train>(r, "sft_train");
+    add_training<&E::moe_train>(r, "moe_train");
+    add_training<&E::merge_train>(r, "merge_train");
+    add_training<&E::ewa_train>(r, "ewa_train");
     return r;
   }();
   return r;
@@ -95,14 +95,70 @@ ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std:
   XFT_CHECK(c.heldout >= 0, source, ": heldout must be >= 0, got ", c.heldout);
   XFT_CHECK(c.heldout == 0 || c.eval_data.empty(), source, ": set 'heldout' or 'eval_data', not both");
   dtype_from_name(c.save_dtype);  // an unknown dtype name is an error now, not at the first export
+  XFT_CHECK(c.compat.empty() || c.compat == "reference", source, ": compat must be \"reference\" or absent, got '",
+            c.compat, "'");
+  XFT_CHECK(!c.merge_name.empty() && c.merge_name.find('/') == std::string::npos && c.merge_name != "moe" &&
+                c.merge_name != "moe-init",
+            source, ": merge_name must be a plain directory name (not moe or moe-init), got '", c.merge_name, "'");
   return c;
 }
 
 nlohmann::json ExperimentConfig::to_json() const { return experiment_reader().write(*this); }
 
-ExperimentConfig ExperimentConfig::load(const std::string& path, const std::vector<std::string>& overrides) {
+namespace {
+
+// Objects merge key by key (the overlay's value wins); anything else is replaced.
+void deep_merge(nlohmann::json& base, const nlohmann::json& overlay) {
+  for (const auto& [k, v] : overlay.items()) {
+    if (v.is_object() && base.contains(k) && base[k].is_object()) deep_merge(base[k], v);
+    else base[k] = v;
+  }
+}
+
+// `path` over the files it includes ("include": a path or a list of paths, relative to it,
+// merged in order, each with its own includes).
+nlohmann::json read_with_includes(const std::string& path, int depth) {
+  XFT_CHECK(depth < 8, path, ": includes nest deeper than 8 files (a cycle?)");
   auto j = read_json_file(path);
+  XFT_CHECK(j.is_object(), path, ": an experiment config must be a JSON object");
+  if (!j.contains("include")) return j;
+  const auto inc = j["include"];
+  j.erase("include");
+  XFT_CHECK(inc.is_string() || inc.is_array(), path, ": 'include' must be a path or a list of paths");
+  nlohmann::json merged = nlohmann::json::object();
+  for (const auto& item : inc.is_array() ? inc : nlohmann::json::array({inc})) {
+    XFT_CHECK(item.is_string(), path, ": 'include' entries must be paths, got ", item.dump());
+    const auto rel = fs::path(item.get<std::string>());
+    const auto file = rel.is_absolute() ? rel : fs::path(path).parent_path() / rel;
+    XFT_CHECK(fs::exists(file), path, ": included file ", file.string(), " not found");
+    deep_merge(merged, read_with_includes(file.string(), depth + 1));
+  }
+  deep_merge(merged, j);
+  return merged;
+}
+
+// "compat": "reference" runs what the authors' code ran (method notes): noisy gating with its
+// load estimate, token-mean losses averaged per micro-batch, RoPE base 10000 in the upcycled
+// model (and so in the MoE and XFT models). Importance from the raw scores needs no switch.
+nlohmann::json compat_overlay(const std::string& compat, const std::string& source) {
+  if (compat.empty()) return nlohmann::json::object();
+  XFT_CHECK(compat == "reference", source, ": compat must be \"reference\" or absent, got '", compat, "'");
+  const nlohmann::json micro = {{"loss_reduction", "micro_batch"}};
+  return {{"moe", {{"router_noise", true}, {"load_estimate", "reference"}}},
+          {"upcycle", {{"rope_theta", 10000.0}}},
+          {"sft_train", micro}, {"moe_train", micro}, {"merge_train", micro}, {"ewa_train", micro}};
+}
+
+}  // namespace
+
+ExperimentConfig ExperimentConfig::load(const std::string& path, const std::vector<std::string>& overrides) {
+  auto j = read_with_includes(path, 0);
   for (const auto& o : overrides) apply_override(j, o);
+  if (j.contains("compat") && j["compat"].is_string()) {
+    // The compat settings go over the file; explicit --set values still have the last word.
+    deep_merge(j, compat_overlay(j["compat"].get<std::string>(), path));
+    for (const auto& o : overrides) apply_override(j, o);
+  }
   return from_json(j, path);
 }
 

@@ -6,6 +6,7 @@
 #include "xft/core/error.h"
 #include "xft/moe/expert_parallel.h"
 #include "xft/methods/upcycle.h"
+#include "xft/train/moe_telemetry.h"
 #include "xft/train/trainer.h"
 
 namespace fs = std::filesystem;
@@ -87,7 +88,12 @@ void write_eval(const Workspace& ws, const std::string& model_dir, const fs::pat
     auto model = load_model(model_dir);
     prepare_model(*model, t);
     const double loss = evaluate_loss(*model, *ws.heldout, t.micro_batch, ws.pad_id, t.precision);
-    write_file_atomic(out.string(), nlohmann::json({{"model", model_dir}, {"heldout_loss", loss}}).dump(2) + "\n");
+    nlohmann::json report = {{"model", model_dir}, {"heldout_loss", loss}};
+    // What the routers (or the merge) did during the stage that made it, from its metrics.
+    const auto metrics = fs::path(model_dir).parent_path() / "metrics.jsonl";
+    if (fs::path(model_dir).filename() == "final" && fs::exists(metrics))
+      report["telemetry"] = summarize_telemetry(metrics.string());
+    write_file_atomic(out.string(), report.dump(2) + "\n");
     std::cerr << "held-out loss of " << model_dir << ": " << loss << "\n";
   }
   ws.dist->barrier("evaluation of " + model_dir);
@@ -106,6 +112,7 @@ std::string train_full(const std::string& name, const std::string& in_dir, const
   auto sharding = expert_parallel ? shard_experts(*model, ws.dist) : nullptr;
   Trainer trainer(name, model, model_tensors(*model), *ws.train, t, stage_dir.string(), ws.pad_id);
   trainer.set_parallel(ws.dist, sharding);
+  if (model->config().moe) trainer.set_telemetry([&] { return moe_telemetry(*model, *ws.dist); });
   trainer.run(resume);
   if (sharding) unshard_experts(*model, *sharding);  // whole stacks for the export
   if (ws.dist->is_lead()) {
@@ -121,7 +128,7 @@ void upcycle_once(const ExperimentConfig& c, const Workspace& ws, const fs::path
   if (ws.dist->is_lead() && !fs::exists(moe_init / "config.json")) {
     std::cerr << "[upcycle] " << c.base_model << " -> " << moe_init.string() << " (" << c.moe.num_experts
               << " experts, top-" << c.moe.top_k << ", " << to_string(c.moe.routing) << " routing)\n";
-    upcycle_directory(c.base_model, moe_init.string(), c.moe, c.upcycle_seed);
+    upcycle_directory(c.base_model, moe_init.string(), c.moe, c.upcycle);
     copy_tokenizer_files(c, moe_init);
   }
   ws.dist->barrier("upcycling");
@@ -148,7 +155,7 @@ std::string run_xft(const ExperimentConfig& c, Workspace& ws, bool resume) {
                                     /*expert_parallel=*/true);
   write_eval(ws, moe_final, root / "moe" / "eval.json", c.moe_train);
   // 3. Learnable merge (Eq. 5-6): only the mixing logits train.
-  const fs::path mdir = root / "merge";
+  const fs::path mdir = root / c.merge_name;
   const fs::path final_dir = mdir / "final";
   if (!finished(ws, final_dir, "merge")) {
     const auto t = on_rank(ws, c.merge_train, "merge");
@@ -162,6 +169,7 @@ std::string run_xft(const ExperimentConfig& c, Workspace& ws, bool resume) {
     }
     Trainer trainer("merge", model, logits, *ws.train, t, mdir.string(), ws.pad_id);
     trainer.set_parallel(ws.dist);
+    trainer.set_telemetry([&] { return nlohmann::json{{"coefficients", merge_coefficients_json(*model, c.merge)["layers"]}}; });
     trainer.run(resume);
     if (ws.dist->is_lead()) {
       write_file_atomic((mdir / "coefficients.json").string(), merge_coefficients_json(*model, c.merge).dump(2) + "\n");
@@ -190,6 +198,7 @@ std::string run_ewa(const ExperimentConfig& c, Workspace& ws, bool resume) {
     // After every optimizer update, pull each expert toward the experts' mean (paper A.2); the
     // ranks hold identical parameters after the all-reduced step, so they pull identically.
     trainer.set_after_step([&](int64_t step, int64_t total) { ewa_pull(*model, ewa_beta(c.ewa, step, total)); });
+    trainer.set_telemetry([&] { return moe_telemetry(*model, *ws.dist); });
     trainer.run(resume);
     if (ws.dist->is_lead()) {
       export_averaged(*model, final_dir.string(), dtype_from_name(c.save_dtype));

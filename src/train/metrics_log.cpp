@@ -68,6 +68,8 @@ void MetricsLog::write(const StepStats& s, double per_step_s) {
     row["buckets"] = s.buckets;
     row["buckets_overlapped"] = s.buckets_overlapped;
   }
+  if (s.telemetry.is_object())
+    for (const auto& [k, v] : s.telemetry.items()) row[k] = v;
   file_ << row.dump() << "\n" << std::flush;
   std::ostringstream line;
   line << "[" << stage_ << "] step " << s.step << "/" << total_steps_ << " epoch " << s.epoch << " loss " << std::fixed

@@ -11,6 +11,8 @@ const EnumNames<OptimizerKind> kOptimizerNames = {{"adafactor", OptimizerKind::k
                                                   {"adamw", OptimizerKind::kAdamW}};
 const EnumNames<Precision> kPrecisionNames = {
     {"fp32", Precision::kFp32}, {"bf16", Precision::kBf16}, {"bf16_autocast", Precision::kBf16Autocast}};
+const EnumNames<LossReduction> kReductionNames = {{"token", LossReduction::kToken},
+                                                  {"micro_batch", LossReduction::kMicroBatch}};
 const EnumNames<ScheduleKind> kScheduleNames = {{"linear", ScheduleKind::kLinear},
                                                 {"constant", ScheduleKind::kConstant},
                                                 {"constant_with_warmup", ScheduleKind::kConstantWithWarmup}};
@@ -21,6 +23,7 @@ const ConfigReader<TrainConfig>& train_reader() {
                                                  .field("max_steps", &TrainConfig::max_steps)
                                                  .field("global_batch", &TrainConfig::global_batch)
                                                  .field("micro_batch", &TrainConfig::micro_batch)
+                                                 .field("loss_reduction", &TrainConfig::loss_reduction, kReductionNames)
                                                  .field("optimizer", &TrainConfig::optimizer, kOptimizerNames)
                                                  .field("lr", &TrainConfig::lr)
                                                  .field("weight_decay", &TrainConfig::weight_decay)
@@ -41,6 +44,7 @@ const ConfigReader<TrainConfig>& train_reader() {
 
 const char* to_string(OptimizerKind kind) { return enum_name(kOptimizerNames, kind); }
 const char* to_string(Precision precision) { return enum_name(kPrecisionNames, precision); }
+const char* to_string(LossReduction reduction) { return enum_name(kReductionNames, reduction); }
 
 TrainConfig TrainConfig::from_json(const nlohmann::json& j, const std::string& source, const std::string& section) {
   TrainConfig c = train_reader().read(j, source, TrainConfig{}, section);

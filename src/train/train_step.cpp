@@ -49,7 +49,10 @@ TrainStep::Pass TrainStep::backward_passes(const std::vector<int64_t>& indices, 
     {
       AutocastScope scope(config_.precision, device);
       auto out = model_->forward(b.input_ids.to(device), b.attention_mask.to(device));
-      loss = language_model_loss(out.logits, b.labels.to(device)).first / std::max<int64_t>(1, global_tokens);
+      auto [sum, count] = language_model_loss(out.logits, b.labels.to(device));
+      loss = config_.loss_reduction == LossReduction::kToken
+                 ? sum / std::max<int64_t>(1, global_tokens)
+                 : sum / std::max<int64_t>(1, count) / static_cast<double>(micro_per_step);
       aux = out.aux_loss;
     }
     if (dummy) {

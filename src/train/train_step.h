@@ -1,8 +1,10 @@
 // defines: TrainStep (forward and backward of one global batch over this rank's micro-batches)
 //
-// Internal to the trainer. Loss = mean cross-entropy over the global batch's response tokens:
-// each micro-batch adds its token sum divided by the global count, so accumulation and the
-// split over ranks change nothing (the ranks' gradients are summed). Every rank holds the data,
+// Internal to the trainer. Loss (train_config.h loss_reduction): "token", the mean cross-entropy
+// over the global batch's response tokens: each micro-batch adds its token sum divided by the
+// global count; "micro_batch", each micro-batch adds its own token mean divided by the number of
+// micro-batches of a step. Either way accumulation and the split over ranks change nothing (the
+// ranks' gradients are summed). Every rank holds the data,
 // so each counts the global tokens itself and collates only its own micro-batches, a contiguous
 // block of the single-process run's.
 #pragma once

@@ -107,7 +107,10 @@ TrainResult Trainer::run(bool resume) {
     stats.lr = schedule.at(step - 1);
     stats.seconds = clock.step_s();
     stats.elapsed_s = clock.elapsed_s();
-    if (step % config_.log_every == 0 || step == total_steps_) log.write(stats, clock.per_step_s(step));
+    if (step % config_.log_every == 0 || step == total_steps_) {
+      if (telemetry_) stats.telemetry = telemetry_();
+      log.write(stats, clock.per_step_s(step));
+    }
     if ((config_.save_every > 0 && step % config_.save_every == 0) || step == total_steps_)
       checkpoints.save(step, trainable_, *opt, sampler, stats.elapsed_s);
   }

@@ -24,11 +24,16 @@ struct RopeScaling {
 enum class RoutingMode { kXft = 0, kSharedNoNorm = 1, kVanilla = 2 };
 enum class RouterKind { kLinear, kMlp };
 enum class AuxLossKind { kCv2, kSwitch, kNone };
+// The smooth load of noisy gating (moe/load_balancing.h): "shazeer" compares the noisy logit
+// with the threshold (Shazeer et al. 2017); "reference" compares the noise alone, as the
+// authors' code does.
+enum class LoadEstimate { kShazeer, kReference };
 
 // The config spellings of the enums above ("xft", "mlp", "cv2", ...).
 const char* to_string(RoutingMode mode);
 const char* to_string(RouterKind kind);
 const char* to_string(AuxLossKind kind);
+const char* to_string(LoadEstimate rule);
 
 // The MoE layer replacing every FFN after upcycling (paper 3.1).
 struct MoeConfig {
@@ -36,9 +41,13 @@ struct MoeConfig {
   int64_t top_k = 6;              // K active per token, including the shared expert
   bool shared_expert = true;      // expert 0 sees every token
   RoutingMode routing = RoutingMode::kXft;  // "xft" (Eq. 2) | "shared_no_norm" | "vanilla" (Eq. 1; default without a shared expert)
-  bool vanilla_renormalize = false;  // vanilla only: renormalise the chosen K weights to sum 1
+  // vanilla only: the chosen K weights renormalised to sum 1 (= a softmax over the top-K logits,
+  // what the reference code ran for Table 4's "- Shared Expert", so the fresh MoE is the dense
+  // model); false: the raw scores of Eq. 1.
+  bool vanilla_renormalize = true;
   RouterKind router = RouterKind::kLinear;  // "linear" | "mlp" (W2 tanh(W1 x))
-  bool router_noise = false;      // training-time noisy gating; never at eval
+  bool router_noise = false;      // training-time noisy gating; never at eval (ON in the authors' runs)
+  LoadEstimate load_estimate = LoadEstimate::kShazeer;  // with router_noise: "shazeer" | "reference"
   double router_init_std = 0.02;
   AuxLossKind aux_loss = AuxLossKind::kCv2;  // "cv2" (importance + load, Shazeer) | "switch" | "none"
   double aux_loss_coef = 0.01;

@@ -22,6 +22,11 @@ class MoeLayerImpl : public FeedForwardImpl {
   const MoeConfig& config() const { return config_; }
   // Tokens sent to each expert by the last forward ([N], int64), for metrics and tests.
   const torch::Tensor& last_expert_counts() const { return last_counts_; }
+  // Routing statistics summed over the training forwards since the last call, then reset (on
+  // the device, no host sync): fp64 [N + 5] = slots per expert (N), tokens, sum of the shared
+  // expert's weight (1 - s_max), sum of the router entropy -sum_i s_i log s_i, sum of the aux
+  // loss, forwards. Undefined when nothing ran. train/moe_telemetry.h turns it into metrics.
+  torch::Tensor take_telemetry();
 
   // Expert parallelism (moe/expert_parallel.h): the stacks hold this rank's rows and routed
   // tokens travel by all-to-all. Null: every expert is local.
@@ -31,8 +36,11 @@ class MoeLayerImpl : public FeedForwardImpl {
   Experts experts{nullptr};
 
  private:
+  void record_telemetry(const Routing& routing, const torch::Tensor& aux);
+
   MoeConfig config_;
   torch::Tensor last_counts_;
+  torch::Tensor telemetry_;
   std::shared_ptr<const ExpertSharding> sharding_;
 };
 TORCH_MODULE(MoeLayer);

@@ -5,7 +5,7 @@
 //   "tokenizer": "",            // default: base_model's directory
 //   "data": {...DataConfig},    "heldout": 0,      // examples held out of data for evaluation
 //   "eval_data": "",            // or a separate held-out file, read with data's settings
-//   "save_dtype": "bfloat16",   "upcycle_seed": 0,
+//   "save_dtype": "bfloat16",   "upcycle": {"seed": 0, "rope_theta": 0, "drop_rope_scaling": false},
 //   "moe": {...MoeConfig},      "merge": {"shared_rate": 0.75, "fixed_shared_rate": true},
 //   "ewa": {"beta": 0.3, "schedule": "constant"},
 //   "sft_train": {...TrainConfig}, "moe_train": {...}, "merge_train": {...}, "ewa_train": {...},
@@ -22,6 +22,7 @@
 #include "xft/methods/ewa.h"
 #include "xft/data/instruction_data.h"
 #include "xft/methods/merge.h"
+#include "xft/methods/upcycle.h"
 #include "xft/train/train_config.h"
 
 namespace xft {
@@ -31,18 +32,26 @@ struct ExperimentConfig {
   nlohmann::json raw;  // after overrides, saved into the run directory
   std::string run_dir, base_model, tokenizer, save_dtype = "bfloat16";
   std::string comment;  // free text (what the recipe is, where it comes from)
+  // "reference": the authors' code as it ran (noisy gating and its load estimate, micro-batch
+  // loss averaging, RoPE base 10000 in the MoE); empty: the corrected method (default).
+  std::string compat;
+  // The merge stage's directory under run_dir/xft: runs sharing a run_dir share the upcycled and
+  // tuned MoE (finished stages are never redone), so a lambda sweep trains the MoE once.
+  std::string merge_name = "merge";
   DataConfig data;
   int64_t heldout = 0;
   std::string eval_data;
-  uint64_t upcycle_seed = 0;
+  UpcycleConfig upcycle;
   MoeConfig moe;
   MergeConfig merge;
   EwaConfig ewa;
   TrainConfig sft_train, moe_train, merge_train, ewa_train;
   DistributedConfig distributed;
 
-  // Reads `path`, applies "a.b.c=value" overrides (value parsed as JSON, else taken as a string),
-  // and validates. Relative paths inside are taken relative to the working directory.
+  // Reads `path` over the files it includes ("include": "base.json" or a list, relative to it,
+  // objects merged key by key), applies "a.b.c=value" overrides (value parsed as JSON, else
+  // taken as a string), then the "compat" settings (the overrides keep the last word), and
+  // validates. Other relative paths inside are taken relative to the working directory.
   static ExperimentConfig load(const std::string& path, const std::vector<std::string>& overrides = {});
   // Every section through its own reader: unknown keys, wrong types and unknown enum values are
   // errors naming the file and section.field.

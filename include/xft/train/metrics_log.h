@@ -5,6 +5,8 @@
 #include <fstream>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 namespace xft {
 
 struct StepStats {
@@ -15,6 +17,7 @@ struct StepStats {
   double elapsed_s = 0.0;       // of the whole stage, resumed runs included
   int world_size = 0;           // > 0 under a launcher
   int64_t buckets = -1, buckets_overlapped = 0;  // gradient all-reduce buckets (-1: none)
+  nlohmann::json telemetry;     // an object whose keys join the row (moe_telemetry.h), or null
 };
 
 class MetricsLog {

@@ -14,6 +14,14 @@ enum class OptimizerKind { kAdafactor, kAdamW };  // "adafactor" (the reference 
 // "fp32" | "bf16" (bf16 weights) | "bf16_autocast" (fp32 weights, bf16 compute, as the
 // reference merge stage runs)
 enum class Precision { kFp32, kBf16, kBf16Autocast };
+// How micro-batch losses make the step's loss:
+//   "token"       the mean over every response token of the global batch (each token weighs the same);
+//   "micro_batch" the token mean within each micro-batch, then the mean over the step's
+//                 micro-batches (divided by global_batch / micro_batch, as the Hugging Face Trainer
+//                 the authors used divides by its accumulation steps; ranks are averaged the same
+//                 way), so every micro-batch weighs the same whatever its length.
+enum class LossReduction { kToken, kMicroBatch };
+const char* to_string(LossReduction reduction);
 const char* to_string(OptimizerKind kind);
 const char* to_string(Precision precision);
 
@@ -22,6 +30,7 @@ struct TrainConfig {
   int64_t max_steps = -1;          // > 0: stop after this many optimizer steps (overrides epochs)
   int64_t global_batch = 64;       // examples per optimizer step
   int64_t micro_batch = 8;         // examples per forward/backward (global_batch % micro_batch == 0)
+  LossReduction loss_reduction = LossReduction::kToken;
   OptimizerKind optimizer = OptimizerKind::kAdafactor;
   double lr = 5e-5;
   double weight_decay = 0.0;

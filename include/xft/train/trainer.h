@@ -11,6 +11,8 @@
 #include <memory>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "xft/core/named_tensors.h"
 #include "xft/data/instruction_data.h"
 #include "xft/distributed/expert_sharding.h"
@@ -28,6 +30,9 @@ struct TrainResult {
 
 // Called after every optimizer step with (steps done, total steps): EWA's averaging lives here.
 using AfterStep = std::function<void(int64_t step, int64_t total)>;
+// Called on every rank at each logged step; its JSON object joins the metrics row (routing
+// statistics of the MoE stage, the merge coefficients). May run collectives.
+using Telemetry = std::function<nlohmann::json()>;
 
 class Trainer {
  public:
@@ -37,6 +42,7 @@ class Trainer {
   Trainer(std::string name, CausalLM model, NamedTensors trainable, const InstructionDataset& data,
           TrainConfig config, std::string stage_dir, int64_t pad_id);
   void set_after_step(AfterStep hook) { after_step_ = std::move(hook); }
+  void set_telemetry(Telemetry telemetry) { telemetry_ = std::move(telemetry); }
   // Data parallel over dist's world (and expert parallel when `sharding` is set, the model's
   // expert stacks already split by shard_experts): each rank runs its share of every global
   // batch's micro-batches, gradients are all-reduced, rank 0 alone writes metrics and
@@ -60,6 +66,7 @@ class Trainer {
   int64_t pad_id_;
   int64_t total_steps_ = 0;
   AfterStep after_step_;
+  Telemetry telemetry_;
   std::shared_ptr<const Distributed> dist_ = std::make_shared<Distributed>();
   std::shared_ptr<const ExpertSharding> sharding_;
 };
