@@ -385,6 +385,22 @@ TEST(MoeCudaLayer, MoeLayerOnTheGpuMatchesFp64OnTheCpu) {
   }
 }
 
+// rms_norm_cuda with nothing to normalise: an empty output of x's shape, as the CPU reference
+// gives (it used to divide numel by a zero row length on the host).
+TEST(RmsNormCuda, EmptyInputsGiveEmptyOutputs) {
+  REQUIRE_GPU();
+  for (auto shape : {std::vector<int64_t>{3, 0}, std::vector<int64_t>{0, 8}, std::vector<int64_t>{2, 0, 0}}) {
+    SCOPED_TRACE(c10::str(c10::IntArrayRef(shape)));
+    auto x = torch::randn(shape, cuda());
+    auto w = torch::ones({shape.back()}, cuda());
+    auto y = rms_norm_cuda(x, w, 1e-6);
+    EXPECT_EQ(y.sizes(), x.sizes());
+    EXPECT_EQ(y.device(), x.device());
+  }
+  expect_error([&] { rms_norm_cuda(torch::ones({}, cuda()), torch::ones({1}, cuda()), 1e-6); },
+               {"rms_norm_cuda", "0-dim"});
+}
+
 #ifdef XFT_WITH_CUDA
 // Forward + backward of the layer captured in one CUDA graph: any host sync in the grouped path
 // would make the capture fail. Replays agree bit for bit, and with the eager step.
