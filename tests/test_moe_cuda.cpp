@@ -180,6 +180,55 @@ TEST(MoeCudaRouting, TiesGoToTheLowerIndexAndRerunsAreBitwiseEqual) {
   for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << i;
 }
 
+namespace {
+// Logits in eighths (exact ties), then NaN, -inf and +inf sprinkled in; row 0 all NaN, row 1
+// all -inf, row 2 all +inf, row 3 NaN and -inf only.
+torch::Tensor non_finite_logits(int64_t T, int64_t R) {
+  auto z = torch::randint(-24, 24, {T, R}) / 8.0;
+  auto u = torch::rand({T, R});
+  z = torch::where(u < 0.2, torch::full({}, std::nan("")), z);
+  z = torch::where((u >= 0.2) & (u < 0.3), torch::full({}, -INFINITY), z);
+  z = torch::where((u >= 0.3) & (u < 0.35), torch::full({}, INFINITY), z);
+  z[0].fill_(std::nan(""));
+  z[1].fill_(-INFINITY);
+  z[2].fill_(INFINITY);
+  z[3].copy_(torch::where(torch::arange(R) % 2 == 0, torch::full({}, std::nan("")), torch::full({}, -INFINITY)));
+  return z;
+}
+}  // namespace
+
+// routing.h's rule for non-finite logits (clamp to the finite floats, NaN to the lowest) on
+// both paths: the GPU gives the CPU's ids, distinct per token, and finite weights and gradients.
+TEST(MoeCudaRouting, NonFiniteLogitsRouteAsOnTheCpu) {
+  REQUIRE_GPU();
+  torch::manual_seed(12);
+  struct Mode { std::string name; int64_t N, K; bool renorm; };
+  const Mode modes[] = {{"xft", 8, 6, false},          {"xft", 41, 36, false}, {"shared_no_norm", 41, 36, false},
+                        {"vanilla", 41, 36, true},     {"vanilla", 64, 5, false}, {"xft", 65, 9, false}};
+  for (const auto& m : modes) {
+    for (auto dtype : {torch::kFloat32, torch::kBFloat16, torch::kFloat16}) {
+      const auto c = config(m.name, m.N, m.K, m.renorm);
+      SCOPED_TRACE(m.name + " N" + std::to_string(m.N) + " " + std::string(c10::toString(dtype)));
+      auto z = non_finite_logits(100, c.num_routed()).to(dtype);
+      auto zc = z.clone().requires_grad_(true), zg = z.to(cuda()).requires_grad_(true);
+      auto want = route(zc, c);
+      auto got = route_cuda(zg, c);
+      ASSERT_TRUE(torch::equal(got.experts_TS.cpu(), want.experts_TS));
+      auto sorted = std::get<0>(want.experts_TS.sort(-1));
+      EXPECT_TRUE((sorted.diff(1, -1) > 0).all().item<bool>()) << "duplicate expert ids";
+      EXPECT_TRUE(torch::isfinite(got.weights_TS).all().item<bool>());
+      EXPECT_LE(rel_err(got.weights_TS, want.weights_TS), 1e-6);
+      EXPECT_LE(rel_err(got.probs_TR, want.probs_TR), 1e-6);
+      auto gw = torch::randn_like(want.weights_TS), gp = torch::randn_like(want.probs_TR);
+      auto dz_want = torch::autograd::grad({(want.weights_TS * gw).sum() + (want.probs_TR * gp).sum()}, {zc})[0];
+      auto dz_got = torch::autograd::grad(
+          {(got.weights_TS * gw.to(cuda())).sum() + (got.probs_TR * gp.to(cuda())).sum()}, {zg})[0];
+      EXPECT_TRUE(torch::isfinite(dz_got).all().item<bool>());
+      EXPECT_LE(rel_err(dz_got, dz_want), dtype == torch::kFloat32 ? 1e-5 : 1e-2);
+    }
+  }
+}
+
 // ---- index build, gather, combine -------------------------------------------------------------
 
 TEST(MoeCudaPermute, IndexBuildEqualsTheStableCountingSort) {
