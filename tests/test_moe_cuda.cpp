@@ -124,8 +124,12 @@ TEST(MoeCudaHost, CpuTensorsStayOnTheAtenPath) {
 TEST(MoeCudaRouting, ForwardAndBackwardMatchCpuForEveryMode) {
   REQUIRE_GPU();
   struct Mode { std::string name; int64_t N, K; bool renorm; };
-  const Mode modes[] = {{"xft", 8, 6, false}, {"shared_no_norm", 8, 6, false}, {"vanilla", 8, 2, false},
-                        {"vanilla", 16, 4, true}, {"xft", 65, 9, false}, {"vanilla", 64, 33, true}};
+  // R = 7, 8, 16, 64 and, for every mode, R = 40 or 41 with k = 35 or 36: lanes whose second
+  // register (experts 32..63) is partly filled, and rounds 32.. of the top-k in v1.
+  const Mode modes[] = {{"xft", 8, 6, false},        {"shared_no_norm", 8, 6, false}, {"vanilla", 8, 2, false},
+                        {"vanilla", 16, 4, true},    {"xft", 65, 9, false},           {"vanilla", 64, 33, true},
+                        {"xft", 41, 36, false},      {"shared_no_norm", 41, 36, false},
+                        {"vanilla", 41, 36, false},  {"vanilla", 41, 36, true}};
   for (const auto& m : modes) {
     for (auto dtype : {torch::kFloat32, torch::kBFloat16, torch::kFloat16}) {
       for (int64_t T : kTokenCounts) {
