@@ -119,6 +119,18 @@ TEST(MoeCudaHost, CpuTensorsStayOnTheAtenPath) {
   expect_error([&] { moe_permutation_cuda(torch::zeros({3, 5}, torch::kInt64), 8); }, {"moe_permutation_cuda"});
 }
 
+#ifdef XFT_WITH_CUDA
+// The slot limit of the gather's backward is checked before any device work, so this runs
+// without a GPU: a permutation of one token with 129 slots (CPU tensors; never read).
+TEST(MoeCudaHost, GatherRejectsMoreSlotsThanItsBackwardTakes) {
+  const int64_t S = kMoeCudaMaxSlots + 1;
+  MoePermutation perm{torch::zeros({S}, torch::kInt32), torch::zeros({S}, torch::kInt32),
+                      torch::full({8}, S, torch::kInt32), 1, S};
+  expect_error([&] { moe_gather_rows_cuda(torch::zeros({1, 16}), perm); },
+               {"moe_gather_rows_cuda", "S = 129", "1 to 128"});
+}
+#endif
+
 // ---- routing kernel ---------------------------------------------------------------------------
 
 TEST(MoeCudaRouting, ForwardAndBackwardMatchCpuForEveryMode) {

@@ -15,6 +15,11 @@
 #include "xft/model/mlp.h"
 
 namespace xft {
+
+static_assert(kMoeCudaMaxSlots == kernels::kMaxCombineSlots, "moe_cuda.h and kernels/moe_permute.cuh disagree");
+static_assert(kMoeCudaMaxExperts == kernels::kMaxPermuteExperts, "moe_cuda.h and kernels/moe_permute.cuh disagree");
+static_assert(kRouteCudaMaxRouted == kernels::kMaxRoutedExperts, "moe_cuda.h and kernels/moe_routing.cuh disagree");
+
 namespace {
 
 using torch::autograd::AutogradContext;
@@ -235,6 +240,10 @@ MoePermutation moe_permutation_cuda(const torch::Tensor& experts_TS, int64_t E) 
 }
 
 torch::Tensor moe_gather_rows_cuda(const torch::Tensor& x_TD, const MoePermutation& perm) {
+  // First, before any device work: the backward (a combine without weights) stages a token's
+  // slots in shared memory and would fail only when the gradient arrives.
+  XFT_CHECK(perm.slots >= 1 && perm.slots <= kMoeCudaMaxSlots, "moe_gather_rows_cuda: the permutation has S = ",
+            perm.slots, " slots per token; the gather's backward takes 1 to ", kMoeCudaMaxSlots);
   XFT_CHECK(x_TD.is_cuda() && x_TD.dim() == 2 && x_TD.size(0) == perm.tokens && x_TD.size(1) >= 1 &&
                 kernel_dtype_ok(x_TD) && x_TD.device() == perm.row_to_token.device(),
             "moe_gather_rows_cuda: expected float, half or bfloat16 x [", perm.tokens,

@@ -19,6 +19,10 @@ namespace xft {
 
 // One warp per token holds the routed logits: R is at most this.
 constexpr int64_t kRouteCudaMaxRouted = 64;
+// Slots per token the gather's backward and the combine take (kernels::kMaxCombineSlots).
+constexpr int64_t kMoeCudaMaxSlots = 128;
+// Experts the index build and the grouped products take (kernels::kMaxPermuteExperts).
+constexpr int64_t kMoeCudaMaxExperts = 1024;
 
 // True when route_cuda takes these logits: on a CUDA device, float / half / bfloat16 (fp64
 // stays on the composed path, for gradient checks), 1 <= R <= kRouteCudaMaxRouted, and at
@@ -53,7 +57,8 @@ struct MoePermutation {
 MoePermutation moe_permutation_cuda(const torch::Tensor& experts_TS, int64_t num_experts);
 
 // rows [T*S, D] = x_TD[row_to_token]; differentiable w.r.t. x (backward: each token sums its
-// rows' gradients in slot order, no atomics).
+// rows' gradients in slot order, no atomics). perm.slots is at most kMoeCudaMaxSlots (the
+// backward's limit), checked before any device work.
 torch::Tensor moe_gather_rows_cuda(const torch::Tensor& x_TD, const MoePermutation& perm);
 
 // out [T, D] fp32 = sum_s weights_TS[t, s] * y_MD[token_slot_to_row[t*S + s]], accumulated in
