@@ -348,6 +348,63 @@ TEST(MoeCudaGrouped, GroupedLinearMatchesALoopAndZeroesIdleExperts) {
   }
 }
 
+// Every bad offsets_end is refused before any product, so this needs a GPU but not sm90.
+TEST(MoeCudaGrouped, GroupedLinearRejectsBadOffsets) {
+  REQUIRE_GPU();
+  const auto bf16 = torch::TensorOptions().device(cuda()).dtype(torch::kBFloat16);
+  auto x = torch::randn({10, 16}, bf16);
+  auto w = torch::randn({4, 8, 16}, bf16);
+  auto offs = [](std::vector<int32_t> v) { return torch::tensor(v, torch::kInt32).to(cuda()); };
+  expect_error([&] { grouped_linear_cuda(x, w, offs({2, 5, 5, 10}).to(torch::kInt64)); },
+               {"grouped_linear_cuda", "int32", "[4]", "Long"});
+  expect_error([&] { grouped_linear_cuda(x, w, offs({5, 5, 10})); }, {"grouped_linear_cuda", "[4]", "[3]"});
+  expect_error([&] { grouped_linear_cuda(x, w, offs({2, 9, 5, 9, 5, 9, 10, 9}).slice(0, 0, 8, 2)); },
+               {"grouped_linear_cuda", "not contiguous"});
+  expect_error([&] { grouped_linear_cuda(x, w, torch::tensor({2, 5, 5, 10}, torch::kInt32)); },
+               {"grouped_linear_cuda", "cpu"});
+  expect_error([&] { grouped_linear_cuda(x, w, offs({-1, 5, 5, 10})); }, {"grouped_linear_cuda", ">= 0", "-1"});
+  expect_error([&] { grouped_linear_cuda(x, w, offs({2, 6, 5, 10})); },
+               {"grouped_linear_cuda", "non-decreasing", "6 then 5", "index 2"});
+  expect_error([&] { grouped_linear_cuda(x, w, offs({2, 5, 5, 9})); }, {"grouped_linear_cuda", "M = 10", "got 9"});
+  expect_error([&] { grouped_linear_cuda(x, w, offs({2, 5, 5, 11})); }, {"grouped_linear_cuda", "M = 10", "got 11"});
+}
+
+// The zeroing of empty groups alone, on buffers full of NaN (0xFF bytes for uint8): the grouped
+// product on sm90 already writes zeros for an empty group, so only this shows that the kernel
+// itself zeroes them. Compared byte for byte: empty groups all 0, the others untouched. Group
+// sizes take every copy unit (16, 8, 4, 2, 1 bytes) and, at 640 000 bytes, more than one
+// grid-stride pass.
+TEST(MoeCudaGrouped, ZeroEmptyGroupsZeroesOnlyTheEmptyOnes) {
+  REQUIRE_GPU();
+  // Inclusive ends for 6 groups: groups 0, 2, 4 and 5 are empty.
+  auto ends = torch::tensor({0, 4, 4, 9, 9, 9}, torch::kInt32).to(cuda());
+  const bool empty[] = {true, false, true, false, true, true};
+  struct Case { std::vector<int64_t> inner; torch::Dtype dtype; };
+  const Case cases[] = {{{4, 8}, torch::kFloat32},  {{3, 2}, torch::kFloat32},    {{5}, torch::kFloat32},
+                        {{3, 5}, torch::kBFloat16}, {{3}, torch::kUInt8},         {{160000}, torch::kFloat32}};
+  for (const auto& cs : cases) {
+    std::vector<int64_t> shape = {6};
+    shape.insert(shape.end(), cs.inner.begin(), cs.inner.end());
+    SCOPED_TRACE(c10::str(c10::IntArrayRef(shape), " ", cs.dtype));
+    const auto opts = torch::TensorOptions().device(cuda()).dtype(cs.dtype);
+    auto data = cs.dtype == torch::kUInt8 ? torch::full(shape, 255, opts) : torch::full(shape, std::nan(""), opts);
+    auto before = data.cpu().view(torch::kUInt8).reshape({6, -1});
+    moe_zero_empty_groups_cuda(data, ends);
+    auto after = data.cpu().view(torch::kUInt8).reshape({6, -1});
+    for (int64_t g = 0; g < 6; ++g) {
+      if (empty[g]) {
+        EXPECT_TRUE((after[g] == 0).all().item<bool>()) << "empty group " << g << " not zeroed";
+      } else {
+        EXPECT_TRUE(torch::equal(after[g], before[g])) << "group " << g << " has rows but was written";
+      }
+    }
+  }
+  auto data = torch::zeros({6, 4}, cuda());
+  expect_error([&] { moe_zero_empty_groups_cuda(data, ends.narrow(0, 0, 5)); },
+               {"moe_zero_empty_groups_cuda", "[6]", "[5]"});
+  expect_error([&] { moe_zero_empty_groups_cuda(data.t(), ends); }, {"moe_zero_empty_groups_cuda", "not contiguous"});
+}
+
 namespace {
 // moe_combine_cuda against moe_combine_naive in fp64, forward and every gradient.
 void check_dispatch(torch::Dtype dtype, MoeCudaPath path, int64_t T, bool skew, double tol) {
