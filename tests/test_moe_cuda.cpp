@@ -524,55 +524,59 @@ TEST(RmsNormCuda, EmptyInputsGiveEmptyOutputs) {
 }
 
 #ifdef XFT_WITH_CUDA
-// Forward + backward of the layer captured in one CUDA graph: any host sync in the grouped path
-// would make the capture fail. Replays agree bit for bit, and with the eager step.
-TEST(MoeCudaGraph, LayerForwardBackwardCapturesAndReplays) {
+// MoeLayer::forward + backward (router, fused routing, shared expert, grouped dispatch, the
+// device-side expert counts, the cv2 aux loss in training mode) captured in one CUDA graph: a
+// host sync anywhere in the layer's CUDA path makes the capture fail. Replays agree bit for
+// bit, and with the eager step.
+TEST(MoeCudaGraph, MoeLayerForwardBackwardCapturesAndReplays) {
   REQUIRE_GPU();
   torch::manual_seed(8);
   const auto c = config("xft", 8, 6);
   const int64_t T = 4099, D = 64, F = 96;
   const auto bf16 = torch::TensorOptions().device(cuda()).dtype(torch::kBFloat16);
-  Experts experts(8, D, F);
-  experts->to(cuda(), torch::kBFloat16);
+  MoeLayer layer(D, F, c);
+  {
+    torch::NoGradGuard ng;  // larger router weights than the init: tokens spread over the experts
+    layer->router->weight.copy_(torch::randn({7, D}) * 0.5);
+  }
+  layer->to(cuda(), torch::kBFloat16);
+  layer->train();
   auto x = torch::randn({T, D}, bf16).requires_grad_(true);
-  if (!moe_grouped_path_available(*experts, x)) GTEST_SKIP() << "the grouped path needs sm90/sm100";
-  auto router_w = (torch::randn({7, D}) * 0.5).to(bf16).requires_grad_(true);
-  auto go = torch::randn({T, D}, cuda());
-  std::vector<torch::Tensor> inputs = {x, router_w, experts->gate_proj, experts->up_proj, experts->down_proj};
+  if (!moe_grouped_path_available(*layer->experts, x)) GTEST_SKIP() << "the grouped path needs sm90/sm100";
+  auto go = torch::randn({T, D}, bf16);
+  auto inputs = layer->parameters();
+  inputs.insert(inputs.begin(), x);
   auto step = [&] {
-    auto r = route_cuda(torch::linear(x, router_w).to(torch::kFloat32), c);
-    const int64_t S = r.experts_TS.size(1);
-    auto shared = experts->expert_forward(0, x).to(torch::kFloat32) * r.weights_TS.narrow(1, 0, 1);
-    auto routed = moe_combine_cuda(*experts, x, r.experts_TS.narrow(1, 1, S - 1), r.weights_TS.narrow(1, 1, S - 1),
-                                   MoeCudaPath::kGrouped);
-    auto y = shared + routed;
-    auto g = torch::autograd::grad({(y * go).sum() + r.probs_TR.square().sum()}, inputs);
-    g.push_back(y.detach());
+    auto out = layer->forward(x);
+    auto g = torch::autograd::grad({(out.y.to(torch::kFloat32) * go).sum() + out.aux_loss}, inputs);
+    g.push_back(out.y.detach());
+    g.push_back(out.aux_loss.detach());
+    g.push_back(layer->last_expert_counts());
     return g;
   };
   auto eager = step();
+  ASSERT_EQ(eager.back().sum().item<int64_t>(), T * c.top_k);  // the counts cover every slot
   torch::cuda::synchronize();
   auto side = at::cuda::getStreamFromPool();
-  {
-    c10::cuda::CUDAStreamGuard guard(side);
-    for (int i = 0; i < 3; ++i) step();  // warm-up on the capture stream
-    torch::cuda::synchronize();
-    at::cuda::CUDAGraph graph;
-    graph.capture_begin();
-    auto captured = step();
-    graph.capture_end();
-    graph.replay();
-    torch::cuda::synchronize();
-    std::vector<torch::Tensor> first;
-    for (const auto& t : captured) first.push_back(t.clone());
-    graph.replay();
-    torch::cuda::synchronize();
-    for (size_t i = 0; i < eager.size(); ++i) {
-      EXPECT_TRUE(torch::equal(captured[i], first[i])) << i;  // replays are bitwise identical
-      // The same function as the eager step; bf16-level slack in case cuBLAS picks other
-      // kernels on the capture stream (normally the results are identical).
-      EXPECT_LE(rel_err(captured[i], eager[i]), 1e-2) << i;
-    }
+  c10::cuda::CUDAStreamGuard guard(side);
+  for (int i = 0; i < 3; ++i) step();  // warm-up on the capture stream
+  torch::cuda::synchronize();
+  at::cuda::CUDAGraph graph;
+  graph.capture_begin();
+  auto captured = step();
+  graph.capture_end();
+  graph.replay();
+  torch::cuda::synchronize();
+  std::vector<torch::Tensor> first;
+  for (const auto& t : captured) first.push_back(t.clone());
+  graph.replay();
+  torch::cuda::synchronize();
+  ASSERT_EQ(captured.size(), eager.size());
+  for (size_t i = 0; i < eager.size(); ++i) {
+    EXPECT_TRUE(torch::equal(captured[i], first[i])) << i;  // replays are bitwise identical
+    // The same function as the eager step; bf16-level slack in case cuBLAS picks other
+    // kernels on the capture stream (normally the results are identical).
+    EXPECT_LE(rel_err(captured[i], eager[i]), 1e-2) << i;
   }
 }
 #endif
