@@ -27,6 +27,7 @@
 #include "xft/model/llama.h"
 #include "xft/methods/merge.h"
 #include "xft/model/mlp.h"
+#include "cuda/cuda_glue.h"
 #include "cuda/moe_cuda.h"
 #include "xft/train/optimizer.h"
 
@@ -109,13 +110,16 @@ json bench_routing(const Options& o, std::ostream& md) {
     auto gw = torch::randn({T, S}, kF32), gp = torch::randn({T, R}, kF32);
     cudaStream_t stream = at::cuda::getCurrentCUDAStream();
     const double fused = time_ms(o, [&] {
-      kernels::moe_route_forward(z.data_ptr(), kernels::DType::kFloat32, T, static_cast<int>(R), static_cast<int>(k),
-                                 kernels::RouteMode::kXft, false, w.data_ptr<float>(), ids.data_ptr<int32_t>(),
-                                 probs.data_ptr<float>(), counts.data_ptr<int32_t>(), stream);
-      kernels::moe_route_backward(probs.data_ptr<float>(), ids.data_ptr<int32_t>(), w.data_ptr<float>(),
-                                  gw.data_ptr<float>(), gp.data_ptr<float>(), T, static_cast<int>(R),
-                                  static_cast<int>(k), kernels::RouteMode::kXft, false, dz.data_ptr(),
-                                  kernels::DType::kFloat32, stream);
+      check_cuda(kernels::moe_route_forward(z.data_ptr(), kernels::DType::kFloat32, T, static_cast<int>(R),
+                                            static_cast<int>(k), kernels::RouteMode::kXft, false, w.data_ptr<float>(),
+                                            ids.data_ptr<int32_t>(), probs.data_ptr<float>(),
+                                            counts.data_ptr<int32_t>(), stream),
+                 "routing: moe_route_forward");
+      check_cuda(kernels::moe_route_backward(probs.data_ptr<float>(), ids.data_ptr<int32_t>(), w.data_ptr<float>(),
+                                             gw.data_ptr<float>(), gp.data_ptr<float>(), T, static_cast<int>(R),
+                                             static_cast<int>(k), kernels::RouteMode::kXft, false, dz.data_ptr(),
+                                             kernels::DType::kFloat32, stream),
+                 "routing: moe_route_backward");
     });
     // Bytes moved: forward reads z, writes w, ids, probs; backward reads probs, ids, w, gw, gp, writes dz.
     const double bytes = 4.0 * (T * R + 2 * T * S + T * R + N) + 4.0 * (T * R + 3 * T * S + 2 * T * R);
@@ -263,25 +267,30 @@ json bench_layer(const Options& o, std::ostream& md, json& targets) {
       auto rwc = rw.contiguous();
       auto go32 = go.contiguous();
       cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+      const auto kTrusted = OffsetsCheck::kTrusted;
       const std::vector<std::pair<std::string, std::function<void()>>> steps = {
           {"index build", [&] { moe_permutation_cuda(rids, E); }},
           {"gather", [&] { moe_gather_rows_cuda(x.detach(), perm); }},
-          {"gate (grouped)", [&] { grouped_linear_cuda(xr, experts->gate_proj, perm.offsets_end); }},
-          {"up (grouped)", [&] { grouped_linear_cuda(xr, experts->up_proj, perm.offsets_end); }},
+          // kTrusted: as moe_combine_cuda calls them, without the offsets' validating host sync.
+          {"gate (grouped)", [&] { grouped_linear_cuda(xr, experts->gate_proj, perm.offsets_end, kTrusted); }},
+          {"up (grouped)", [&] { grouped_linear_cuda(xr, experts->up_proj, perm.offsets_end, kTrusted); }},
           {"SwiGLU", [&] { swiglu(g, g); }},
-          {"down (grouped)", [&] { grouped_linear_cuda(h, experts->down_proj, perm.offsets_end); }},
+          {"down (grouped)", [&] { grouped_linear_cuda(h, experts->down_proj, perm.offsets_end, kTrusted); }},
           {"combine", [&] { moe_combine_rows_cuda(y, rw, perm); }},
           {"shared expert (dense)", [&] { experts->expert_forward(0, x.detach()); }},
           {"combine backward", [&] {
-             kernels::moe_combine_rows_backward(go32.data_ptr(), kernels::DType::kFloat32, y.data_ptr(),
-                                                kernels::DType::kBFloat16, rwc.data_ptr<float>(),
-                                                perm.token_slot_to_row.data_ptr<int32_t>(), T, static_cast<int>(K - 1),
-                                                D, gy.data_ptr(), gwr.data_ptr<float>(), stream);
+             check_cuda(kernels::moe_combine_rows_backward(
+                            go32.data_ptr(), kernels::DType::kFloat32, y.data_ptr(), kernels::DType::kBFloat16,
+                            rwc.data_ptr<float>(), perm.token_slot_to_row.data_ptr<int32_t>(), T,
+                            static_cast<int>(K - 1), D, gy.data_ptr(), gwr.data_ptr<float>(), stream),
+                        "phases: moe_combine_rows_backward");
            }},
           {"gather backward", [&] {
-             kernels::moe_combine_rows(go_rows.data_ptr(), kernels::DType::kBFloat16, nullptr,
-                                       perm.token_slot_to_row.data_ptr<int32_t>(), T, static_cast<int>(K - 1), D,
-                                       gx.data_ptr(), kernels::DType::kBFloat16, stream);
+             check_cuda(kernels::moe_combine_rows(go_rows.data_ptr(), kernels::DType::kBFloat16, nullptr,
+                                                  perm.token_slot_to_row.data_ptr<int32_t>(), T,
+                                                  static_cast<int>(K - 1), D, gx.data_ptr(), kernels::DType::kBFloat16,
+                                                  stream),
+                        "phases: moe_combine_rows (gather backward)");
            }}};
       json p = {{"tokens", T}};
       if (phases.empty()) {
@@ -376,28 +385,10 @@ std::vector<int64_t> parse_list(const std::string& s) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  Options o;
-  std::string tokens = "4096,16384,65536";
-  CLI::App app{"xft MoE benchmark (CUDA): routing, MoE layer, training steps"};
-  app.add_option("--out", o.out, "directory for <date>-<gpu>.md and .json")->required();
-  app.add_option("--commit", o.commit, "git commit measured (default: $XFT_COMMIT)");
-  app.add_option("--tokens", tokens, "comma-separated token counts T");
-  app.add_option("--warmup", o.warmup, "untimed runs before each measurement");
-  app.add_option("--repeats", o.repeats, "timed runs (the median is reported)");
-  app.add_option("--train-batch", o.train_batch);
-  app.add_option("--train-seq", o.train_seq);
-  app.add_option("--dense-layers", o.dense_layers);
-  app.add_option("--moe-layers", o.moe_layers);
-  app.add_option("--peak-tflops", o.peak_tflops, "bf16 dense peak for MFU");
-  app.add_flag("--skip-training", o.skip_training);
-  CLI11_PARSE(app, argc, argv);
-  o.tokens = parse_list(tokens);
-  if (o.commit.empty()) o.commit = std::getenv("XFT_COMMIT") ? std::getenv("XFT_COMMIT") : "unknown";
-  if (!torch::cuda::is_available()) {
-    std::cerr << "xft-moe-bench: no CUDA GPU visible\n";
-    return 2;
-  }
+namespace {
+
+// Runs every benchmark and writes the report; throws on any CUDA error.
+int run_benchmarks(const Options& o) {
   const std::string device = at::cuda::getCurrentDeviceProperties()->name;
   char date[32];
   const std::time_t now = std::time(nullptr);
@@ -434,4 +425,38 @@ int main(int argc, char** argv) {
   std::ofstream(base.string() + ".json") << result.dump(2) << "\n";
   std::cout << md.str() << "\nwrote " << base.string() << ".md and .json\n";
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  std::string tokens = "4096,16384,65536";
+  CLI::App app{"xft MoE benchmark (CUDA): routing, MoE layer, training steps"};
+  app.add_option("--out", o.out, "directory for <date>-<gpu>.md and .json")->required();
+  app.add_option("--commit", o.commit, "git commit measured (default: $XFT_COMMIT)");
+  app.add_option("--tokens", tokens, "comma-separated token counts T");
+  app.add_option("--warmup", o.warmup, "untimed runs before each measurement");
+  app.add_option("--repeats", o.repeats, "timed runs (the median is reported)");
+  app.add_option("--train-batch", o.train_batch);
+  app.add_option("--train-seq", o.train_seq);
+  app.add_option("--dense-layers", o.dense_layers);
+  app.add_option("--moe-layers", o.moe_layers);
+  app.add_option("--peak-tflops", o.peak_tflops, "bf16 dense peak for MFU");
+  app.add_flag("--skip-training", o.skip_training);
+  CLI11_PARSE(app, argc, argv);
+  o.tokens = parse_list(tokens);
+  if (o.commit.empty()) o.commit = std::getenv("XFT_COMMIT") ? std::getenv("XFT_COMMIT") : "unknown";
+  if (!torch::cuda::is_available()) {
+    std::cerr << "xft-moe-bench: no CUDA GPU visible\n";
+    return 2;
+  }
+  // A failed launch (a launcher's error code, through check_cuda) or a CUDA error seen at a
+  // synchronisation ends the run with its message and no report: its timings would be void.
+  try {
+    return run_benchmarks(o);
+  } catch (const std::exception& e) {
+    std::cerr << "xft-moe-bench: " << e.what() << "\n";
+    return 1;
+  }
 }

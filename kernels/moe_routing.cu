@@ -5,6 +5,8 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <cfloat>
+
 namespace xft::kernels {
 namespace {
 
@@ -21,6 +23,15 @@ __device__ __forceinline__ float warp_sum(float v) {
 __device__ __forceinline__ float warp_max(float v) {
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(kFullMask, v, o));
   return v;
+}
+
+// xft::route's rule for non-finite logits (include/xft/moe/routing.h): +inf becomes the largest
+// finite float, -inf and NaN the lowest. Then the row maximum is finite, exp(0) = 1 makes the
+// softmax denominator >= 1, no score is NaN, and the argmax rounds below see a total order (a
+// NaN compares false both ways, which let two rounds pick one expert).
+__device__ __forceinline__ float finite_logit(float z) {
+  if (isnan(z)) return -FLT_MAX;
+  return fminf(fmaxf(z, -FLT_MAX), FLT_MAX);
 }
 
 template <typename T>
@@ -42,8 +53,8 @@ __global__ void __launch_bounds__(kThreads)
     const int i0 = lane, i1 = lane + 32;
     const bool has0 = i0 < R, has1 = i1 < R;
     const T* zr = z + t * R;
-    const float z0 = has0 ? to_float(zr[i0]) : -INFINITY;
-    const float z1 = has1 ? to_float(zr[i1]) : -INFINITY;
+    const float z0 = has0 ? finite_logit(to_float(zr[i0])) : -INFINITY;  // -inf: padding, never read back
+    const float z1 = has1 ? finite_logit(to_float(zr[i1])) : -INFINITY;
     // Eq. 2's softmax over the routed logits, in fp32.
     const float zmax = warp_max(fmaxf(z0, z1));
     const float e0 = has0 ? expf(z0 - zmax) : 0.f;

@@ -1,7 +1,9 @@
 // defines: xft::kernels::RouteMode, moe_route_forward, moe_route_backward (launchers; Torch-free)
 //
 // The fused router of paper Eq. 2 (and Eq. 1 for vanilla), one warp per token:
-//   s = softmax(z) over the R routed logits, in fp32 whatever z's dtype;
+//   s = softmax(z) over the R routed logits, in fp32 whatever z's dtype, after clamping z to
+//   the finite floats (+inf to FLT_MAX, -inf and NaN to -FLT_MAX: xft::route's rule for
+//   non-finite logits, so the ids stay distinct and the weights finite);
 //   top-k of s by k rounds of warp argmax, ties to the lower expert index (the order of a
 //   stable descending sort, as xft::route on the CPU);
 //   xft:            slot 0 = shared expert 0 with 1 - s_max; slot j+1 = expert idx_j + 1 with

@@ -9,14 +9,17 @@ namespace {
 
 constexpr int kThreads = 256;
 
+// The block's total, in every thread. Only warp 0 reads the per-warp partial sums: it then
+// overwrites slot 0 with the total, and a read of slot 0 by another warp at that moment would
+// be a (harmless, but reported by compute-sanitizer racecheck) read-write race.
 __device__ float block_sum(float v) {
   __shared__ float partial[kThreads / 32];
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   if (lane == 0) partial[warp] = v;
   __syncthreads();
-  v = lane < kThreads / 32 ? partial[lane] : 0.f;
   if (warp == 0) {
+    v = lane < kThreads / 32 ? partial[lane] : 0.f;
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     if (lane == 0) partial[0] = v;
   }

@@ -119,13 +119,29 @@ TEST(MoeCudaHost, CpuTensorsStayOnTheAtenPath) {
   expect_error([&] { moe_permutation_cuda(torch::zeros({3, 5}, torch::kInt64), 8); }, {"moe_permutation_cuda"});
 }
 
+#ifdef XFT_WITH_CUDA
+// The slot limit of the gather's backward is checked before any device work, so this runs
+// without a GPU: a permutation of one token with 129 slots (CPU tensors; never read).
+TEST(MoeCudaHost, GatherRejectsMoreSlotsThanItsBackwardTakes) {
+  const int64_t S = kMoeCudaMaxSlots + 1;
+  MoePermutation perm{torch::zeros({S}, torch::kInt32), torch::zeros({S}, torch::kInt32),
+                      torch::full({8}, S, torch::kInt32), 1, S};
+  expect_error([&] { moe_gather_rows_cuda(torch::zeros({1, 16}), perm); },
+               {"moe_gather_rows_cuda", "S = 129", "1 to 128"});
+}
+#endif
+
 // ---- routing kernel ---------------------------------------------------------------------------
 
 TEST(MoeCudaRouting, ForwardAndBackwardMatchCpuForEveryMode) {
   REQUIRE_GPU();
   struct Mode { std::string name; int64_t N, K; bool renorm; };
-  const Mode modes[] = {{"xft", 8, 6, false}, {"shared_no_norm", 8, 6, false}, {"vanilla", 8, 2, false},
-                        {"vanilla", 16, 4, true}, {"xft", 65, 9, false}, {"vanilla", 64, 33, true}};
+  // R = 7, 8, 16, 64 and, for every mode, R = 40 or 41 with k = 35 or 36: lanes whose second
+  // register (experts 32..63) is partly filled, and rounds 32.. of the top-k in v1.
+  const Mode modes[] = {{"xft", 8, 6, false},        {"shared_no_norm", 8, 6, false}, {"vanilla", 8, 2, false},
+                        {"vanilla", 16, 4, true},    {"xft", 65, 9, false},           {"vanilla", 64, 33, true},
+                        {"xft", 41, 36, false},      {"shared_no_norm", 41, 36, false},
+                        {"vanilla", 41, 36, false},  {"vanilla", 41, 36, true}};
   for (const auto& m : modes) {
     for (auto dtype : {torch::kFloat32, torch::kBFloat16, torch::kFloat16}) {
       for (int64_t T : kTokenCounts) {
@@ -178,6 +194,55 @@ TEST(MoeCudaRouting, TiesGoToTheLowerIndexAndRerunsAreBitwiseEqual) {
   };
   auto a = run(), b = run();
   for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << i;
+}
+
+namespace {
+// Logits in eighths (exact ties), then NaN, -inf and +inf sprinkled in; row 0 all NaN, row 1
+// all -inf, row 2 all +inf, row 3 NaN and -inf only.
+torch::Tensor non_finite_logits(int64_t T, int64_t R) {
+  auto z = torch::randint(-24, 24, {T, R}) / 8.0;
+  auto u = torch::rand({T, R});
+  z = torch::where(u < 0.2, torch::full({}, std::nan("")), z);
+  z = torch::where((u >= 0.2) & (u < 0.3), torch::full({}, -INFINITY), z);
+  z = torch::where((u >= 0.3) & (u < 0.35), torch::full({}, INFINITY), z);
+  z[0].fill_(std::nan(""));
+  z[1].fill_(-INFINITY);
+  z[2].fill_(INFINITY);
+  z[3].copy_(torch::where(torch::arange(R) % 2 == 0, torch::full({}, std::nan("")), torch::full({}, -INFINITY)));
+  return z;
+}
+}  // namespace
+
+// routing.h's rule for non-finite logits (clamp to the finite floats, NaN to the lowest) on
+// both paths: the GPU gives the CPU's ids, distinct per token, and finite weights and gradients.
+TEST(MoeCudaRouting, NonFiniteLogitsRouteAsOnTheCpu) {
+  REQUIRE_GPU();
+  torch::manual_seed(12);
+  struct Mode { std::string name; int64_t N, K; bool renorm; };
+  const Mode modes[] = {{"xft", 8, 6, false},          {"xft", 41, 36, false}, {"shared_no_norm", 41, 36, false},
+                        {"vanilla", 41, 36, true},     {"vanilla", 64, 5, false}, {"xft", 65, 9, false}};
+  for (const auto& m : modes) {
+    for (auto dtype : {torch::kFloat32, torch::kBFloat16, torch::kFloat16}) {
+      const auto c = config(m.name, m.N, m.K, m.renorm);
+      SCOPED_TRACE(m.name + " N" + std::to_string(m.N) + " " + std::string(c10::toString(dtype)));
+      auto z = non_finite_logits(100, c.num_routed()).to(dtype);
+      auto zc = z.clone().requires_grad_(true), zg = z.to(cuda()).requires_grad_(true);
+      auto want = route(zc, c);
+      auto got = route_cuda(zg, c);
+      ASSERT_TRUE(torch::equal(got.experts_TS.cpu(), want.experts_TS));
+      auto sorted = std::get<0>(want.experts_TS.sort(-1));
+      EXPECT_TRUE((sorted.diff(1, -1) > 0).all().item<bool>()) << "duplicate expert ids";
+      EXPECT_TRUE(torch::isfinite(got.weights_TS).all().item<bool>());
+      EXPECT_LE(rel_err(got.weights_TS, want.weights_TS), 1e-6);
+      EXPECT_LE(rel_err(got.probs_TR, want.probs_TR), 1e-6);
+      auto gw = torch::randn_like(want.weights_TS), gp = torch::randn_like(want.probs_TR);
+      auto dz_want = torch::autograd::grad({(want.weights_TS * gw).sum() + (want.probs_TR * gp).sum()}, {zc})[0];
+      auto dz_got = torch::autograd::grad(
+          {(got.weights_TS * gw.to(cuda())).sum() + (got.probs_TR * gp.to(cuda())).sum()}, {zg})[0];
+      EXPECT_TRUE(torch::isfinite(dz_got).all().item<bool>());
+      EXPECT_LE(rel_err(dz_got, dz_want), dtype == torch::kFloat32 ? 1e-5 : 1e-2);
+    }
+  }
 }
 
 // ---- index build, gather, combine -------------------------------------------------------------
@@ -283,6 +348,63 @@ TEST(MoeCudaGrouped, GroupedLinearMatchesALoopAndZeroesIdleExperts) {
   }
 }
 
+// Every bad offsets_end is refused before any product, so this needs a GPU but not sm90.
+TEST(MoeCudaGrouped, GroupedLinearRejectsBadOffsets) {
+  REQUIRE_GPU();
+  const auto bf16 = torch::TensorOptions().device(cuda()).dtype(torch::kBFloat16);
+  auto x = torch::randn({10, 16}, bf16);
+  auto w = torch::randn({4, 8, 16}, bf16);
+  auto offs = [](std::vector<int32_t> v) { return torch::tensor(v, torch::kInt32).to(cuda()); };
+  expect_error([&] { grouped_linear_cuda(x, w, offs({2, 5, 5, 10}).to(torch::kInt64)); },
+               {"grouped_linear_cuda", "int32", "[4]", "Long"});
+  expect_error([&] { grouped_linear_cuda(x, w, offs({5, 5, 10})); }, {"grouped_linear_cuda", "[4]", "[3]"});
+  expect_error([&] { grouped_linear_cuda(x, w, offs({2, 9, 5, 9, 5, 9, 10, 9}).slice(0, 0, 8, 2)); },
+               {"grouped_linear_cuda", "not contiguous"});
+  expect_error([&] { grouped_linear_cuda(x, w, torch::tensor({2, 5, 5, 10}, torch::kInt32)); },
+               {"grouped_linear_cuda", "cpu"});
+  expect_error([&] { grouped_linear_cuda(x, w, offs({-1, 5, 5, 10})); }, {"grouped_linear_cuda", ">= 0", "-1"});
+  expect_error([&] { grouped_linear_cuda(x, w, offs({2, 6, 5, 10})); },
+               {"grouped_linear_cuda", "non-decreasing", "6 then 5", "index 2"});
+  expect_error([&] { grouped_linear_cuda(x, w, offs({2, 5, 5, 9})); }, {"grouped_linear_cuda", "M = 10", "got 9"});
+  expect_error([&] { grouped_linear_cuda(x, w, offs({2, 5, 5, 11})); }, {"grouped_linear_cuda", "M = 10", "got 11"});
+}
+
+// The zeroing of empty groups alone, on buffers full of NaN (0xFF bytes for uint8): the grouped
+// product on sm90 already writes zeros for an empty group, so only this shows that the kernel
+// itself zeroes them. Compared byte for byte: empty groups all 0, the others untouched. Group
+// sizes take every copy unit (16, 8, 4, 2, 1 bytes) and, at 640 000 bytes, more than one
+// grid-stride pass.
+TEST(MoeCudaGrouped, ZeroEmptyGroupsZeroesOnlyTheEmptyOnes) {
+  REQUIRE_GPU();
+  // Inclusive ends for 6 groups: groups 0, 2, 4 and 5 are empty.
+  auto ends = torch::tensor({0, 4, 4, 9, 9, 9}, torch::kInt32).to(cuda());
+  const bool empty[] = {true, false, true, false, true, true};
+  struct Case { std::vector<int64_t> inner; torch::Dtype dtype; };
+  const Case cases[] = {{{4, 8}, torch::kFloat32},  {{3, 2}, torch::kFloat32},    {{5}, torch::kFloat32},
+                        {{3, 5}, torch::kBFloat16}, {{3}, torch::kUInt8},         {{160000}, torch::kFloat32}};
+  for (const auto& cs : cases) {
+    std::vector<int64_t> shape = {6};
+    shape.insert(shape.end(), cs.inner.begin(), cs.inner.end());
+    SCOPED_TRACE(c10::str(c10::IntArrayRef(shape), " ", cs.dtype));
+    const auto opts = torch::TensorOptions().device(cuda()).dtype(cs.dtype);
+    auto data = cs.dtype == torch::kUInt8 ? torch::full(shape, 255, opts) : torch::full(shape, std::nan(""), opts);
+    auto before = data.cpu().view(torch::kUInt8).reshape({6, -1});
+    moe_zero_empty_groups_cuda(data, ends);
+    auto after = data.cpu().view(torch::kUInt8).reshape({6, -1});
+    for (int64_t g = 0; g < 6; ++g) {
+      if (empty[g]) {
+        EXPECT_TRUE((after[g] == 0).all().item<bool>()) << "empty group " << g << " not zeroed";
+      } else {
+        EXPECT_TRUE(torch::equal(after[g], before[g])) << "group " << g << " has rows but was written";
+      }
+    }
+  }
+  auto data = torch::zeros({6, 4}, cuda());
+  expect_error([&] { moe_zero_empty_groups_cuda(data, ends.narrow(0, 0, 5)); },
+               {"moe_zero_empty_groups_cuda", "[6]", "[5]"});
+  expect_error([&] { moe_zero_empty_groups_cuda(data.t(), ends); }, {"moe_zero_empty_groups_cuda", "not contiguous"});
+}
+
 namespace {
 // moe_combine_cuda against moe_combine_naive in fp64, forward and every gradient.
 void check_dispatch(torch::Dtype dtype, MoeCudaPath path, int64_t T, bool skew, double tol) {
@@ -385,56 +507,76 @@ TEST(MoeCudaLayer, MoeLayerOnTheGpuMatchesFp64OnTheCpu) {
   }
 }
 
+// rms_norm_cuda with nothing to normalise: an empty output of x's shape, as the CPU reference
+// gives (it used to divide numel by a zero row length on the host).
+TEST(RmsNormCuda, EmptyInputsGiveEmptyOutputs) {
+  REQUIRE_GPU();
+  for (auto shape : {std::vector<int64_t>{3, 0}, std::vector<int64_t>{0, 8}, std::vector<int64_t>{2, 0, 0}}) {
+    SCOPED_TRACE(c10::str(c10::IntArrayRef(shape)));
+    auto x = torch::randn(shape, cuda());
+    auto w = torch::ones({shape.back()}, cuda());
+    auto y = rms_norm_cuda(x, w, 1e-6);
+    EXPECT_EQ(y.sizes(), x.sizes());
+    EXPECT_EQ(y.device(), x.device());
+  }
+  expect_error([&] { rms_norm_cuda(torch::ones({}, cuda()), torch::ones({1}, cuda()), 1e-6); },
+               {"rms_norm_cuda", "0-dim"});
+}
+
 #ifdef XFT_WITH_CUDA
-// Forward + backward of the layer captured in one CUDA graph: any host sync in the grouped path
-// would make the capture fail. Replays agree bit for bit, and with the eager step.
-TEST(MoeCudaGraph, LayerForwardBackwardCapturesAndReplays) {
+// MoeLayer::forward + backward (router, fused routing, shared expert, grouped dispatch, the
+// device-side expert counts, the cv2 aux loss in training mode) captured in one CUDA graph: a
+// host sync anywhere in the layer's CUDA path makes the capture fail. Replays agree bit for
+// bit, and with the eager step.
+TEST(MoeCudaGraph, MoeLayerForwardBackwardCapturesAndReplays) {
   REQUIRE_GPU();
   torch::manual_seed(8);
   const auto c = config("xft", 8, 6);
   const int64_t T = 4099, D = 64, F = 96;
   const auto bf16 = torch::TensorOptions().device(cuda()).dtype(torch::kBFloat16);
-  Experts experts(8, D, F);
-  experts->to(cuda(), torch::kBFloat16);
+  MoeLayer layer(D, F, c);
+  {
+    torch::NoGradGuard ng;  // larger router weights than the init: tokens spread over the experts
+    layer->router->weight.copy_(torch::randn({7, D}) * 0.5);
+  }
+  layer->to(cuda(), torch::kBFloat16);
+  layer->train();
   auto x = torch::randn({T, D}, bf16).requires_grad_(true);
-  if (!moe_grouped_path_available(*experts, x)) GTEST_SKIP() << "the grouped path needs sm90/sm100";
-  auto router_w = (torch::randn({7, D}) * 0.5).to(bf16).requires_grad_(true);
-  auto go = torch::randn({T, D}, cuda());
-  std::vector<torch::Tensor> inputs = {x, router_w, experts->gate_proj, experts->up_proj, experts->down_proj};
+  if (!moe_grouped_path_available(*layer->experts, x)) GTEST_SKIP() << "the grouped path needs sm90/sm100";
+  auto go = torch::randn({T, D}, bf16);
+  auto inputs = layer->parameters();
+  inputs.insert(inputs.begin(), x);
   auto step = [&] {
-    auto r = route_cuda(torch::linear(x, router_w).to(torch::kFloat32), c);
-    const int64_t S = r.experts_TS.size(1);
-    auto shared = experts->expert_forward(0, x).to(torch::kFloat32) * r.weights_TS.narrow(1, 0, 1);
-    auto routed = moe_combine_cuda(*experts, x, r.experts_TS.narrow(1, 1, S - 1), r.weights_TS.narrow(1, 1, S - 1),
-                                   MoeCudaPath::kGrouped);
-    auto y = shared + routed;
-    auto g = torch::autograd::grad({(y * go).sum() + r.probs_TR.square().sum()}, inputs);
-    g.push_back(y.detach());
+    auto out = layer->forward(x);
+    auto g = torch::autograd::grad({(out.y.to(torch::kFloat32) * go).sum() + out.aux_loss}, inputs);
+    g.push_back(out.y.detach());
+    g.push_back(out.aux_loss.detach());
+    g.push_back(layer->last_expert_counts());
     return g;
   };
   auto eager = step();
+  ASSERT_EQ(eager.back().sum().item<int64_t>(), T * c.top_k);  // the counts cover every slot
   torch::cuda::synchronize();
   auto side = at::cuda::getStreamFromPool();
-  {
-    c10::cuda::CUDAStreamGuard guard(side);
-    for (int i = 0; i < 3; ++i) step();  // warm-up on the capture stream
-    torch::cuda::synchronize();
-    at::cuda::CUDAGraph graph;
-    graph.capture_begin();
-    auto captured = step();
-    graph.capture_end();
-    graph.replay();
-    torch::cuda::synchronize();
-    std::vector<torch::Tensor> first;
-    for (const auto& t : captured) first.push_back(t.clone());
-    graph.replay();
-    torch::cuda::synchronize();
-    for (size_t i = 0; i < eager.size(); ++i) {
-      EXPECT_TRUE(torch::equal(captured[i], first[i])) << i;  // replays are bitwise identical
-      // The same function as the eager step; bf16-level slack in case cuBLAS picks other
-      // kernels on the capture stream (normally the results are identical).
-      EXPECT_LE(rel_err(captured[i], eager[i]), 1e-2) << i;
-    }
+  c10::cuda::CUDAStreamGuard guard(side);
+  for (int i = 0; i < 3; ++i) step();  // warm-up on the capture stream
+  torch::cuda::synchronize();
+  at::cuda::CUDAGraph graph;
+  graph.capture_begin();
+  auto captured = step();
+  graph.capture_end();
+  graph.replay();
+  torch::cuda::synchronize();
+  std::vector<torch::Tensor> first;
+  for (const auto& t : captured) first.push_back(t.clone());
+  graph.replay();
+  torch::cuda::synchronize();
+  ASSERT_EQ(captured.size(), eager.size());
+  for (size_t i = 0; i < eager.size(); ++i) {
+    EXPECT_TRUE(torch::equal(captured[i], first[i])) << i;  // replays are bitwise identical
+    // The same function as the eager step; bf16-level slack in case cuBLAS picks other
+    // kernels on the capture stream (normally the results are identical).
+    EXPECT_LE(rel_err(captured[i], eager[i]), 1e-2) << i;
   }
 }
 #endif

@@ -75,6 +75,52 @@ TEST(Routing, RejectsLogitsOfTheWrongWidth) {
   expect_error([] { route(torch::randn({4, 5}), config("xft", 8, 6)); }, {"route", "7 routed"});
 }
 
+// routing.h's rule for non-finite logits: clamp to the finite range, NaN to the lowest value.
+// R = 7 routed (xft N = 8, K = 6: five chosen). Row 0 all NaN, row 1 all -inf: uniform scores
+// 1/7, ids 1..5 (ties to the lower index). Row 2: only logits 0, 1, 0 at experts 1, 3, 5
+// usable, the NaN / -inf ones score exactly 0 and fill the top 5 from the lowest index. Row 3:
+// two +inf share the probability.
+TEST(Routing, NonFiniteLogitsFollowTheDocumentedRule) {
+  const double nan = std::nan(""), inf = INFINITY;
+  const auto z64 = torch::tensor({{nan, nan, nan, nan, nan, nan, nan},
+                                  {-inf, -inf, -inf, -inf, -inf, -inf, -inf},
+                                  {nan, 0.0, -inf, 1.0, nan, 0.0, -inf},
+                                  {inf, 0.0, inf, nan, -inf, 2.0, 0.0}},
+                                 torch::kFloat64);
+  const double e = std::exp(1.0);
+  const auto probs_want = torch::tensor({{1 / 7., 1 / 7., 1 / 7., 1 / 7., 1 / 7., 1 / 7., 1 / 7.},
+                                         {1 / 7., 1 / 7., 1 / 7., 1 / 7., 1 / 7., 1 / 7., 1 / 7.},
+                                         {0.0, 1 / (2 + e), 0.0, e / (2 + e), 0.0, 1 / (2 + e), 0.0},
+                                         {0.5, 0.0, 0.5, 0.0, 0.0, 0.0, 0.0}},
+                                        torch::kFloat64);
+  const auto ids_want = torch::tensor({{0, 1, 2, 3, 4, 5}, {0, 1, 2, 3, 4, 5}, {0, 4, 2, 6, 1, 3}, {0, 1, 3, 2, 4, 5}},
+                                      torch::kInt64);
+  for (auto dtype : {torch::kFloat64, torch::kFloat32, torch::kBFloat16}) {
+    SCOPED_TRACE(c10::toString(dtype));
+    auto z = z64.to(dtype).clone().requires_grad_(true);
+    for (const auto* mode : {"xft", "shared_no_norm"}) {
+      auto r = route(z, config(mode, 8, 6));
+      EXPECT_TRUE(torch::equal(r.experts_TS, ids_want)) << mode << "\n" << r.experts_TS;
+      EXPECT_LE(max_abs_diff(r.probs_TR, probs_want), 1e-6) << mode;
+      EXPECT_TRUE(torch::isfinite(r.weights_TS).all().item<bool>()) << mode << "\n" << r.weights_TS;
+      auto dz = torch::autograd::grad({(r.weights_TS * r.weights_TS).sum() + r.probs_TR.square().sum()}, {z})[0];
+      EXPECT_TRUE(torch::isfinite(dz).all().item<bool>()) << mode;
+    }
+    // Eq. 2 on the uniform row by hand: shared 1 - 1/7, each of the five routed (1/5) * (1/7).
+    auto x = route(z, config("xft", 8, 6)).weights_TS[0];
+    EXPECT_LE(max_abs_diff(x, torch::tensor({6 / 7., 1 / 35., 1 / 35., 1 / 35., 1 / 35., 1 / 35.})), 1e-6);
+    // Vanilla over all 7 experts, renormalised: the uniform rows give 1/3 each to experts 0, 1, 2.
+    auto v = route(z, config("vanilla", 7, 3, true));
+    EXPECT_TRUE(torch::equal(v.experts_TS[1], torch::tensor({0, 1, 2}, torch::kInt64)));
+    EXPECT_TRUE(torch::equal(v.experts_TS[3], torch::tensor({0, 2, 1}, torch::kInt64)));
+    EXPECT_LE(max_abs_diff(v.weights_TS[0], torch::full({3}, 1 / 3.)), 1e-6);
+    EXPECT_TRUE(torch::isfinite(v.weights_TS).all().item<bool>());
+    // The composed reference applies the same forward rule.
+    auto ref = route_reference(z.detach(), config("xft", 8, 6));
+    EXPECT_TRUE(torch::equal(ref.experts_TS, ids_want));
+  }
+}
+
 struct Mode {
   std::string name;
   int64_t N, K;

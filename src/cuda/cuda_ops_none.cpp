@@ -24,9 +24,10 @@ torch::Tensor moe_gather_rows_cuda(const torch::Tensor&, const MoePermutation&) 
 torch::Tensor moe_combine_rows_cuda(const torch::Tensor&, const torch::Tensor&, const MoePermutation&) {
   no_cuda("moe_combine_rows_cuda");
 }
-torch::Tensor grouped_linear_cuda(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&) {
+torch::Tensor grouped_linear_cuda(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&, OffsetsCheck) {
   no_cuda("grouped_linear_cuda");
 }
+void moe_zero_empty_groups_cuda(const torch::Tensor&, const torch::Tensor&) { no_cuda("moe_zero_empty_groups_cuda"); }
 bool moe_grouped_path_available(const ExpertsImpl&, const torch::Tensor&) { return false; }
 bool moe_combine_cuda_supports(const ExpertsImpl&, const torch::Tensor&, const torch::Tensor&) { return false; }
 torch::Tensor moe_combine_cuda(const ExpertsImpl&, const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,

@@ -15,6 +15,11 @@
 #include "xft/model/mlp.h"
 
 namespace xft {
+
+static_assert(kMoeCudaMaxSlots == kernels::kMaxCombineSlots, "moe_cuda.h and kernels/moe_permute.cuh disagree");
+static_assert(kMoeCudaMaxExperts == kernels::kMaxPermuteExperts, "moe_cuda.h and kernels/moe_permute.cuh disagree");
+static_assert(kRouteCudaMaxRouted == kernels::kMaxRoutedExperts, "moe_cuda.h and kernels/moe_routing.cuh disagree");
+
 namespace {
 
 using torch::autograd::AutogradContext;
@@ -167,11 +172,9 @@ struct GroupedLinearFunction : public torch::autograd::Function<GroupedLinearFun
       // [N, M] (strides (1, N)) x [M, K] -> [E, N, K]: the 2-D x 2-D layout (A column-major,
       // B row-major) whose kernel accepts empty groups. It may leave an empty group's output
       // unwritten, so those are zeroed: an expert without a token gets an exact zero gradient.
+      // dw is contiguous: _grouped_mm pads only a last dim (K) that is not a multiple of 8.
       dw = at::_grouped_mm(g.t(), x, offs);
-      check_cuda(kernels::moe_zero_empty_groups(dw.data_ptr(), dw.stride(0) * dw.element_size(),
-                                                offs.data_ptr<int32_t>(), static_cast<int>(dw.size(0)),
-                                                current_stream()),
-                 "grouped_linear_cuda backward");
+      moe_zero_empty_groups_cuda(dw, offs);
     }
     return {dx, dw, torch::Tensor()};
   }
@@ -235,6 +238,10 @@ MoePermutation moe_permutation_cuda(const torch::Tensor& experts_TS, int64_t E) 
 }
 
 torch::Tensor moe_gather_rows_cuda(const torch::Tensor& x_TD, const MoePermutation& perm) {
+  // First, before any device work: the backward (a combine without weights) stages a token's
+  // slots in shared memory and would fail only when the gradient arrives.
+  XFT_CHECK(perm.slots >= 1 && perm.slots <= kMoeCudaMaxSlots, "moe_gather_rows_cuda: the permutation has S = ",
+            perm.slots, " slots per token; the gather's backward takes 1 to ", kMoeCudaMaxSlots);
   XFT_CHECK(x_TD.is_cuda() && x_TD.dim() == 2 && x_TD.size(0) == perm.tokens && x_TD.size(1) >= 1 &&
                 kernel_dtype_ok(x_TD) && x_TD.device() == perm.row_to_token.device(),
             "moe_gather_rows_cuda: expected float, half or bfloat16 x [", perm.tokens,
@@ -255,8 +262,27 @@ torch::Tensor moe_combine_rows_cuda(const torch::Tensor& y_MD, const torch::Tens
   return CombineRowsFunction::apply(y_MD, weights_TS.to(torch::kFloat32), perm.token_slot_to_row)[0];
 }
 
+namespace {
+
+// The offsets' values, on the host (the one sync of OffsetsCheck::kValidate): inclusive ends,
+// >= 0, non-decreasing, the last one M (every row in exactly one group).
+void check_offset_values(const torch::Tensor& offsets_end, int64_t M) {
+  const auto ends = offsets_end.to(torch::kCPU);
+  const auto* end = ends.data_ptr<int32_t>();
+  const int64_t E = ends.numel();
+  XFT_CHECK(end[0] >= 0, "grouped_linear_cuda: offsets_end [", E, "] must be >= 0, got ", end[0], " at index 0");
+  for (int64_t e = 1; e < E; ++e) {
+    XFT_CHECK(end[e] >= end[e - 1], "grouped_linear_cuda: offsets_end [", E, "] must be non-decreasing, got ",
+              end[e - 1], " then ", end[e], " at index ", e);
+  }
+  XFT_CHECK(end[E - 1] == M, "grouped_linear_cuda: offsets_end [", E, "] must end at M = ", M,
+            " (the rows of x), got ", end[E - 1]);
+}
+
+}  // namespace
+
 torch::Tensor grouped_linear_cuda(const torch::Tensor& x_MK, const torch::Tensor& w_ENK,
-                                  const torch::Tensor& offsets_end) {
+                                  const torch::Tensor& offsets_end, OffsetsCheck check) {
   XFT_CHECK(x_MK.is_cuda() && x_MK.dim() == 2 && x_MK.scalar_type() == torch::kBFloat16 && grouped_operand_ok(w_ENK, x_MK),
             "grouped_linear_cuda: expected bf16 x [M, K] and contiguous 16-byte aligned bf16 w [E, N, K] on one "
             "CUDA device, got ", x_MK.scalar_type(), " ", x_MK.sizes(), " and ", w_ENK.scalar_type(), " ",
@@ -264,10 +290,34 @@ torch::Tensor grouped_linear_cuda(const torch::Tensor& x_MK, const torch::Tensor
   XFT_CHECK(w_ENK.size(2) == x_MK.size(1) && x_MK.size(1) % 8 == 0 && w_ENK.size(1) % 8 == 0,
             "grouped_linear_cuda: K = ", x_MK.size(1), " and N = ", w_ENK.size(1),
             " must match the weights and be multiples of 8 (16-byte rows)");
-  XFT_CHECK(offsets_end.is_cuda() && offsets_end.scalar_type() == torch::kInt32 && offsets_end.dim() == 1 &&
-                offsets_end.size(0) == w_ENK.size(0) && w_ENK.size(0) < 1024,
-            "grouped_linear_cuda: expected int32 offsets [", w_ENK.size(0), "] on the device (fewer than 1024 groups)");
+  const int64_t E = w_ENK.size(0);
+  XFT_CHECK(E >= 1 && E < kMoeCudaMaxExperts, "grouped_linear_cuda: w has ", E, " groups (1 to ",
+            kMoeCudaMaxExperts - 1, " supported)");
+  XFT_CHECK(offsets_end.device() == x_MK.device() && offsets_end.scalar_type() == torch::kInt32 &&
+                offsets_end.dim() == 1 && offsets_end.size(0) == E && offsets_end.is_contiguous(),
+            "grouped_linear_cuda: expected contiguous int32 offsets_end [", E, "] (one per group of w) on ",
+            x_MK.device(), ", got ", offsets_end.scalar_type(), " ", offsets_end.sizes(),
+            offsets_end.is_contiguous() ? "" : " (not contiguous)", " on ", offsets_end.device());
+  if (check == OffsetsCheck::kValidate) check_offset_values(offsets_end, x_MK.size(0));
   return GroupedLinearFunction::apply(x_MK.contiguous(), w_ENK, offsets_end)[0];
+}
+
+void moe_zero_empty_groups_cuda(const torch::Tensor& data_E, const torch::Tensor& offsets_end) {
+  XFT_CHECK(data_E.is_cuda() && data_E.dim() >= 1 && data_E.is_contiguous(),
+            "moe_zero_empty_groups_cuda: expected contiguous data [E, ...] on a CUDA device, got ", data_E.sizes(),
+            " on ", data_E.device(), data_E.is_contiguous() ? "" : " (not contiguous)");
+  const int64_t E = data_E.size(0);
+  XFT_CHECK(E >= 1 && E <= kMoeCudaMaxExperts && offsets_end.device() == data_E.device() &&
+                offsets_end.scalar_type() == torch::kInt32 && offsets_end.dim() == 1 && offsets_end.size(0) == E &&
+                offsets_end.is_contiguous(),
+            "moe_zero_empty_groups_cuda: expected contiguous int32 offsets_end [", E, "] on ", data_E.device(),
+            " for data ", data_E.sizes(), " (1 to ", kMoeCudaMaxExperts, " groups), got ", offsets_end.scalar_type(),
+            " ", offsets_end.sizes(), " on ", offsets_end.device());
+  c10::cuda::CUDAGuard guard(data_E.device());
+  const int64_t group_bytes = data_E.numel() / E * data_E.element_size();
+  check_cuda(kernels::moe_zero_empty_groups(data_E.data_ptr(), group_bytes, offsets_end.data_ptr<int32_t>(),
+                                            static_cast<int>(E), current_stream()),
+             "moe_zero_empty_groups_cuda");
 }
 
 bool moe_grouped_path_available(const ExpertsImpl& experts, const torch::Tensor& x_TD) {
@@ -313,9 +363,11 @@ torch::Tensor moe_combine_cuda(const ExpertsImpl& experts, const torch::Tensor& 
   torch::Tensor y_rows;
   if (grouped_ok && path != MoeCudaPath::kLoop) {
     // Three grouped products over all experts at once; experts without a token cost nothing.
-    auto g = grouped_linear_cuda(x_rows, experts.gate_proj, perm.offsets_end);
-    auto u = grouped_linear_cuda(x_rows, experts.up_proj, perm.offsets_end);
-    y_rows = grouped_linear_cuda(swiglu(g, u), experts.down_proj, perm.offsets_end);
+    // The offsets come from the index build: trusted, so no host sync.
+    const auto& offs = perm.offsets_end;
+    auto g = grouped_linear_cuda(x_rows, experts.gate_proj, offs, OffsetsCheck::kTrusted);
+    auto u = grouped_linear_cuda(x_rows, experts.up_proj, offs, OffsetsCheck::kTrusted);
+    y_rows = grouped_linear_cuda(swiglu(g, u), experts.down_proj, offs, OffsetsCheck::kTrusted);
   } else {
     // The loop reads the offsets on the host: the one sync of the CUDA path, in this fallback only.
     auto ends = perm.offsets_end.to(torch::kCPU);

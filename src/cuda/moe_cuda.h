@@ -19,6 +19,10 @@ namespace xft {
 
 // One warp per token holds the routed logits: R is at most this.
 constexpr int64_t kRouteCudaMaxRouted = 64;
+// Slots per token the gather's backward and the combine take (kernels::kMaxCombineSlots).
+constexpr int64_t kMoeCudaMaxSlots = 128;
+// Experts the index build and the grouped products take (kernels::kMaxPermuteExperts).
+constexpr int64_t kMoeCudaMaxExperts = 1024;
 
 // True when route_cuda takes these logits: on a CUDA device, float / half / bfloat16 (fp64
 // stays on the composed path, for gradient checks), 1 <= R <= kRouteCudaMaxRouted, and at
@@ -53,7 +57,8 @@ struct MoePermutation {
 MoePermutation moe_permutation_cuda(const torch::Tensor& experts_TS, int64_t num_experts);
 
 // rows [T*S, D] = x_TD[row_to_token]; differentiable w.r.t. x (backward: each token sums its
-// rows' gradients in slot order, no atomics).
+// rows' gradients in slot order, no atomics). perm.slots is at most kMoeCudaMaxSlots (the
+// backward's limit), checked before any device work.
 torch::Tensor moe_gather_rows_cuda(const torch::Tensor& x_TD, const MoePermutation& perm);
 
 // out [T, D] fp32 = sum_s weights_TS[t, s] * y_MD[token_slot_to_row[t*S + s]], accumulated in
@@ -61,12 +66,28 @@ torch::Tensor moe_gather_rows_cuda(const torch::Tensor& x_TD, const MoePermutati
 torch::Tensor moe_combine_rows_cuda(const torch::Tensor& y_MD, const torch::Tensor& weights_TS,
                                     const MoePermutation& perm);
 
-// y [M, N] = x_MK[rows of group e] @ w_ENK[e]^T for each group e (rows split by offsets_end),
-// through at::_grouped_mm, with its own backward: dx by a grouped product, dW by a grouped
-// product whose empty groups (experts without a token) are zeroed. bf16, sm90/sm100, K and N
-// multiples of 8, w contiguous and 16-byte aligned.
+// How grouped_linear_cuda checks the values of its offsets (their dtype, layout and count are
+// always checked on the host).
+enum class OffsetsCheck {
+  kValidate,  // copy them to the host (one host sync): >= 0, non-decreasing, last == M
+  kTrusted,   // no look at the values, no sync: offsets straight from moe_permutation_cuda
+};
+
+// y [M, N] = x_MK[rows of group e] @ w_ENK[e]^T for each group e (rows split by offsets_end:
+// contiguous int32 [E], inclusive ends, non-decreasing, the last equal to M), through
+// at::_grouped_mm, with its own backward: dx by a grouped product, dW by a grouped product
+// whose empty groups (experts without a token) are zeroed. bf16, sm90/sm100, K and N multiples
+// of 8, w contiguous and 16-byte aligned. With kValidate (the default) bad offset values throw
+// xft::Error at the price of one host sync; moe_combine_cuda passes kTrusted.
 torch::Tensor grouped_linear_cuda(const torch::Tensor& x_MK, const torch::Tensor& w_ENK,
-                                  const torch::Tensor& offsets_end);
+                                  const torch::Tensor& offsets_end, OffsetsCheck check = OffsetsCheck::kValidate);
+
+// Zeroes, in place, every group g of data_E (data_E[g], for E groups) whose row count
+// offsets_end[g] - offsets_end[g-1] is zero: the weight gradient of an expert without a token,
+// which a grouped product may leave unwritten (grouped_linear_cuda's backward calls it).
+// data_E contiguous on a CUDA device, offsets_end contiguous int32 [E] on the same device,
+// 1 <= E <= kMoeCudaMaxExperts. No host sync.
+void moe_zero_empty_groups_cuda(const torch::Tensor& data_E, const torch::Tensor& offsets_end);
 
 // True when moe_combine_cuda can take the grouped path for these experts and input: bf16 input
 // and expert stacks on one sm90/sm100 device, hidden and intermediate sizes multiples of 8,

@@ -2,6 +2,8 @@
 
 #include <torch/autograd.h>
 
+#include <limits>
+
 #include "cuda/cuda_ops.h"
 #include "xft/core/error.h"
 #include "cuda/moe_cuda.h"
@@ -21,6 +23,20 @@ std::pair<torch::Tensor, torch::Tensor> stable_topk(const torch::Tensor& s_TR, i
 torch::Dtype compute_dtype(const torch::Tensor& z) {
   return z.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
 }
+
+// The rule for non-finite logits (routing.h), shared with kernels/moe_routing.cu: clamp to
+// the finite range of the compute dtype, NaN to its lowest value. Element-wise: no host sync.
+torch::Tensor finite_logits(const torch::Tensor& z) {
+  const auto dtype = compute_dtype(z);
+  const double lo = dtype == torch::kFloat64 ? std::numeric_limits<double>::lowest()
+                                             : static_cast<double>(std::numeric_limits<float>::lowest());
+  const double hi = dtype == torch::kFloat64 ? std::numeric_limits<double>::max()
+                                             : static_cast<double>(std::numeric_limits<float>::max());
+  return z.to(dtype).nan_to_num(lo, hi, lo);
+}
+
+// Eq. 2's softmax over the routed logits, defined for every row (see finite_logits).
+torch::Tensor routing_probs(const torch::Tensor& z) { return torch::softmax(finite_logits(z), -1); }
 
 void check_inputs(const torch::Tensor& z, const MoeConfig& c) {
   XFT_CHECK(z.dim() == 2, "route: logits must be [tokens, routed experts], got ", z.sizes());
@@ -56,7 +72,7 @@ Weights weights_from_probs(const torch::Tensor& s_TR, const MoeConfig& c) {
 struct RouteFunction : public torch::autograd::Function<RouteFunction> {
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& z_TR,
                                                 const MoeConfig& c) {
-    auto s_TR = torch::softmax(z_TR.to(compute_dtype(z_TR)), -1);
+    auto s_TR = routing_probs(z_TR);
     auto r = weights_from_probs(s_TR, c);
     ctx->save_for_backward({s_TR, r.v_TK, r.idx_TK, r.w_TS});
     ctx->saved_data["mode"] = static_cast<int64_t>(c.routing);
@@ -125,7 +141,7 @@ Routing route(const torch::Tensor& logits_TR, const MoeConfig& config) {
 
 Routing route_reference(const torch::Tensor& logits_TR, const MoeConfig& config) {
   check_inputs(logits_TR, config);
-  auto s_TR = torch::softmax(logits_TR.to(compute_dtype(logits_TR)), -1);
+  auto s_TR = routing_probs(logits_TR);
   auto r = weights_from_probs(s_TR, config);
   return {r.w_TS, r.e_TS, s_TR};
 }

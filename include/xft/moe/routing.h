@@ -8,6 +8,18 @@
 //   shared_no_norm:  as xft, but the chosen experts keep their raw scores s
 //   vanilla (Eq. 1): top K of s over all N experts, raw scores (optionally renormalised)
 // Ties resolve to the lower expert index. Softmax and weights are fp32 whatever z's dtype (fp64 stays fp64).
+//
+// Non-finite logits (a diverged router, a masked logit): before the softmax every logit is
+// clamped to the finite range of the compute dtype, +inf to its largest value, -inf and NaN to
+// its lowest. Consequences, the same on the CPU and in the CUDA kernel (kernels/moe_routing.cu):
+//   - a row with +inf logits splits its probability evenly among them; -inf and NaN logits get
+//     probability exactly 0 whenever the row has any other value;
+//   - a row whose logits are all -inf or NaN gets uniform probabilities 1/R;
+//   - the scores are never NaN, so the top-k is a total order: the chosen ids are distinct, the
+//     ties (the zeros included) go to the lower index, and every weight is finite.
+// The rule is element-wise (no host sync). route()'s backward differentiates the clamped
+// logits, so a row of all -inf/NaN logits gets the gradient of uniform scores;
+// route_reference() (autograd through nan_to_num) gives 0 at non-finite logits instead.
 #pragma once
 #include <torch/types.h>
 
