@@ -102,7 +102,7 @@ def plot_grid(series, out, file, title, ylabel):
         steps, matrix = series[key]
         ax.set_axis_on()
         im = ax.imshow(matrix, aspect="auto", origin="lower", cmap="viridis",
-                       extent=[steps[0], steps[-1], -0.5, len(matrix) - 0.5])
+                       extent=[steps[0] - 0.5, steps[-1] + 0.5, -0.5, len(matrix) - 0.5])
         ax.set(title=f"{key[0]} layer {key[1]}", xlabel="step", ylabel=ylabel)
         fig.colorbar(im, ax=ax, fraction=0.046)
     fig.suptitle(title)

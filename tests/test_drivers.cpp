@@ -68,6 +68,33 @@ TEST(Drivers, SftXftEwaRunEndToEndAndDoNotRedoFinishedStages) {
   EXPECT_EQ(coeffs["layers"].size(), 2u);
   EXPECT_TRUE(fs::exists(dir + "/run/sft/metrics.jsonl"));
   EXPECT_TRUE(fs::exists(dir + "/run/xft/merge/eval.json"));
+  // Telemetry: routing statistics per MoE layer and the merge coefficients in the metrics rows,
+  // summarised in eval.json; load fractions are fractions, expert 0 (shared) takes every token.
+  std::ifstream moe_metrics(dir + "/run/xft/moe/metrics.jsonl");
+  std::string first;
+  std::getline(moe_metrics, first);
+  const auto row = nlohmann::json::parse(first);
+  ASSERT_TRUE(row.contains("moe")) << first;
+  ASSERT_EQ(row["moe"].size(), 2u);
+  EXPECT_DOUBLE_EQ(row["moe"][0]["load"][0].get<double>(), 1.0);
+  double routed = 0.0;
+  for (size_t e = 1; e < row["moe"][0]["load"].size(); ++e) routed += row["moe"][0]["load"][e].get<double>();
+  EXPECT_NEAR(routed, 1.0, 1e-9);  // tiny.json: top-2 with the shared one, so one routed slot per token
+  EXPECT_GT(row["moe"][0]["entropy"].get<double>(), 0.0);
+  auto moe_eval = read_json_file(dir + "/run/xft/moe/eval.json");
+  EXPECT_TRUE(moe_eval["telemetry"].contains("moe")) << moe_eval.dump();
+  auto merge_eval = read_json_file(dir + "/run/xft/merge/eval.json");
+  EXPECT_EQ(merge_eval["telemetry"]["coefficients"].size(), 2u) << merge_eval.dump();
+  // EWA's upcycled model carries the tokenizer files too, as XFT's does.
+  EXPECT_EQ(fs::exists(dir + "/base/tokenizer.model"), fs::exists(dir + "/run/ewa/moe-init/tokenizer.model"));
+  // The pictures of the run.
+  const auto plots = dir + "/plots";
+  ASSERT_EQ(xft::test::run(xft::test::env_or_empty("XFT_PYTHON") + " " + xft::test::env_or_empty("XFT_SOURCE_DIR") +
+                           "/scripts/plot_run.py " + dir + "/run --out " + plots + " > " + dir + "/plot.log 2>&1"),
+            0)
+      << read_all(dir + "/plot.log");
+  for (const auto* png : {"loss.png", "lr_grad_norm.png", "expert_load.png", "merge_coefficients.png"})
+    EXPECT_GT(fs::exists(plots + "/" + png) ? fs::file_size(plots + "/" + png) : 0u, 1000u) << png;
   // A second run redoes nothing.
   const auto log = dir + "/xft2.log";
   ASSERT_EQ(driver("xft", sets, log), 0) << read_all(log);
