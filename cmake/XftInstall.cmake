@@ -15,5 +15,5 @@ write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/xftConfigVersion.cm
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/xftConfig.cmake ${CMAKE_CURRENT_BINARY_DIR}/xftConfigVersion.cmake
   DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/xft)
 if(XFT_BUILD_EXAMPLES)
-  install(TARGETS xft-tool driver-sft driver-xft driver-ewa xft-demo RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+  install(TARGETS xft-tool driver-sft driver-xft driver-ewa xft-study xft-demo RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 endif()

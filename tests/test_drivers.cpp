@@ -119,3 +119,45 @@ TEST(Drivers, SftXftEwaRunEndToEndAndDoNotRedoFinishedStages) {
   EXPECT_NE(read_all(dir + "/bad.log").find("sft_train.optimizer must be one of adafactor, adamw"), std::string::npos)
       << read_all(dir + "/bad.log");
 }
+
+// xft-study over two seeds: per-arm means and stds, paired comparisons with a bootstrap
+// interval around their mean and a Wilcoxon p-value, budgets from the metrics; a rerun reuses
+// every finished stage and cached score.
+TEST(Study, TwoSeedsGiveArmsComparisonsAndBudgets) {
+  const auto dir = xft::test::scratch_dir("study");
+  xft::test::make_tiny_world(dir);
+  const auto config = xft::test::env_or_empty("XFT_SOURCE_DIR") + "/configs/tiny.json";
+  const std::string args = " --config " + config + " --set base_model=" + dir + "/base --set data.path=" + dir +
+                           "/data.jsonl --set eval_data=" + dir + "/data.jsonl --set data.max_length=512" +
+                           " --seeds 1,2 --arms sft,xft,xft_init --bootstrap 2000 --out " + dir + "/study";
+  ASSERT_EQ(driver("xft-study", args, dir + "/study.log"), 0) << read_all(dir + "/study.log");
+  const auto r = read_json_file(dir + "/study/results.json");
+  for (const auto* arm : {"sft", "xft", "xft_init"}) {
+    const auto& a = r["arms"][arm];
+    ASSERT_EQ(a["per_seed"].size(), 2u) << arm;
+    EXPECT_GT(a["heldout_loss_mean"].get<double>(), 0.0);
+    EXPECT_GE(a["heldout_loss_std"].get<double>(), 0.0);
+    EXPECT_GT(a["budget"][0]["tokens"].get<double>(), 0.0) << arm;
+    EXPECT_GT(a["budget"][0]["flops"].get<double>(), 0.0) << arm;
+  }
+  EXPECT_EQ(r["arms"]["xft"]["budget"].size(), 2u);  // the MoE stage and the merge
+  // The seeds differ: different data orders and routers give different losses.
+  EXPECT_NE(r["arms"]["sft"]["per_seed"][0].get<double>(), r["arms"]["sft"]["per_seed"][1].get<double>());
+  ASSERT_EQ(r["comparisons"].size(), 2u);  // xft vs sft, xft vs xft_init
+  for (const auto& c : r["comparisons"]) {
+    const double mean = c["mean_difference"].get<double>();
+    EXPECT_LE(c["ci95"][0].get<double>(), mean);
+    EXPECT_GE(c["ci95"][1].get<double>(), mean);
+    EXPECT_GE(c["wilcoxon_p"].get<double>(), 0.0);
+    EXPECT_LE(c["wilcoxon_p"].get<double>(), 1.0);
+    // The mean difference is the difference of the arms' seed-averaged means.
+    const double want = r["arms"][c["a"].get<std::string>()]["heldout_loss_mean"].get<double>() -
+                        r["arms"][c["b"].get<std::string>()]["heldout_loss_mean"].get<double>();
+    EXPECT_NEAR(mean, want, 1e-9);
+  }
+  EXPECT_TRUE(fs::exists(dir + "/study/results.md"));
+  EXPECT_TRUE(fs::exists(dir + "/study/seed-2/losses-xft.json"));
+  ASSERT_EQ(driver("xft-study", args, dir + "/again.log"), 0) << read_all(dir + "/again.log");
+  EXPECT_NE(read_all(dir + "/again.log").find("not redone"), std::string::npos);
+  EXPECT_EQ(read_json_file(dir + "/study/results.json"), r);
+}

@@ -38,4 +38,28 @@ double evaluate_loss(CausalLMImpl& model, const InstructionDataset& data, int64_
   return sum / count;
 }
 
+std::vector<double> example_losses(CausalLMImpl& model, const InstructionDataset& data, int64_t batch_size,
+                                   int64_t pad_id, Precision precision) {
+  torch::NoGradGuard ng;
+  EvalMode eval_mode(model);
+  const auto device = model.parameters().front().device();
+  AutocastScope autocast(precision, device);
+  std::vector<double> out;
+  for (size_t start = 0; start < data.size(); start += batch_size) {
+    std::vector<int64_t> idx;
+    for (size_t i = start; i < std::min(data.size(), start + batch_size); ++i) idx.push_back(static_cast<int64_t>(i));
+    auto b = collate(data, idx, pad_id);
+    auto logits = model.forward(b.input_ids.to(device), b.attention_mask.to(device)).logits;
+    const int64_t B = logits.size(0), T = logits.size(1), V = logits.size(2);
+    auto target = b.labels.to(device).narrow(1, 1, T - 1);
+    auto ce = torch::nn::functional::cross_entropy(
+        logits.narrow(1, 0, T - 1).reshape({-1, V}).to(torch::kFloat32), target.reshape({-1}),
+        torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-100).reduction(torch::kNone));
+    auto sums = ce.view({B, T - 1}).to(torch::kFloat64).sum(1).cpu();
+    auto counts = target.ne(-100).sum(1).to(torch::kFloat64).cpu();
+    for (int64_t r = 0; r < B; ++r) out.push_back(sums[r].item<double>() / counts[r].item<double>());
+  }
+  return out;
+}
+
 }  // namespace xft

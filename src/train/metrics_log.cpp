@@ -62,7 +62,7 @@ void MetricsLog::write(const StepStats& s, double per_step_s) {
   const double tokens_per_s = s.tokens / std::max(s.seconds, 1e-9);
   nlohmann::json row = {{"step", s.step},         {"epoch", s.epoch}, {"loss", s.loss},
                         {"aux_loss", s.aux_loss}, {"lr", s.lr},       {"grad_norm", s.grad_norm},
-                        {"tokens_per_s", tokens_per_s}, {"elapsed_s", s.elapsed_s}};
+                        {"tokens_per_s", tokens_per_s}, {"tokens", s.tokens}, {"elapsed_s", s.elapsed_s}};
   if (s.world_size > 0) row["world_size"] = s.world_size;
   if (s.buckets >= 0) {  // how much of the gradient all-reduce overlapped this rank's backward
     row["buckets"] = s.buckets;

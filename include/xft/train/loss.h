@@ -1,8 +1,9 @@
 // defines: language_model_loss (summed token cross-entropy over the response tokens),
-//          evaluate_loss (held-out mean loss per response token)
+//          evaluate_loss (held-out mean loss per response token), example_losses
 #pragma once
 #include <cstdint>
 #include <utility>
+#include <vector>
 
 #include <torch/types.h>
 
@@ -19,5 +20,10 @@ std::pair<torch::Tensor, int64_t> language_model_loss(const torch::Tensor& logit
 // model's mode comes back afterwards, also on an error).
 double evaluate_loss(CausalLMImpl& model, const InstructionDataset& data, int64_t batch_size, int64_t pad_id,
                      Precision precision = Precision::kFp32);
+
+// Each example's mean cross-entropy per response token (examples without one give NaN), in eval
+// mode without gradients: what a paired comparison of two models tests.
+std::vector<double> example_losses(CausalLMImpl& model, const InstructionDataset& data, int64_t batch_size,
+                                   int64_t pad_id, Precision precision = Precision::kFp32);
 
 }  // namespace xft

@@ -1,0 +1,34 @@
+// defines: StudyOptions, run_study (a multi-seed study: arms x seeds on one base, per-example
+//          held-out losses, paired comparisons with bootstrap intervals and Wilcoxon p-values,
+//          and each arm's training budget, as the paper's appendices A.4 and A.5 report)
+//
+// Layout of the output directory:
+//   seed-S/                      a run directory per seed (the pipelines' layout)
+//   seed-S/losses-<arm>.json     that arm's per-example held-out losses (cached: a rerun reuses it)
+//   results.json, results.md     the table
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace xft {
+
+struct StudyOptions {
+  std::string config_path;
+  std::vector<std::string> overrides;  // --set for every arm and seed
+  std::vector<uint64_t> seeds = {1, 2, 3};
+  // sft, moe (the tuned MoE), xft, xft_init (merged with the initial coefficients), ewa
+  std::vector<std::string> arms = {"sft", "moe", "xft", "xft_init", "ewa"};
+  std::string out_dir;
+  bool resume = false;
+  int64_t bootstrap_resamples = 10000;
+};
+
+// Runs (or reuses) every seed's pipelines, scores every arm, writes results.json and
+// results.md, and returns the results. The seed changes the data order, the router
+// initialisation and the noise of every stage; the base model and the data stay the same.
+nlohmann::json run_study(const StudyOptions& options);
+
+}  // namespace xft
