@@ -112,26 +112,16 @@ def plot_grid(series, out, file, title, ylabel):
     return True
 
 
-def expert_load(all_rows):
+def layer_series(all_rows, key, per_layer):
+    """{(stage, layer): (steps, matrix[expert][step])} from the rows that carry `key`;
+    per_layer(row[key][layer]) gives that layer's per-expert values."""
     series = {}
     for name, rows in all_rows.items():
-        rows = [r for r in rows if "moe" in r]
+        rows = [r for r in rows if key in r]
         if not rows:
             continue
-        for layer in range(len(rows[0]["moe"])):
-            matrix = list(zip(*[r["moe"][layer]["load"] for r in rows]))
-            series[(name, layer)] = ([r["step"] for r in rows], matrix)
-    return series
-
-
-def merge_coefficients(all_rows):
-    series = {}
-    for name, rows in all_rows.items():
-        rows = [r for r in rows if "coefficients" in r]
-        if not rows:
-            continue
-        for layer in range(len(rows[0]["coefficients"])):
-            matrix = list(zip(*[r["coefficients"][layer] for r in rows]))
+        for layer in range(len(rows[0][key])):
+            matrix = list(zip(*[per_layer(r[key][layer]) for r in rows]))
             series[(name, layer)] = ([r["step"] for r in rows], matrix)
     return series
 
@@ -175,9 +165,9 @@ def main():
     plot_loss(all_rows, heldout(run), out)
     plot_lr_norm(all_rows, out)
     made = ["loss.png", "lr_grad_norm.png"]
-    if plot_grid(expert_load(all_rows), out, "expert_load.png", "fraction of tokens per expert", "expert"):
+    if plot_grid(layer_series(all_rows, "moe", lambda s: s["load"]), out, "expert_load.png", "fraction of tokens per expert", "expert"):
         made.append("expert_load.png")
-    if plot_grid(merge_coefficients(all_rows), out, "merge_coefficients.png", "merge coefficients", "expert"):
+    if plot_grid(layer_series(all_rows, "coefficients", lambda c: c), out, "merge_coefficients.png", "merge coefficients", "expert"):
         made.append("merge_coefficients.png")
     if a.tensorboard:
         write_tensorboard(all_rows, a.tensorboard)
