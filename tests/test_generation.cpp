@@ -12,8 +12,8 @@ struct Expected {
   std::vector<std::vector<int64_t>> prompts, generated;
   int64_t max_new_tokens;
 };
-Expected expected() {
-  auto j = read_json_file(xft::test::fixture("generate") + "/expected.json");
+Expected expected(const std::string& fixture = "generate") {
+  auto j = read_json_file(xft::test::fixture(fixture) + "/expected.json");
   return {j["prompts"].get<std::vector<std::vector<int64_t>>>(), j["generated"].get<std::vector<std::vector<int64_t>>>(),
           j["max_new_tokens"].get<int64_t>()};
 }
@@ -29,6 +29,17 @@ TEST(Generation, GreedyMatchesTransformersTokenForToken) {
   for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i], e.generated[i]) << "prompt " << i;
   // One prompt at a time (no padding) gives the same tokens as the padded batch.
   for (size_t i = 0; i < e.prompts.size(); ++i) EXPECT_EQ(generate(*model, {e.prompts[i]}, c)[0], e.generated[i]);
+}
+
+// StableLM through the KV cache: partial rotary, qk LayerNorm (keys cached after it), qkv bias.
+TEST(Generation, StableLmGreedyMatchesTransformersTokenForToken) {
+  auto e = expected("generate_stablelm");
+  auto model = load_model(xft::test::fixture("generate_stablelm") + "/model");
+  GenerationConfig c;
+  c.max_new_tokens = e.max_new_tokens;
+  auto got = generate(*model, e.prompts, c);
+  ASSERT_EQ(got.size(), e.generated.size());
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i], e.generated[i]) << "prompt " << i;
 }
 
 TEST(Generation, UpcycledMoeGeneratesLikeItsDenseModel) {

@@ -1,5 +1,6 @@
-// The dense Llama model and checkpoint I/O against transformers (fixtures made by
-// tests/python/make_llama_fixtures.py), round trips back into transformers, and bad input.
+// The dense model and checkpoint I/O against transformers, Llama and StableLM (fixtures made by
+// tests/python/make_llama_fixtures.py and make_stablelm_fixtures.py), round trips back into
+// transformers, and bad input.
 #include <filesystem>
 #include <fstream>
 
@@ -51,6 +52,88 @@ TEST_P(TransformersParity, LogitsMatchWithin1e4) { EXPECT_LE(parity(GetParam()),
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, TransformersParity,
                          ::testing::Values("gqa", "linear_rope", "llama3_rope", "tied", "bf16", "padded", "sharded"));
+// StableLmForCausalLM: each option on and off (make_stablelm_fixtures.py lists what each has).
+INSTANTIATE_TEST_SUITE_P(StableLmFixtures, TransformersParity,
+                         ::testing::Values("stablelm", "stablelm_full_rotary", "stablelm_qk_norm", "stablelm_parallel",
+                                           "stablelm_linear_rope", "stablelm_bf16", "stablelm_padded"),
+                         [](const auto& info) { return std::string(info.param); });
+
+TEST(Config, StableLmDefaultsAreTransformersDefaults) {
+  // A config.json with only the required fields, and the StableLmConfig transformers made of it.
+  const auto dir = fixture("stablelm_defaults");
+  const auto c = ModelConfig::load(dir);
+  const auto hf = read_json_file(dir + "/transformers.json");
+  EXPECT_EQ(c.architecture, Architecture::kStableLm);
+  EXPECT_EQ(c.norm_kind(), NormKind::kLayerNorm);
+  EXPECT_EQ(c.num_key_value_heads, hf.at("num_key_value_heads").get<int64_t>());
+  EXPECT_DOUBLE_EQ(c.layer_norm_eps, hf.at("layer_norm_eps").get<double>());
+  EXPECT_DOUBLE_EQ(c.norm_eps(), hf.at("layer_norm_eps").get<double>());
+  EXPECT_DOUBLE_EQ(c.partial_rotary_factor, hf.at("partial_rotary_factor").get<double>());
+  EXPECT_DOUBLE_EQ(c.rope_theta, hf.at("rope_theta").get<double>());
+  EXPECT_EQ(c.max_position_embeddings, hf.at("max_position_embeddings").get<int64_t>());
+  EXPECT_EQ(c.use_qkv_bias, hf.at("use_qkv_bias").get<bool>());
+  EXPECT_EQ(c.qk_layernorm, hf.at("qk_layernorm").get<bool>());
+  EXPECT_EQ(c.use_parallel_residual, hf.at("use_parallel_residual").get<bool>());
+  EXPECT_EQ(c.tie_word_embeddings, hf.at("tie_word_embeddings").get<bool>());
+  EXPECT_EQ(c.bos_token_id.value_or(-1), hf.at("bos_token_id").get<int64_t>());
+  EXPECT_EQ(c.eos_token_id.value_or(-1), hf.at("eos_token_id").get<int64_t>());
+  EXPECT_EQ(c.rotary_dim(), static_cast<int64_t>(c.head_dim * hf.at("partial_rotary_factor").get<double>()));
+}
+
+TEST(Config, StableLmWritesBackAsStableLm) {
+  const auto c = ModelConfig::load(fixture("stablelm_parallel") + "/model");
+  const auto j = c.to_json();
+  EXPECT_EQ(j.at("model_type"), "stablelm");
+  EXPECT_EQ(j.at("architectures"), nlohmann::json::array({"StableLmForCausalLM"}));
+  EXPECT_FALSE(j.contains("rms_norm_eps"));
+  EXPECT_FALSE(j.contains("attention_bias"));
+  const auto back = ModelConfig::from_json(j, "round trip");
+  EXPECT_EQ(back.architecture, Architecture::kStableLm);
+  EXPECT_EQ(back.to_json(), j);
+  EXPECT_TRUE(back.use_parallel_residual && back.qk_layernorm && back.use_qkv_bias && back.tie_word_embeddings);
+  EXPECT_DOUBLE_EQ(back.partial_rotary_factor, c.partial_rotary_factor);
+  EXPECT_DOUBLE_EQ(back.layer_norm_eps, c.layer_norm_eps);
+  // Llama writes Llama's fields, not StableLM's.
+  const auto llama = ModelConfig::load(fixture("gqa") + "/model").to_json();
+  EXPECT_EQ(llama.at("model_type"), "llama");
+  EXPECT_FALSE(llama.contains("partial_rotary_factor"));
+  EXPECT_FALSE(llama.contains("use_parallel_residual"));
+}
+
+TEST(Config, RejectsInconsistentStableLmConfigs) {
+  const auto dir = xft::test::scratch_dir("cfg");
+  copy_dir(fixture("stablelm") + "/model", dir);
+  const auto file = dir + "/config.json";
+  edit_config(dir, [](nlohmann::json& j) { j["architectures"] = {"LlamaForCausalLM"}; });
+  expect_error([&] { ModelConfig::load(dir); }, {file, "LlamaForCausalLM", "StableLmForCausalLM"});
+  edit_config(dir, [](nlohmann::json& j) { j["architectures"] = {"StableLmForCausalLM"}; j["head_dim"] = 32; });
+  expect_error([&] { ModelConfig::load(dir); }, {file, "head_dim (32)", "hidden_size / num_attention_heads (16)"});
+  // int(16 * 0.1) = 1 rotary dim: not a whole number of rotated pairs.
+  edit_config(dir, [](nlohmann::json& j) { j.erase("head_dim"); j["partial_rotary_factor"] = 0.1; });
+  expect_error([&] { ModelConfig::load(dir); }, {file, "partial_rotary_factor", "expected an even number"});
+  edit_config(dir, [](nlohmann::json& j) { j["partial_rotary_factor"] = 1.5; });
+  expect_error([&] { ModelConfig::load(dir); }, {file, "partial_rotary_factor must be in (0, 1]"});
+  edit_config(dir, [](nlohmann::json& j) { j["partial_rotary_factor"] = 0.25; j["use_qkv_bias"] = "yes"; });
+  expect_error([&] { ModelConfig::load(dir); }, {file, "use_qkv_bias", "wrong type"});
+}
+
+TEST(Model, StableLmModulesCarryTransformersNames) {
+  // Parallel residual: one norm per layer; qk_layernorm: one bias-free LayerNorm per head.
+  auto model = load_model(fixture("stablelm_parallel") + "/model");
+  const auto params = model->named_parameters();
+  EXPECT_EQ(params.find("model.layers.0.post_attention_layernorm.weight"), nullptr);
+  EXPECT_NE(params.find("model.layers.1.input_layernorm.bias"), nullptr);
+  EXPECT_NE(params.find("model.norm.bias"), nullptr);
+  EXPECT_NE(params.find("model.layers.0.self_attn.k_layernorm.norms.0.weight"), nullptr);  // 1 kv head
+  EXPECT_EQ(params.find("model.layers.0.self_attn.k_layernorm.norms.1.weight"), nullptr);
+  EXPECT_NE(params.find("model.layers.0.self_attn.q_layernorm.norms.3.weight"), nullptr);
+  EXPECT_EQ(params.find("model.layers.0.self_attn.q_layernorm.norms.0.bias"), nullptr);
+  EXPECT_NE(params.find("model.layers.0.self_attn.v_proj.bias"), nullptr);
+  EXPECT_EQ(params.find("model.layers.0.self_attn.o_proj.bias"), nullptr);
+  EXPECT_EQ(params.find("lm_head.weight"), nullptr);  // tied
+  // A quarter of each 16-dim head rotates: 2 frequencies.
+  EXPECT_EQ(RotaryEmbedding(model->config()).inv_freq().numel(), 2);
+}
 
 TEST(Config, ReadsLinearRopeScalingAndTheta) {
   auto c = ModelConfig::load(fixture("linear_rope") + "/model");
@@ -67,7 +150,7 @@ TEST(Config, RejectsUnsupportedArchitectureAndMissingFields) {
   const auto dir = xft::test::scratch_dir("cfg");
   copy_dir(fixture("gqa") + "/model", dir);
   edit_config(dir, [](nlohmann::json& j) { j["model_type"] = "gpt2"; });
-  expect_error([&] { ModelConfig::load(dir); }, {dir + "/config.json", "model_type", "gpt2"});
+  expect_error([&] { ModelConfig::load(dir); }, {dir + "/config.json", "model_type", "gpt2", "supported: llama, stablelm"});
   edit_config(dir, [](nlohmann::json& j) { j["model_type"] = "llama"; j.erase("hidden_size"); });
   expect_error([&] { ModelConfig::load(dir); }, {"config.json", "hidden_size"});
   edit_config(dir, [](nlohmann::json& j) { j["hidden_size"] = 64; j["rope_scaling"] = {{"type", "dynamic"}, {"factor", 2.0}}; });
@@ -134,19 +217,20 @@ TEST_P(RoundTrip, SavedModelLoadsInTransformersWithSameLogits) {
   if (dtype == "float32") {
     EXPECT_TRUE(torch::equal(a, b));
   }
-  save_safetensors(out + "/xft_logits.safetensors", {{"input_ids", ids}, {"logits", b.contiguous()}});
-  const auto py = xft::test::env_or_empty("XFT_PYTHON");
-  const auto src = xft::test::env_or_empty("XFT_SOURCE_DIR");
-  ASSERT_FALSE(py.empty() || src.empty()) << "run through ctest (XFT_PYTHON, XFT_SOURCE_DIR)";
-  EXPECT_EQ(xft::test::run(py + " " + src + "/tests/python/check_hf_load.py " + saved + " " + out +
-                           "/xft_logits.safetensors 1e-4"),
-            0);
+  // The transformers class of the fixture's own architecture (StableLmForCausalLM for StableLM).
+  EXPECT_EQ(xft::test::check_hf_load(saved, ids, b, architecture_class(model->config().architecture), out), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, RoundTrip,
                          ::testing::Values(std::make_tuple("gqa", "float32"), std::make_tuple("tied", "float32"),
                                            std::make_tuple("linear_rope", "bfloat16"),
                                            std::make_tuple("sharded", "float32")));
+INSTANTIATE_TEST_SUITE_P(StableLmFixtures, RoundTrip,
+                         ::testing::Values(std::make_tuple("stablelm", "float32"),
+                                           std::make_tuple("stablelm_parallel", "float32"),
+                                           std::make_tuple("stablelm_qk_norm", "bfloat16"),
+                                           std::make_tuple("stablelm_full_rotary", "float32")),
+                         [](const auto& info) { return std::get<0>(info.param) + "_" + std::get<1>(info.param); });
 
 TEST(Checkpoint, SaveReplacesDirectoryWhole) {
   auto model = load_model(fixture("gqa") + "/model");

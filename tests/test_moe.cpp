@@ -253,3 +253,39 @@ TEST(Upcycle, CommandOnTransformersCheckpoint) {
   EXPECT_NE(xft::test::run(tool + " upcycle --model " + dense_dir + " --out " + out + "2 --experts 4 --top-k 6 2> /dev/null"), 0);
   EXPECT_FALSE(fs::exists(out + "2"));
 }
+
+struct StableLmUpcycleCase {
+  std::string fixture;
+  int64_t N, K;
+  std::string router;
+};
+void PrintTo(const StableLmUpcycleCase& c, std::ostream* os) { *os << c.fixture << " N" << c.N << " K" << c.K; }
+class UpcycleStableLm : public ::testing::TestWithParam<StableLmUpcycleCase> {};
+
+// StableLM's FFN is the same SwiGLU: upcycling a transformers-made StableLmForCausalLM (LayerNorm
+// biases, qkv bias, partial rotary, qk LayerNorm, parallel residual) gives an MoE computing the
+// dense function, which is transformers' function.
+TEST_P(UpcycleStableLm, XftRoutingReproducesDenseAndTransformersLogits) {
+  const auto p = GetParam();
+  const auto fixture = xft::test::fixture(p.fixture);
+  const auto out = xft::test::scratch_dir("moe") + "/moe";
+  upcycle_directory(fixture + "/model", out, moe_config(p.N, p.K, "xft", p.router), 11);
+  auto moe = load_model(out);
+  auto dense = load_model(fixture + "/model");
+  moe->eval();
+  dense->eval();
+  EXPECT_EQ(moe->config().architecture, Architecture::kStableLm);
+  EXPECT_EQ(read_json_file(out + "/config.json").at("model_type"), "stablelm");
+  auto expected = SafetensorsFile::open(fixture + "/expected.safetensors");
+  auto ids = expected->get("input_ids");
+  torch::NoGradGuard ng;
+  auto got = moe->forward(ids).logits;
+  EXPECT_LE(max_abs_diff(got, dense->forward(ids).logits), 1e-5);
+  EXPECT_LE(max_abs_diff(got, expected->get("logits")), 1e-4);
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, UpcycleStableLm,
+                         ::testing::Values(StableLmUpcycleCase{"stablelm", 4, 2, "mlp"},
+                                           StableLmUpcycleCase{"stablelm_parallel", 8, 6, "linear"},
+                                           StableLmUpcycleCase{"stablelm_qk_norm", 5, 3, "mlp"}),
+                         [](const auto& info) { return info.param.fixture; });

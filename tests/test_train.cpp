@@ -51,6 +51,20 @@ CausalLM tiny_moe(const std::string& dir, bool noise = false) {
   return load_model(dir);
 }
 
+// An upcycled StableLM (a transformers-made StableLmForCausalLM fixture) whose experts drifted.
+CausalLM stablelm_moe(const std::string& fixture, const std::string& dir) {
+  const auto dense_dir = xft::test::fixture(fixture) + "/model";
+  auto files = TensorDirectory::open(dense_dir);
+  NamedTensors dense;
+  for (const auto& n : files.names()) dense.emplace_back(n, files.get(n));
+  auto moe = upcycle(ModelConfig::load(dense_dir), dense, moe_config(), 2);
+  torch::manual_seed(3);
+  for (auto& [n, t] : moe.tensors)
+    if (n.find(".experts.") != std::string::npos) t = t + 0.05 * torch::randn_like(t);
+  save_model_tensors(moe.config, moe.tensors, dir);
+  return load_model(dir);
+}
+
 // Pre-tokenised records with random token ids (prompt part carries no loss).
 InstructionDataset tiny_data(const std::string& dir, int64_t n, uint64_t seed) {
   std::mt19937_64 rng(seed);
@@ -315,6 +329,42 @@ TEST(Export, TransformersLoadsMergedAndAveragedModelsWithSameLogits) {
         << name;
   }
 }
+
+class ExportStableLm : public ::testing::TestWithParam<std::string> {};
+
+// Upcycle -> merge -> export on StableLM: the dense checkpoint is a StableLmForCausalLM that
+// transformers loads exactly, with the merged model's logits; EWA's average too.
+TEST_P(ExportStableLm, MergedAndAveragedModelsLoadInTransformersAsStableLm) {
+  const auto dir = xft::test::scratch_dir("stablelm");
+  auto model = stablelm_moe(GetParam(), dir + "/moe");
+  MergeConfig mc;
+  mc.shared_rate = 0.85;  // StableCode's lambda (paper A.8)
+  auto logits = attach_merge(*model, mc);
+  {
+    torch::NoGradGuard ng;
+    logits[1].second.copy_(torch::tensor({1.0f, -0.5f, 0.2f, 0.0f}));
+  }
+  export_merged(*model, dir + "/xft", torch::kFloat32);
+  auto dense = load_model(dir + "/xft");
+  EXPECT_EQ(dense->config().architecture, Architecture::kStableLm);
+  EXPECT_FALSE(dense->config().moe.has_value());
+  model->eval();
+  dense->eval();
+  auto ids = torch::randint(3, 101, {2, 9});
+  torch::NoGradGuard ng;
+  auto merged = model->forward(ids).logits;
+  EXPECT_LE(max_abs_diff(dense->forward(ids).logits, merged), 1e-5);
+  EXPECT_EQ(xft::test::check_hf_load(dir + "/xft", ids, merged, "StableLmForCausalLM", dir), 0);
+
+  auto ewa_model = stablelm_moe(GetParam(), dir + "/moe2");
+  export_averaged(*ewa_model, dir + "/ewa", torch::kFloat32);
+  auto averaged = load_model(dir + "/ewa");
+  averaged->eval();
+  EXPECT_EQ(xft::test::check_hf_load(dir + "/ewa", ids, averaged->forward(ids).logits, "StableLmForCausalLM", dir), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, ExportStableLm, ::testing::Values("stablelm", "stablelm_parallel"),
+                         [](const auto& info) { return std::string(info.param); });
 
 // fold_experts alone, without training: W = sum_i c_i W_i per layer (Eq. 5), by hand in fp64.
 TEST(FoldExperts, MixesEveryLayersStacksByItsCoefficientsAndDropsTheRouters) {

@@ -14,6 +14,7 @@
 #include "xft/model/config.h"
 #include "xft/core/error.h"
 #include "xft/core/files.h"
+#include "xft/core/safetensors.h"
 #include "xft/eval/sandbox.h"
 
 namespace xft::test {
@@ -82,6 +83,22 @@ void expect_error(F&& f, std::initializer_list<std::string> parts) {
   } catch (const std::exception& e) {
     ADD_FAILURE() << "expected an xft::Error, got another exception: " << e.what();
   }
+}
+
+// tests/python/check_hf_load.py: transformers' `hf_class` loads `model_dir` with no missing,
+// unexpected or misshapen tensor, and its logits on `ids` are within `tol` of `logits` (xft's).
+// `scratch` receives the file handed over. Returns the script's exit status (0: they agree).
+inline int check_hf_load(const std::string& model_dir, const torch::Tensor& ids, const torch::Tensor& logits,
+                         const std::string& hf_class, const std::string& scratch, double tol = 1e-4) {
+  const auto py = env_or_empty("XFT_PYTHON"), src = env_or_empty("XFT_SOURCE_DIR");
+  if (py.empty() || src.empty()) {
+    ADD_FAILURE() << "run through ctest (XFT_PYTHON, XFT_SOURCE_DIR)";
+    return -1;
+  }
+  const auto file = scratch + "/xft_logits.safetensors";
+  xft::save_safetensors(file, {{"input_ids", ids.contiguous()}, {"logits", logits.detach().contiguous()}});
+  return run(py + " " + src + "/tests/python/check_hf_load.py " + model_dir + " " + file + " " + std::to_string(tol) +
+             " " + hf_class);
 }
 
 // The config spellings of the routing modes and routers, as a config file has them.

@@ -22,10 +22,14 @@ AttentionImpl::AttentionImpl(const ModelConfig& c)
   using torch::nn::Linear;
   using torch::nn::LinearOptions;
   const int64_t D = c.hidden_size;
-  q_proj = register_module("q_proj", Linear(LinearOptions(D, num_heads * head_dim).bias(c.attention_bias)));
-  k_proj = register_module("k_proj", Linear(LinearOptions(D, num_kv_heads * head_dim).bias(c.attention_bias)));
-  v_proj = register_module("v_proj", Linear(LinearOptions(D, num_kv_heads * head_dim).bias(c.attention_bias)));
-  o_proj = register_module("o_proj", Linear(LinearOptions(num_heads * head_dim, D).bias(c.attention_bias)));
+  q_proj = register_module("q_proj", Linear(LinearOptions(D, num_heads * head_dim).bias(c.qkv_bias())));
+  k_proj = register_module("k_proj", Linear(LinearOptions(D, num_kv_heads * head_dim).bias(c.qkv_bias())));
+  v_proj = register_module("v_proj", Linear(LinearOptions(D, num_kv_heads * head_dim).bias(c.qkv_bias())));
+  o_proj = register_module("o_proj", Linear(LinearOptions(num_heads * head_dim, D).bias(c.o_proj_bias())));
+  if (c.qk_layernorm) {
+    q_layernorm = register_module("q_layernorm", PerHeadNorm(num_heads, head_dim, c.layer_norm_eps));
+    k_layernorm = register_module("k_layernorm", PerHeadNorm(num_kv_heads, head_dim, c.layer_norm_eps));
+  }
 }
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
@@ -34,6 +38,11 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   auto q = q_proj->forward(x).view({B, T, num_heads, head_dim}).transpose(1, 2);
   auto k = k_proj->forward(x).view({B, T, num_kv_heads, head_dim}).transpose(1, 2);
   auto v = v_proj->forward(x).view({B, T, num_kv_heads, head_dim}).transpose(1, 2);
+  if (q_layernorm) {
+    // StableLM normalises each head before RoPE (and before the cache, so cached keys are normed).
+    q = q_layernorm->forward(q);
+    k = k_layernorm->forward(k);
+  }
   q = apply_rotary(q, cos, sin);
   k = apply_rotary(k, cos, sin);
   if (cache) {

@@ -1,5 +1,6 @@
 #include "xft/model/config.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -127,53 +128,117 @@ MoeConfig MoeConfig::from_json(const nlohmann::json& j, const std::string& sourc
   return m;
 }
 
-ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& source) {
-  XFT_CHECK(j.is_object(), source, ": a model config must be a JSON object");
+namespace {
+
+const EnumNames<Architecture> kArchitectures = {{"llama", Architecture::kLlama},
+                                                {"stablelm", Architecture::kStableLm}};
+
+// model_type picks the architecture; `architectures`, when present, must name its class.
+Architecture read_architecture(const nlohmann::json& j, const std::string& source) {
   const auto model_type = optional_field<std::string>(j, "model_type", "", source);
-  XFT_CHECK(model_type == "llama", source, ": unsupported model_type '", model_type,
-            "' (xft implements the Llama family: model_type \"llama\")");
+  const auto known = std::find_if(kArchitectures.begin(), kArchitectures.end(),
+                                  [&](const auto& entry) { return model_type == entry.first; });
+  XFT_CHECK(known != kArchitectures.end(), source, ": unsupported model_type '", model_type,
+            "' (supported: ", enum_choices(kArchitectures), ")");
+  const Architecture a = known->second;
   if (j.contains("architectures") && j.at("architectures").is_array()) {
-    for (const auto& a : j.at("architectures")) {
-      XFT_CHECK(a.is_string() && a.get<std::string>() == "LlamaForCausalLM", source,
-                ": unsupported architecture ", a.dump(), " (expected LlamaForCausalLM)");
+    for (const auto& name : j.at("architectures")) {
+      XFT_CHECK(name.is_string() && name.get<std::string>() == architecture_class(a), source,
+                ": unsupported architecture ", name.dump(), " (model_type \"", model_type, "\" expects ",
+                architecture_class(a), ")");
     }
   }
-  ModelConfig c;
-  c.raw = j;
+  return a;
+}
+
+// The fields every architecture spells the same way.
+void read_common_fields(const nlohmann::json& j, const std::string& source, ModelConfig& c) {
   c.vocab_size = required<int64_t>(j, "vocab_size", source);
   c.hidden_size = required<int64_t>(j, "hidden_size", source);
   c.intermediate_size = required<int64_t>(j, "intermediate_size", source);
   c.num_hidden_layers = required<int64_t>(j, "num_hidden_layers", source);
   c.num_attention_heads = required<int64_t>(j, "num_attention_heads", source);
-  c.num_key_value_heads = optional_field<int64_t>(j, "num_key_value_heads", c.num_attention_heads, source);
+  // StableLmConfig defaults to 32 kv heads whatever the head count; LlamaConfig to the head count.
+  const int64_t kv_default = c.architecture == Architecture::kStableLm ? 32 : c.num_attention_heads;
+  c.num_key_value_heads = optional_field<int64_t>(j, "num_key_value_heads", kv_default, source);
   XFT_CHECK(c.vocab_size > 0 && c.hidden_size > 0 && c.intermediate_size > 0 && c.num_hidden_layers > 0 &&
                 c.num_attention_heads > 0 && c.num_key_value_heads > 0,
             source, ": sizes must be positive");
   XFT_CHECK(c.num_attention_heads % c.num_key_value_heads == 0, source, ": num_attention_heads (",
             c.num_attention_heads, ") must be a multiple of num_key_value_heads (", c.num_key_value_heads, ")");
-  c.head_dim = optional_field<int64_t>(j, "head_dim", 0, source);
-  if (c.head_dim == 0) {
-    XFT_CHECK(c.hidden_size % c.num_attention_heads == 0, source, ": hidden_size (", c.hidden_size,
-              ") is not divisible by num_attention_heads (", c.num_attention_heads, ") and head_dim is absent");
-    c.head_dim = c.hidden_size / c.num_attention_heads;
-  }
-  XFT_CHECK(c.head_dim % 2 == 0, source, ": head_dim must be even for rotary embeddings, got ", c.head_dim);
   const auto act = optional_field<std::string>(j, "hidden_act", "silu", source);
-  XFT_CHECK(act == "silu", source, ": unsupported hidden_act '", act, "' (Llama uses silu)");
-  c.rms_norm_eps = optional_field<double>(j, "rms_norm_eps", 1e-6, source);
+  XFT_CHECK(act == "silu", source, ": unsupported hidden_act '", act, "' (the SwiGLU FFN uses silu)");
   c.rope_theta = optional_field<double>(j, "rope_theta", 10000.0, source);
   if (j.contains("rope_parameters") && j.at("rope_parameters").is_object() &&
       j.at("rope_parameters").contains("rope_theta")) {
     c.rope_theta = j.at("rope_parameters").at("rope_theta").get<double>();
   }
   c.rope_scaling = parse_rope_scaling(j, source);
-  c.max_position_embeddings = optional_field<int64_t>(j, "max_position_embeddings", 2048, source);
   c.tie_word_embeddings = optional_field<bool>(j, "tie_word_embeddings", false, source);
-  c.attention_bias = optional_field<bool>(j, "attention_bias", false, source);
-  c.mlp_bias = optional_field<bool>(j, "mlp_bias", false, source);
   c.bos_token_id = token_id(j, "bos_token_id");
   c.eos_token_id = token_id(j, "eos_token_id");
   c.torch_dtype = optional_field<std::string>(j, "torch_dtype", optional_field<std::string>(j, "dtype", "float32", source), source);
+}
+
+// head_dim = hidden_size / heads unless the config says otherwise (Llama only).
+int64_t derived_head_dim(const ModelConfig& c, const std::string& source) {
+  XFT_CHECK(c.hidden_size % c.num_attention_heads == 0, source, ": hidden_size (", c.hidden_size,
+            ") is not divisible by num_attention_heads (", c.num_attention_heads, ") and head_dim is absent");
+  return c.hidden_size / c.num_attention_heads;
+}
+
+void read_llama_fields(const nlohmann::json& j, const std::string& source, ModelConfig& c) {
+  c.head_dim = optional_field<int64_t>(j, "head_dim", 0, source);
+  if (c.head_dim == 0) c.head_dim = derived_head_dim(c, source);
+  XFT_CHECK(c.head_dim % 2 == 0, source, ": head_dim must be even for rotary embeddings, got ", c.head_dim);
+  c.rms_norm_eps = optional_field<double>(j, "rms_norm_eps", 1e-6, source);
+  c.max_position_embeddings = optional_field<int64_t>(j, "max_position_embeddings", 2048, source);
+  c.attention_bias = optional_field<bool>(j, "attention_bias", false, source);
+  c.mlp_bias = optional_field<bool>(j, "mlp_bias", false, source);
+}
+
+// StableLmConfig's defaults (transformers/models/stablelm/configuration_stablelm.py) where a
+// field is absent.
+void read_stablelm_fields(const nlohmann::json& j, const std::string& source, ModelConfig& c) {
+  // StableLmAttention always uses hidden_size / heads; a different head_dim would not load there.
+  c.head_dim = derived_head_dim(c, source);
+  const auto given = optional_field<int64_t>(j, "head_dim", c.head_dim, source);
+  XFT_CHECK(given == c.head_dim, source, ": head_dim (", given, ") must equal hidden_size / num_attention_heads (",
+            c.head_dim, ") for model_type \"stablelm\"");
+  c.layer_norm_eps = optional_field<double>(j, "layer_norm_eps", 1e-5, source);
+  c.max_position_embeddings = optional_field<int64_t>(j, "max_position_embeddings", 4096, source);
+  c.partial_rotary_factor = optional_field<double>(j, "partial_rotary_factor", 0.25, source);
+  if (j.contains("rope_parameters") && j.at("rope_parameters").is_object() &&
+      j.at("rope_parameters").contains("partial_rotary_factor")) {
+    c.partial_rotary_factor = j.at("rope_parameters").at("partial_rotary_factor").get<double>();
+  }
+  XFT_CHECK(c.partial_rotary_factor > 0 && c.partial_rotary_factor <= 1, source,
+            ": partial_rotary_factor must be in (0, 1], got ", c.partial_rotary_factor);
+  XFT_CHECK(c.rotary_dim() >= 2 && c.rotary_dim() % 2 == 0, source, ": int(head_dim (", c.head_dim,
+            ") * partial_rotary_factor (", c.partial_rotary_factor, ")) = ", c.rotary_dim(),
+            " rotary dims; expected an even number >= 2");
+  c.use_qkv_bias = optional_field<bool>(j, "use_qkv_bias", false, source);
+  c.qk_layernorm = optional_field<bool>(j, "qk_layernorm", false, source);
+  c.use_parallel_residual = optional_field<bool>(j, "use_parallel_residual", false, source);
+  if (!c.bos_token_id) c.bos_token_id = 0;
+  if (!c.eos_token_id) c.eos_token_id = 0;
+}
+
+}  // namespace
+
+const char* model_type_name(Architecture a) { return enum_name(kArchitectures, a); }
+const char* architecture_class(Architecture a) {
+  return a == Architecture::kStableLm ? "StableLmForCausalLM" : "LlamaForCausalLM";
+}
+
+ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& source) {
+  XFT_CHECK(j.is_object(), source, ": a model config must be a JSON object");
+  ModelConfig c;
+  c.architecture = read_architecture(j, source);
+  c.raw = j;
+  read_common_fields(j, source, c);
+  if (c.architecture == Architecture::kStableLm) read_stablelm_fields(j, source, c);
+  else read_llama_fields(j, source, c);
   if (j.contains("moe") && !j.at("moe").is_null()) c.moe = MoeConfig::from_json(j.at("moe"), source);
   return c;
 }
@@ -184,36 +249,55 @@ ModelConfig ModelConfig::load(const std::string& path) {
   return from_json(read_json_file(file), file);
 }
 
+namespace {
+
+void write_llama_fields(const ModelConfig& c, nlohmann::json& j) {
+  j["head_dim"] = c.head_dim;
+  j["rms_norm_eps"] = c.rms_norm_eps;
+  j["attention_bias"] = c.attention_bias;
+  j["mlp_bias"] = c.mlp_bias;
+}
+
+// head_dim is not a StableLM field (it is always hidden_size / heads); a source's copy stays.
+void write_stablelm_fields(const ModelConfig& c, nlohmann::json& j) {
+  j["layer_norm_eps"] = c.layer_norm_eps;
+  j["partial_rotary_factor"] = c.partial_rotary_factor;
+  j["use_qkv_bias"] = c.use_qkv_bias;
+  j["qk_layernorm"] = c.qk_layernorm;
+  j["use_parallel_residual"] = c.use_parallel_residual;
+}
+
+nlohmann::json rope_scaling_json(const RopeScaling& rs) {
+  if (rs.type == "default") return nullptr;
+  nlohmann::json s = {{"rope_type", rs.type}, {"type", rs.type}, {"factor", rs.factor}};
+  if (rs.type == "llama3") {
+    s["low_freq_factor"] = rs.low_freq_factor;
+    s["high_freq_factor"] = rs.high_freq_factor;
+    s["original_max_position_embeddings"] = rs.original_max_position_embeddings;
+  }
+  return s;
+}
+
+}  // namespace
+
 nlohmann::json ModelConfig::to_json() const {
   nlohmann::json j = raw.is_object() ? raw : nlohmann::json::object();
-  j["model_type"] = "llama";
-  j["architectures"] = {"LlamaForCausalLM"};
+  j["model_type"] = model_type_name(architecture);
+  j["architectures"] = {architecture_class(architecture)};
   j["vocab_size"] = vocab_size;
   j["hidden_size"] = hidden_size;
   j["intermediate_size"] = intermediate_size;
   j["num_hidden_layers"] = num_hidden_layers;
   j["num_attention_heads"] = num_attention_heads;
   j["num_key_value_heads"] = num_key_value_heads;
-  j["head_dim"] = head_dim;
   j["hidden_act"] = "silu";
-  j["rms_norm_eps"] = rms_norm_eps;
+  if (architecture == Architecture::kStableLm) write_stablelm_fields(*this, j);
+  else write_llama_fields(*this, j);
   j["rope_theta"] = rope_theta;
   j.erase("rope_parameters");
-  if (rope_scaling.type == "default") {
-    j["rope_scaling"] = nullptr;
-  } else {
-    nlohmann::json s = {{"rope_type", rope_scaling.type}, {"type", rope_scaling.type}, {"factor", rope_scaling.factor}};
-    if (rope_scaling.type == "llama3") {
-      s["low_freq_factor"] = rope_scaling.low_freq_factor;
-      s["high_freq_factor"] = rope_scaling.high_freq_factor;
-      s["original_max_position_embeddings"] = rope_scaling.original_max_position_embeddings;
-    }
-    j["rope_scaling"] = s;
-  }
+  j["rope_scaling"] = rope_scaling_json(rope_scaling);
   j["max_position_embeddings"] = max_position_embeddings;
   j["tie_word_embeddings"] = tie_word_embeddings;
-  j["attention_bias"] = attention_bias;
-  j["mlp_bias"] = mlp_bias;
   if (bos_token_id) j["bos_token_id"] = *bos_token_id;
   if (eos_token_id && !(j.contains("eos_token_id") && j["eos_token_id"].is_array())) j["eos_token_id"] = *eos_token_id;
   j["torch_dtype"] = torch_dtype;

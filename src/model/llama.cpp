@@ -7,10 +7,10 @@
 
 namespace xft {
 
-DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c) {
-  input_layernorm = register_module("input_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps));
+DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c) : parallel_residual(c.use_parallel_residual) {
+  input_layernorm = register_module("input_layernorm", make_norm(c));
   self_attn = register_module("self_attn", Attention(c));
-  post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps));
+  if (!parallel_residual) post_attention_layernorm = register_module("post_attention_layernorm", make_norm(c));
   mlp = register_module("mlp", make_feed_forward(c));
 }
 
@@ -18,8 +18,11 @@ void DecoderLayerImpl::set_mlp(std::shared_ptr<FeedForwardImpl> m) { mlp = repla
 
 torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                                         const torch::Tensor& mask, torch::Tensor* aux, KvCacheLayer* cache) {
-  auto h = x + self_attn->forward(input_layernorm->forward(x), cos, sin, mask, cache);
-  auto ffn = mlp->forward(post_attention_layernorm->forward(h));
+  const auto normed = input_layernorm->forward(x);
+  auto h = x + self_attn->forward(normed, cos, sin, mask, cache);
+  // Parallel residual (StableLM): the FFN reads the same normed input as the attention, so the
+  // block is x + attn(n(x)) + ffn(n(x)).
+  auto ffn = mlp->forward(parallel_residual ? normed : post_attention_layernorm->forward(h));
   if (ffn.aux_loss.defined() && aux) *aux = aux->defined() ? *aux + ffn.aux_loss : ffn.aux_loss;
   return h + ffn.y;
 }
@@ -28,7 +31,7 @@ LlamaModelImpl::LlamaModelImpl(const ModelConfig& c) {
   embed_tokens = register_module("embed_tokens", torch::nn::Embedding(c.vocab_size, c.hidden_size));
   layers = register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) layers->push_back(DecoderLayer(c));
-  norm = register_module("norm", RMSNorm(c.hidden_size, c.rms_norm_eps));
+  norm = register_module("norm", make_norm(c));
 }
 
 CausalLMImpl::CausalLMImpl(const ModelConfig& c) : config_(c), rotary_(c) {
@@ -83,10 +86,11 @@ void CausalLMImpl::init_weights(double std, uint64_t seed) {
   for (auto& p : named_parameters()) {
     const auto& name = p.key();
     auto& t = p.value();
-    if (name.find("norm") != std::string::npos) {
-      t.fill_(1.0);
-    } else if (name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0) {
+    // Biases first: a LayerNorm's bias is zero like any other (its weight is one).
+    if (name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0) {
       t.zero_();
+    } else if (name.find("norm") != std::string::npos) {
+      t.fill_(1.0);
     } else {
       auto v = at::normal(0.0, std, t.sizes(), gen, torch::TensorOptions().dtype(torch::kFloat32));
       t.copy_(v);

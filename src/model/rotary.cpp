@@ -5,7 +5,8 @@
 namespace xft {
 
 RotaryEmbedding::RotaryEmbedding(const ModelConfig& c) {
-  const int64_t dim = c.head_dim;
+  // Partial rotary (StableLM) is the same RoPE over the first rotary_dim dims of a head.
+  const int64_t dim = c.rotary_dim();
   // Same arithmetic as transformers: int64 arange -> fp32 -> / dim -> base ** that, in fp32.
   auto exponent = torch::arange(0, dim, 2, torch::kInt64).to(torch::kFloat32) / static_cast<float>(dim);
   inv_freq_ = 1.0 / torch::pow(c.rope_theta, exponent);
@@ -36,6 +37,10 @@ std::pair<torch::Tensor, torch::Tensor> RotaryEmbedding::cos_sin(const torch::Te
 }
 
 torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  const int64_t rot = cos.size(-1), dim = x.size(-1);
+  if (rot < dim) {
+    return torch::cat({apply_rotary(x.narrow(-1, 0, rot), cos, sin), x.narrow(-1, rot, dim - rot)}, -1);
+  }
   const int64_t half = x.size(-1) / 2;
   auto rotated = torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
   return x * cos.unsqueeze(1) + rotated * sin.unsqueeze(1);

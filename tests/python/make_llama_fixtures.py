@@ -40,6 +40,12 @@ def make_case(out, name, overrides, dtype, padded, shard):
         for n, p in model.named_parameters():
             if "norm" in n:
                 p.copy_(1.0 + 0.1 * torch.randn_like(p))
+    write_case(out, name, model, dtype, padded, shard)
+
+
+def write_case(out, name, model, dtype, padded, shard=None):
+    """Saves `model` in `dtype` under OUT/name/model and its fp32 logits on a fixed batch."""
+    config = model.config
     model = model.to(dtype)
     d = os.path.join(out, name)
     kwargs = {"safe_serialization": True}
@@ -73,7 +79,13 @@ def make_generation_case(out):
                             "rope_scaling": {"type": "linear", "factor": 2.0}})
     config._attn_implementation = "eager"
     model = LlamaForCausalLM(config).eval()
-    d = os.path.join(out, "generate")
+    write_generation_case(out, "generate", model)
+
+
+def write_generation_case(out, name, model):
+    """Saves `model` under OUT/name/model and transformers' greedy tokens for three prompts."""
+    config = model.config
+    d = os.path.join(out, name)
     model.save_pretrained(os.path.join(d, "model"), safe_serialization=True)
     g = torch.Generator().manual_seed(3)
     prompts = [torch.randint(3, config.vocab_size, (n,), generator=g).tolist() for n in (5, 9, 2)]

@@ -1,9 +1,11 @@
 // defines: AttentionImpl / Attention (grouped-query self-attention with RoPE through
-//          scaled_dot_product_attention), attention_mask_4d
+//          scaled_dot_product_attention; StableLM's qkv-only bias and per-head q/k LayerNorm
+//          as the config asks), attention_mask_4d
 #pragma once
 #include <torch/nn/modules/linear.h>
 
 #include "xft/model/config.h"
+#include "xft/model/norm.h"
 
 namespace xft {
 
@@ -20,12 +22,13 @@ struct KvCacheLayer {
 class AttentionImpl : public torch::nn::Module {
  public:
   explicit AttentionImpl(const ModelConfig& config);
-  // x: [B, T, D]; cos/sin: [B, T, head_dim]; mask: undefined (pure causal) or from attention_mask_4d.
+  // x: [B, T, D]; cos/sin: [B, T, rotary_dim]; mask: undefined (pure causal) or from attention_mask_4d.
   // With a cache, the new keys/values are appended to it and the queries attend to all of them.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                         const torch::Tensor& mask, KvCacheLayer* cache = nullptr);
 
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  PerHeadNorm q_layernorm{nullptr}, k_layernorm{nullptr};  // null unless config.qk_layernorm
   int64_t num_heads, num_kv_heads, head_dim;
 };
 TORCH_MODULE(Attention);

@@ -1,5 +1,6 @@
-// defines: RopeScaling, MoeConfig, ModelConfig (a Hugging Face LlamaForCausalLM config.json,
-//          plus an optional `moe` section for upcycled models)
+// defines: Architecture, NormKind, RopeScaling, MoeConfig, ModelConfig (a Hugging Face
+//          config.json of a supported architecture, plus an optional `moe` section for upcycled
+//          models)
 #pragma once
 #include <cstdint>
 #include <optional>
@@ -10,6 +11,18 @@
 #include "xft/core/files.h"
 
 namespace xft {
+
+// The Hugging Face architectures xft builds. They share one decoder (model/llama.h); what differs
+// is a handful of ModelConfig fields (the norm, the rotary fraction, biases, qk norm, residual).
+enum class Architecture {
+  kLlama,     // model_type "llama", LlamaForCausalLM
+  kStableLm,  // model_type "stablelm", StableLmForCausalLM (StableCode 3B)
+};
+const char* model_type_name(Architecture a);    // "llama" | "stablelm"
+const char* architecture_class(Architecture a);  // "LlamaForCausalLM" | "StableLmForCausalLM"
+
+// RMSNorm with a weight (Llama) or LayerNorm with weight and bias (StableLM).
+enum class NormKind { kRms, kLayerNorm };
 
 struct RopeScaling {
   std::string type = "default";  // default | linear | llama3
@@ -60,6 +73,7 @@ struct MoeConfig {
 };
 
 struct ModelConfig {
+  Architecture architecture = Architecture::kLlama;
   int64_t vocab_size = 0;
   int64_t hidden_size = 0;
   int64_t intermediate_size = 0;
@@ -67,12 +81,19 @@ struct ModelConfig {
   int64_t num_attention_heads = 0;
   int64_t num_key_value_heads = 0;
   int64_t head_dim = 0;
-  double rms_norm_eps = 1e-6;
+  double rms_norm_eps = 1e-6;     // llama
+  double layer_norm_eps = 1e-5;   // stablelm
   double rope_theta = 10000.0;
   RopeScaling rope_scaling;
+  // Only the first rotary_dim() = int(head_dim * partial_rotary_factor) dims of each q/k head
+  // rotate (StableLM: 0.25); the rest pass through. 1.0 for Llama.
+  double partial_rotary_factor = 1.0;
   int64_t max_position_embeddings = 2048;
   bool tie_word_embeddings = false;
-  bool attention_bias = false;
+  bool attention_bias = false;    // llama: bias on q, k, v and o
+  bool use_qkv_bias = false;      // stablelm: bias on q, k, v only
+  bool qk_layernorm = false;      // stablelm: per-head LayerNorm (no bias) on q and k before RoPE
+  bool use_parallel_residual = false;  // stablelm: x + attn(n(x)) + mlp(n(x)), one norm per layer
   bool mlp_bias = false;
   std::optional<int64_t> bos_token_id;
   std::optional<int64_t> eos_token_id;
@@ -90,6 +111,16 @@ struct ModelConfig {
 
   // The dense config of the same model (moe removed): what merge and EWA export.
   ModelConfig dense() const;
+
+  // The seam the model is built from (model/llama.h reads these, never `architecture`).
+  NormKind norm_kind() const {
+    return architecture == Architecture::kStableLm ? NormKind::kLayerNorm : NormKind::kRms;
+  }
+  double norm_eps() const { return norm_kind() == NormKind::kRms ? rms_norm_eps : layer_norm_eps; }
+  bool qkv_bias() const { return attention_bias || use_qkv_bias; }
+  // int() truncation, as StableLmAttention computes rotary_ndims.
+  int64_t rotary_dim() const { return static_cast<int64_t>(static_cast<double>(head_dim) * partial_rotary_factor); }
+  bool o_proj_bias() const { return attention_bias; }
 };
 
 }  // namespace xft

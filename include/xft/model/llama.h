@@ -1,9 +1,11 @@
 // defines: DecoderLayerImpl, LlamaModelImpl, CausalLMImpl / CausalLM, CausalLMOutput,
 //          make_feed_forward
 //
-// Module names are the Hugging Face parameter names (model.layers.N.self_attn.q_proj.weight,
-// ...), so loading a checkpoint is a lookup. The FFN at model.layers.N.mlp is any
-// FeedForwardImpl: dense MLP, MoE layer, or merge.
+// One decoder for every supported architecture (config.h's Architecture): Llama, and StableLM
+// as a set of ModelConfig choices (LayerNorm with bias, partial rotary, qkv bias, qk LayerNorm,
+// parallel residual). Module names are the Hugging Face parameter names of both
+// (model.layers.N.self_attn.q_proj.weight, ...), so loading a checkpoint is a lookup. The FFN at
+// model.layers.N.mlp is any FeedForwardImpl: dense MLP, MoE layer, or merge.
 #pragma once
 #include <memory>
 
@@ -14,7 +16,7 @@
 #include "xft/model/attention.h"
 #include "xft/model/config.h"
 #include "xft/model/feed_forward.h"
-#include "xft/model/rms_norm.h"
+#include "xft/model/norm.h"
 #include "xft/model/rotary.h"
 
 namespace xft {
@@ -31,9 +33,11 @@ class DecoderLayerImpl : public torch::nn::Module {
   // Swaps the FFN (e.g. MoE -> merge); the new one is registered as `mlp`.
   void set_mlp(std::shared_ptr<FeedForwardImpl> mlp);
 
-  RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+  Norm input_layernorm{nullptr};
+  Norm post_attention_layernorm{nullptr};  // null with use_parallel_residual (StableLM has none then)
   Attention self_attn{nullptr};
   std::shared_ptr<FeedForwardImpl> mlp;
+  bool parallel_residual = false;  // x + attn(n(x)) + mlp(n(x)) instead of two sequential residuals
 };
 TORCH_MODULE(DecoderLayer);
 
@@ -42,7 +46,7 @@ class LlamaModelImpl : public torch::nn::Module {
   explicit LlamaModelImpl(const ModelConfig& config);
   torch::nn::Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};
-  RMSNorm norm{nullptr};
+  Norm norm{nullptr};
 };
 TORCH_MODULE(LlamaModel);
 
@@ -70,7 +74,8 @@ class CausalLMImpl : public torch::nn::Module {
   DecoderLayer layer(int64_t i) const { return DecoderLayer(model->layers->ptr<DecoderLayerImpl>(i)); }
   const ModelConfig& config() const { return config_; }
   ModelConfig& mutable_config() { return config_; }
-  // Hugging Face's init: normal(0, std) for linear and embedding weights, ones for norms.
+  // Hugging Face's init: normal(0, std) for linear and embedding weights, zero biases, ones for
+  // norm weights.
   void init_weights(double std, uint64_t seed);
 
   LlamaModel model{nullptr};
