@@ -289,3 +289,27 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, UpcycleStableLm,
                                            StableLmUpcycleCase{"stablelm_parallel", 8, 6, "linear"},
                                            StableLmUpcycleCase{"stablelm_qk_norm", 5, 3, "mlp"}),
                          [](const auto& info) { return info.param.fixture; });
+
+// upcycle.rope_theta reproduces the authors' MoE (RoPE base 10000 whatever the checkpoint's);
+// 0 keeps the base model's, drop_rope_scaling nulls the scaling.
+TEST(Upcycle, RopeThetaOverrideAndScalingDrop) {
+  auto dense_cfg = tiny_dense();  // rope_theta 100000, linear scaling x4
+  CausalLM dense(dense_cfg);
+  const auto tensors = model_tensors(*dense);
+  auto kept = upcycle(dense_cfg, tensors, moe_config(4, 2), xft::UpcycleConfig{});
+  EXPECT_EQ(kept.config.rope_theta, 100000.0);
+  EXPECT_EQ(kept.config.rope_scaling.type, "linear");
+  xft::UpcycleConfig ref;
+  ref.rope_theta = 10000.0;
+  ref.drop_rope_scaling = true;
+  auto changed = upcycle(dense_cfg, tensors, moe_config(4, 2), ref);
+  EXPECT_EQ(changed.config.rope_theta, 10000.0);
+  EXPECT_EQ(changed.config.rope_scaling.type, "default");
+  EXPECT_EQ(changed.config.to_json()["rope_theta"], 10000.0);
+  EXPECT_TRUE(changed.config.to_json()["rope_scaling"].is_null());
+  // The merged model inherits it: dense() keeps every field but the MoE section.
+  EXPECT_EQ(changed.config.dense().rope_theta, 10000.0);
+  // The section's reader rejects nonsense.
+  xft::test::expect_error([] { xft::UpcycleConfig::from_json({{"rope_theta", -1.0}}, "u.json"); },
+                          {"u.json", "upcycle.rope_theta"});
+}
