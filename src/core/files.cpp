@@ -28,6 +28,8 @@ nlohmann::json read_json_file(const std::string& path) {
     const size_t upto = std::min<size_t>(e.byte, text.size());
     const long line = 1 + std::count(text.begin(), text.begin() + upto, '\n');
     fail(path, ":", line, ": invalid JSON (", e.what(), ")");
+  } catch (const nlohmann::json::exception& e) {  // e.g. a number past double's range: 1e400
+    fail(path, ": invalid JSON (", e.what(), ")");
   }
 }
 

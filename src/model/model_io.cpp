@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "xft/core/error.h"
+#include "xft/model/config_check.h"
 
 namespace fs = std::filesystem;
 
@@ -80,6 +81,8 @@ void load_weights(torch::nn::Module& module, const TensorDirectory& dir) {
 CausalLM load_model(const std::string& dir, const LoadOptions& options) {
   auto config = ModelConfig::load(dir);
   auto files = TensorDirectory::open(dir);
+  // Before the model allocates what config.json asks for: the headers say what the files hold.
+  check_config_against_tensors(config, files, (fs::path(dir) / "config.json").string());
   CausalLM model(config);
   load_weights(*model, files);
   model->to(options.device, options.dtype);
