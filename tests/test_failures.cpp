@@ -1,16 +1,27 @@
-// Hostile inputs and failures: config.json against the tensors it describes.
+// Hostile inputs and failures: config.json against the tensors it describes, checksummed
+// checkpoints and exports, and a full disk during a save.
+#include <csignal>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
 #include "test_util.h"
 #include "tiny_training.h"
+#include "xft/core/manifest.h"
 #include "xft/methods/upcycle.h"
 #include "xft/model/model_io.h"
+#include "xft/train/resume_state.h"
+#include "xft/train/trainer.h"
 
 namespace fs = std::filesystem;
 using namespace xft;
 using xft::test::expect_error;
+using xft::test::tiny_data;
 using xft::test::tiny_dense;
+using xft::test::tiny_train;
 
 namespace {
 
@@ -27,7 +38,56 @@ void edit_config(const std::string& dir, const std::function<void(nlohmann::json
   auto j = read_json_file(dir + "/config.json");
   edit(j);
   std::ofstream(dir + "/config.json") << j.dump(2);
+  fs::remove(dir + "/" + kManifestFile);  // the edit is deliberate: test the config, not the checksum
 }
+
+void flip_byte(const std::string& path, int64_t from_end) {
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(-from_end, std::ios::end);
+  char c = 0;
+  f.read(&c, 1);
+  f.seekp(-from_end, std::ios::end);
+  c = static_cast<char>(c ^ 0x10);
+  f.write(&c, 1);
+}
+
+void truncate_by(const std::string& path, uintmax_t bytes) { fs::resize_file(path, fs::file_size(path) - bytes); }
+
+void expect_same_tensors(const NamedTensors& a, const NamedTensors& b) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].first, b[i].first);
+    EXPECT_TRUE(torch::equal(a[i].second, b[i].second)) << a[i].first;
+  }
+}
+
+std::vector<std::string> entries(const std::string& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : fs::directory_iterator(dir)) out.push_back(e.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// RLIMIT_FSIZE lowered for this process while it lives, with SIGXFSZ ignored so that a write
+// past the limit fails with EFBIG (as the drivers arrange) instead of killing the test.
+class FileSizeLimit {
+ public:
+  explicit FileSizeLimit(rlim_t bytes) {
+    getrlimit(RLIMIT_FSIZE, &saved_);
+    old_handler_ = std::signal(SIGXFSZ, SIG_IGN);
+    rlimit lim = saved_;
+    lim.rlim_cur = bytes;
+    EXPECT_EQ(setrlimit(RLIMIT_FSIZE, &lim), 0);
+  }
+  ~FileSizeLimit() {
+    setrlimit(RLIMIT_FSIZE, &saved_);
+    std::signal(SIGXFSZ, old_handler_);
+  }
+
+ private:
+  rlimit saved_{};
+  void (*old_handler_)(int) = SIG_DFL;
+};
 
 }  // namespace
 
@@ -142,3 +202,150 @@ TEST(ConfigCheck, RangesOfRopeNormAndPositions) {
   EXPECT_NO_THROW(load_model(dir));
 }
 
+// ---- 2. checksums ----
+
+TEST(Checksums, ExportedModelRecordsEveryFileAndDamageIsNamed) {
+  const auto dir = tiny_checkpoint(xft::test::scratch_dir("export") + "/m");
+  const auto manifest = read_json_file(dir + "/" + kManifestFile);
+  EXPECT_TRUE(manifest["files"].contains("model.safetensors"));
+  EXPECT_TRUE(manifest["files"].contains("config.json"));
+  EXPECT_NO_THROW(load_model(dir));
+  const auto weights = dir + "/model.safetensors";
+  const auto copy = dir + ".orig";
+  fs::copy_file(weights, copy);
+  // A flipped bit in the last weight: the safetensors header still parses; only the checksum sees it.
+  flip_byte(weights, 1);
+  EXPECT_NO_THROW(SafetensorsFile::open(weights));
+  expect_error([&] { load_model(dir); }, {weights, "CRC32", "damaged"});
+  fs::copy_file(copy, weights, fs::copy_options::overwrite_existing);
+  truncate_by(weights, 100);
+  expect_error([&] { load_model(dir); }, {weights, "truncated"});
+  fs::copy_file(copy, weights, fs::copy_options::overwrite_existing);
+  flip_byte(dir + "/config.json", 3);
+  expect_error([&] { load_model(dir); }, {dir + "/config.json", "CRC32"});
+}
+
+TEST(Checksums, ADirectoryWrittenBeforeChecksumsStillLoads) {
+  const auto dir = tiny_checkpoint(xft::test::scratch_dir("legacy") + "/m");
+  fs::remove(dir + "/" + kManifestFile);
+  EXPECT_NO_THROW(load_model(dir));
+  EXPECT_EQ(manifest_damage(dir), "");
+}
+
+class DamagedCheckpoint : public ::testing::TestWithParam<std::string> {};
+
+// The newest checkpoint damaged (a bit flipped / a file cut short): --resume says so on stderr,
+// falls back to the previous one, and still ends exactly where the uninterrupted run ends.
+TEST_P(DamagedCheckpoint, ResumeFallsBackToTheNewestIntactOne) {
+  const auto dir = xft::test::scratch_dir("damaged");
+  auto data = tiny_data(dir, 29, 2);
+  auto cfg = tiny_train(7);
+  cfg.save_every = 2;
+  cfg.keep_last = 10;  // step-00000004 survives to be looked at again
+  CausalLM a(tiny_dense());
+  a->init_weights(0.05, 4);
+  Trainer(" run", a, model_tensors(*a), data, cfg, dir + "/a", 0).run(false);
+
+  CausalLM b(tiny_dense());
+  b->init_weights(0.05, 4);
+  Trainer crashing(" run", b, model_tensors(*b), data, cfg, dir + "/b", 0);
+  crashing.set_after_step([](int64_t step, int64_t) {
+    if (step == 5) throw std::runtime_error("simulated crash");
+  });
+  EXPECT_THROW(crashing.run(false), std::runtime_error);
+  const auto newest = dir + "/b/checkpoints/step-00000004";
+  ASSERT_TRUE(fs::exists(newest + "/" + kManifestFile));
+  if (GetParam() == "flip") flip_byte(newest + "/trainable.safetensors", 7);
+  else truncate_by(newest + "/optimizer.safetensors", 64);
+
+  CausalLM c(tiny_dense());
+  c->init_weights(0.05, 4);
+  ::testing::internal::CaptureStderr();
+  Trainer(" run", c, model_tensors(*c), data, cfg, dir + "/b", 0).run(true);
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("step-00000004 is damaged"), std::string::npos) << err;
+  EXPECT_NE(err.find(GetParam() == "flip" ? "trainable.safetensors" : "optimizer.safetensors"), std::string::npos) << err;
+  EXPECT_NE(err.find("falling back"), std::string::npos) << err;
+  EXPECT_NE(err.find("resumed at step 2/7"), std::string::npos) << err;
+  expect_same_tensors(model_tensors(*a), model_tensors(*c));
+  ASSERT_TRUE(fs::exists(newest + "/" + kManifestFile));
+  EXPECT_EQ(ResumeState::damage(newest), "") << "the damaged checkpoint is rewritten whole";
+}
+
+INSTANTIATE_TEST_SUITE_P(Kinds, DamagedCheckpoint, ::testing::Values("flip", "truncate"));
+
+TEST(Checksums, EveryCheckpointDamagedIsAnErrorNotAFreshStart) {
+  const auto dir = xft::test::scratch_dir("alldamaged");
+  auto data = tiny_data(dir, 16, 2);
+  auto cfg = tiny_train(2);
+  cfg.save_every = 1;
+  CausalLM a(tiny_dense());
+  Trainer(" run", a, model_tensors(*a), data, cfg, dir + "/a", 0).run(false);
+  for (const char* s : {"step-00000001", "step-00000002"}) flip_byte(dir + "/a/checkpoints/" + s + "/rng.safetensors", 2);
+  CausalLM b(tiny_dense());
+  ::testing::internal::CaptureStderr();
+  expect_error([&] { Trainer(" run", b, model_tensors(*b), data, cfg, dir + "/a", 0).run(true); },
+               {"every checkpoint", "damaged", "step-00000001/rng.safetensors", "step-00000002/rng.safetensors"});
+  ::testing::internal::GetCapturedStderr();
+}
+
+// ---- 3. a full disk ----
+
+TEST(FullDisk, AWriteThatFailsNamesTheFileAndTheFullDisk) {
+  const auto dir = xft::test::scratch_dir("devfull");
+  // The writer's temporary is a link to /dev/full, whose every write fails with ENOSPC.
+  const auto path = dir + "/trainer.json";
+  fs::create_symlink("/dev/full", path + ".tmp." + std::to_string(::getpid()));
+  expect_error([&] { write_file_atomic(path, std::string(1000, 'x')); }, {path, "the disk is full"});
+  EXPECT_EQ(entries(dir), std::vector<std::string>{}) << "the temporary is removed";
+  const auto st = dir + "/w.safetensors";
+  fs::create_symlink("/dev/full", st + ".tmp." + std::to_string(::getpid()));
+  expect_error([&] { save_safetensors(st, {{"w", torch::ones({64})}}); }, {st, "the disk is full"});
+  EXPECT_EQ(entries(dir), std::vector<std::string>{});
+}
+
+TEST(FullDisk, AFailedExportLeavesThePreviousExportWholeAndNoPartialFiles) {
+  const auto root = xft::test::scratch_dir("export");
+  const auto dir = tiny_checkpoint(root + "/m", 1);
+  const auto before = model_tensors(*load_model(dir));
+  CausalLM other(tiny_dense());
+  other->init_weights(0.05, 2);
+  {
+    const FileSizeLimit limit(4096);  // the embedding alone is 61 x 32 x 4 bytes
+    expect_error([&] { save_model(*other, dir); },
+                 {"cannot write", dir, "model.safetensors", "file size limit", "the previous m is left as it was"});
+  }
+  EXPECT_EQ(entries(root), std::vector<std::string>{"m"});
+  EXPECT_EQ(manifest_damage(dir), "");
+  expect_same_tensors(before, model_tensors(*load_model(dir)));
+}
+
+// A checkpoint save hits the limit: the stage stops with the cause and the intact earlier
+// checkpoint named, nothing partial is left, and --resume (space freed) loses no work.
+TEST(FullDisk, AFailedCheckpointKeepsThePreviousOneAndResumeLosesNothing) {
+  const auto dir = xft::test::scratch_dir("ckpt");
+  auto data = tiny_data(dir, 29, 2);
+  auto cfg = tiny_train(6);
+  cfg.save_every = 2;
+  CausalLM a(tiny_dense());
+  a->init_weights(0.05, 4);
+  Trainer(" run", a, model_tensors(*a), data, cfg, dir + "/a", 0).run(false);
+
+  CausalLM b(tiny_dense());
+  b->init_weights(0.05, 4);
+  std::unique_ptr<FileSizeLimit> limit;
+  Trainer full(" run", b, model_tensors(*b), data, cfg, dir + "/b", 0);
+  full.set_after_step([&](int64_t step, int64_t) {
+    if (step == 3) limit = std::make_unique<FileSizeLimit>(4096);  // metrics.jsonl stays below it
+  });
+  expect_error([&] { full.run(false); }, {"saving checkpoint step-00000004 failed", "trainable.safetensors",
+                                         "file size limit", "step-00000002, is intact", "--resume"});
+  limit.reset();
+  EXPECT_EQ(entries(dir + "/b/checkpoints"), std::vector<std::string>{"step-00000002"});
+  EXPECT_EQ(ResumeState::damage(dir + "/b/checkpoints/step-00000002"), "");
+
+  CausalLM c(tiny_dense());
+  c->init_weights(0.05, 4);
+  Trainer(" run", c, model_tensors(*c), data, cfg, dir + "/b", 0).run(true);
+  expect_same_tensors(model_tensors(*a), model_tensors(*c));
+}
