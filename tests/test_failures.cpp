@@ -1,24 +1,32 @@
 // Hostile inputs and failures: config.json against the tensors it describes, checksummed
-// checkpoints and exports, and a full disk during a save.
+// checkpoints and exports, a full disk during a save, and SIGTERM / SIGINT during training.
+#include <signal.h>
 #include <csignal>
+#include <spawn.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "test_util.h"
 #include "tiny_training.h"
+#include "tiny_world.h"
 #include "xft/core/manifest.h"
 #include "xft/methods/upcycle.h"
 #include "xft/model/model_io.h"
 #include "xft/train/resume_state.h"
+#include "xft/train/stop_signal.h"
 #include "xft/train/trainer.h"
 
 namespace fs = std::filesystem;
 using namespace xft;
 using xft::test::expect_error;
+using xft::test::read_all;
 using xft::test::tiny_data;
 using xft::test::tiny_dense;
 using xft::test::tiny_train;
@@ -348,4 +356,130 @@ TEST(FullDisk, AFailedCheckpointKeepsThePreviousOneAndResumeLosesNothing) {
   c->init_weights(0.05, 4);
   Trainer(" run", c, model_tensors(*c), data, cfg, dir + "/b", 0).run(true);
   expect_same_tensors(model_tensors(*a), model_tensors(*c));
+}
+
+// ---- 4. signals ----
+
+// SIGTERM in the middle of step 3: step 3 completes, is checkpointed, and the stage stops with
+// Stopped; --resume then ends exactly where the uninterrupted run ends.
+TEST(StopSignal, SigtermFinishesTheStepCheckpointsItAndResumesExactly) {
+  const auto dir = xft::test::scratch_dir("sigterm");
+  auto data = tiny_data(dir, 29, 2);
+  auto cfg = tiny_train(6);
+  cfg.save_every = 4;
+  CausalLM a(tiny_dense());
+  a->init_weights(0.05, 4);
+  Trainer(" run", a, model_tensors(*a), data, cfg, dir + "/a", 0).run(false);
+
+  CausalLM b(tiny_dense());
+  b->init_weights(0.05, 4);
+  Trainer stopped(" run", b, model_tensors(*b), data, cfg, dir + "/b", 0);
+  stopped.set_after_step([](int64_t step, int64_t) {
+    if (step == 3) ::raise(SIGTERM);  // the handler only records it: step 3 goes on to the end
+  });
+  ::testing::internal::CaptureStderr();
+  try {
+    stopped.run(false);
+    ADD_FAILURE() << "expected Stopped";
+  } catch (const Stopped& e) {
+    EXPECT_EQ(e.signal(), SIGTERM);
+    const std::string msg = e.what();
+    for (const char* part : {"stopped by SIGTERM after step 3 of 6", "step-00000003", "--resume"})
+      EXPECT_NE(msg.find(part), std::string::npos) << msg;
+  }
+  ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(entries(dir + "/b/checkpoints"), std::vector<std::string>{"step-00000003"});
+  // The handler is gone with the stage: SIGTERM's previous disposition is back.
+  struct sigaction now {};
+  sigaction(SIGTERM, nullptr, &now);
+  EXPECT_EQ(now.sa_handler, SIG_DFL);
+
+  CausalLM c(tiny_dense());
+  c->init_weights(0.05, 4);
+  Trainer(" run", c, model_tensors(*c), data, cfg, dir + "/b", 0).run(true);
+  expect_same_tensors(model_tensors(*a), model_tensors(*c));
+}
+
+namespace {
+
+// Starts `driver args` with its output in `log`; returns its pid.
+pid_t spawn_driver(const std::string& name, const std::string& args, const std::string& log) {
+  const std::string cmd = "exec " + xft::test::env_or_empty("XFT_BIN_DIR") + "/" + name + " " + args + " > " + log + " 2>&1";
+  const char* argv[] = {"/bin/sh", "-c", cmd.c_str(), nullptr};
+  pid_t pid = 0;
+  EXPECT_EQ(posix_spawn(&pid, "/bin/sh", nullptr, nullptr, const_cast<char* const*>(argv), environ), 0);
+  return pid;
+}
+
+size_t count_lines(const std::string& path) {
+  const auto text = read_all(path);
+  return static_cast<size_t>(std::count(text.begin(), text.end(), '\n'));
+}
+
+NamedTensors final_tensors(const std::string& dir) {
+  auto files = TensorDirectory::open(dir);
+  NamedTensors out;
+  for (const auto& n : files.names()) out.emplace_back(n, files.get(n));
+  return out;
+}
+
+}  // namespace
+
+// The sft driver gets SIGTERM once training is under way: it exits with kExitStopped and a
+// checkpoint of its last finished step; --resume ends with the same model, bit for bit, as a
+// run never interrupted.
+TEST(StopSignal, DriverStoppedBySigtermResumesToTheUninterruptedModel) {
+  const auto dir = xft::test::scratch_dir("world");
+  xft::test::make_tiny_world(dir);
+  const auto config = xft::test::env_or_empty("XFT_SOURCE_DIR") + "/configs/tiny.json";
+  const std::string common = " --config " + config + " --set base_model=" + dir + "/base --set data.path=" + dir +
+                             "/data.jsonl --set eval_data= --set data.max_length=512 --set sft_train.max_steps=40" +
+                             " --set sft_train.save_every=0 --set sft_train.log_every=1";
+  ASSERT_EQ(xft::test::driver("sft", common + " --set run_dir=" + dir + "/whole", dir + "/whole.log"), 0)
+      << read_all(dir + "/whole.log");
+
+  const std::string run = common + " --set run_dir=" + dir + "/cut";
+  const pid_t pid = spawn_driver("sft", run, dir + "/cut.log");
+  const auto metrics = dir + "/cut/sft/metrics.jsonl";
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (count_lines(metrics) == 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_GT(count_lines(metrics), 0u) << read_all(dir + "/cut.log");
+  ASSERT_EQ(::kill(pid, SIGTERM), 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  const auto log = read_all(dir + "/cut.log");
+  ASSERT_TRUE(WIFEXITED(status)) << log;
+  ASSERT_EQ(WEXITSTATUS(status), kExitStopped) << log;
+  const size_t last = count_lines(metrics);
+  ASSERT_LT(last, 40u) << "stopped before the end";
+  char name[32];
+  std::snprintf(name, sizeof name, "step-%08zu", last);
+  EXPECT_NE(log.find("stopped by SIGTERM after step " + std::to_string(last) + " of 40"), std::string::npos) << log;
+  EXPECT_EQ(entries(dir + "/cut/sft/checkpoints"), std::vector<std::string>{name}) << "the last finished step";
+  EXPECT_FALSE(fs::exists(dir + "/cut/sft/final"));
+
+  ASSERT_EQ(xft::test::driver("sft", run + " --resume", dir + "/resume.log"), 0) << read_all(dir + "/resume.log");
+  EXPECT_NE(read_all(dir + "/resume.log").find("resumed at step " + std::to_string(last)), std::string::npos);
+  expect_same_tensors(final_tensors(dir + "/whole/sft/final"), final_tensors(dir + "/cut/sft/final"));
+  EXPECT_EQ(xft::test::losses(dir + "/whole/sft/metrics.jsonl"), xft::test::losses(metrics));
+}
+
+// Under `ulimit -f` the driver reports the limit, naming the file, instead of dying of SIGXFSZ.
+TEST(FullDisk, DriverUnderAFileSizeLimitStopsWithAClearError) {
+  const auto dir = xft::test::scratch_dir("world");
+  xft::test::make_tiny_world(dir);
+  const auto config = xft::test::env_or_empty("XFT_SOURCE_DIR") + "/configs/tiny.json";
+  const std::string args = " --config " + config + " --set run_dir=" + dir + "/run --set base_model=" + dir +
+                           "/base --set data.path=" + dir + "/data.jsonl --set eval_data= --set data.max_length=512";
+  const auto log = dir + "/sft.log";
+  // 16 KiB: the experiment file and metrics fit; the first checkpoint (a 38 KB embedding) does not.
+  const int rc = xft::test::run("ulimit -f 16; exec " + xft::test::env_or_empty("XFT_BIN_DIR") + "/sft" + args +
+                                " > " + log + " 2>&1");
+  EXPECT_EQ(rc, 1) << read_all(log);
+  const auto text = read_all(log);
+  for (const char* part : {"saving checkpoint step-00000002 failed", "trainable.safetensors", "file size limit",
+                           "no earlier checkpoint", "--resume"})
+    EXPECT_NE(text.find(part), std::string::npos) << part << "\n" << text;
+  EXPECT_EQ(entries(dir + "/run/sft/checkpoints"), std::vector<std::string>{});
 }
