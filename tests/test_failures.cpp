@@ -11,6 +11,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <thread>
 
 #include "test_util.h"
@@ -482,4 +483,61 @@ TEST(FullDisk, DriverUnderAFileSizeLimitStopsWithAClearError) {
                            "no earlier checkpoint", "--resume"})
     EXPECT_NE(text.find(part), std::string::npos) << part << "\n" << text;
   EXPECT_EQ(entries(dir + "/run/sft/checkpoints"), std::vector<std::string>{});
+}
+
+// ---- 5. soak: kill -9 at random moments ----
+
+namespace {
+
+// Every file of two directories, byte for byte (names listed when they differ).
+void expect_same_files(const std::string& a, const std::string& b) {
+  ASSERT_EQ(entries(a), entries(b)) << a << " vs " << b;
+  for (const auto& name : entries(a)) EXPECT_EQ(read_all(a + "/" + name), read_all(b + "/" + name)) << b << "/" << name;
+}
+
+int64_t env_int(const char* name, int64_t fallback) {
+  const auto v = xft::test::env_or_empty(name);
+  return v.empty() ? fallback : std::stoll(v);
+}
+
+}  // namespace
+
+// The xft pipeline (upcycle, MoE training, merge) killed with SIGKILL at random moments, each
+// time rerun with --resume, ends with exactly the files of an uninterrupted run. CTest runs 3
+// rounds; scripts/soak.sh runs many (XFT_SOAK_ROUNDS, XFT_SOAK_SEED).
+TEST(Soak, XftPipelineKilledAtRandomMomentsEndsWithTheUninterruptedModels) {
+  const int64_t rounds = env_int("XFT_SOAK_ROUNDS", 3);
+  const auto seed = static_cast<uint64_t>(env_int("XFT_SOAK_SEED", 1));
+  const auto dir = xft::test::scratch_dir("world");
+  xft::test::make_tiny_world(dir);
+  const auto config = xft::test::env_or_empty("XFT_SOURCE_DIR") + "/configs/tiny.json";
+  const std::string common = " --config " + config + " --set base_model=" + dir + "/base --set data.path=" + dir +
+                             "/data.jsonl --set eval_data= --set data.max_length=512" +
+                             " --set moe_train.max_steps=8 --set merge_train.max_steps=4 --set merge_train.save_every=1";
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(xft::test::driver("xft", common + " --set run_dir=" + dir + "/whole", dir + "/whole.log"), 0)
+      << read_all(dir + "/whole.log");
+  const double whole_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+
+  const std::string run = common + " --set run_dir=" + dir + "/soak --resume";
+  std::mt19937_64 rng(seed);
+  int killed = 0;
+  for (int64_t r = 0; r < rounds; ++r) {
+    const auto delay = std::chrono::milliseconds(static_cast<int64_t>(whole_ms * (rng() % 1000) / 1000.0));
+    const pid_t pid = spawn_driver("xft", run, dir + "/round-" + std::to_string(r) + ".log");
+    std::this_thread::sleep_for(delay);
+    killed += ::kill(pid, SIGKILL) == 0;
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    // Killed, or already done: never an error exit.
+    EXPECT_TRUE(WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) == 0))
+        << "round " << r << " (seed " << seed << ", " << delay.count() << " ms)\n"
+        << read_all(dir + "/round-" + std::to_string(r) + ".log");
+  }
+  ASSERT_EQ(xft::test::driver("xft", run, dir + "/last.log"), 0) << read_all(dir + "/last.log");
+  std::cerr << "soak: " << rounds << " rounds, " << killed << " killed, seed " << seed << ", uninterrupted run "
+            << whole_ms << " ms\n";
+  for (const char* d : {"/xft/moe-init", "/xft/moe/final", "/xft/merge/init", "/xft/merge/final"})
+    expect_same_files(dir + "/whole" + d, dir + "/soak" + d);
+  EXPECT_EQ(read_all(dir + "/whole/xft/merge/coefficients.json"), read_all(dir + "/soak/xft/merge/coefficients.json"));
 }

@@ -1,6 +1,8 @@
 #include "xft/model/model_io.h"
 
 #include <filesystem>
+#include <cerrno>
+#include <csignal>
 #include <set>
 #include <unistd.h>
 
@@ -117,6 +119,37 @@ void swap_into_place(const fs::path& tmp, const fs::path& final_path, const fs::
   remove_tree(old.string());
 }
 
+// The pid of a writer's sibling "<name>.tmp.<pid>" / "<name>.old.<pid>" (0 for other names).
+pid_t writer_pid(const std::string& entry, const std::string& name, const char* kind) {
+  const std::string prefix = name + kind;
+  if (entry.size() <= prefix.size() || entry.compare(0, prefix.size(), prefix) != 0) return 0;
+  const std::string digits = entry.substr(prefix.size());
+  if (digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos) return 0;
+  return static_cast<pid_t>(std::stol(digits));
+}
+
+// What a writer killed mid-save (kill -9, power loss) left next to `final_path`: its temporary
+// directory is removed, and when it died between its two renames, the previous whole directory
+// (moved aside as .old) goes back in place. Writers still alive are left alone.
+void recover_interrupted(const fs::path& final_path) {
+  const std::string name = final_path.filename().string();
+  std::vector<std::pair<fs::path, bool>> stale;  // (entry, is .old), collected before changing the directory
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(final_path.parent_path(), ec)) {
+    const std::string entry = e.path().filename().string();
+    for (const char* kind : {".tmp.", ".old."}) {
+      const pid_t pid = writer_pid(entry, name, kind);
+      if (pid > 0 && pid != ::getpid() && ::kill(pid, 0) != 0 && errno == ESRCH)
+        stale.emplace_back(e.path(), kind[1] == 'o');
+    }
+  }
+  for (const auto& [path, old] : stale) {
+    std::error_code rc;
+    if (old && !fs::exists(final_path)) fs::rename(path, final_path, rc);
+    else remove_tree(path.string());
+  }
+}
+
 }  // namespace
 
 void write_directory_atomic(const std::string& dir, const std::function<void(const std::string&)>& write) {
@@ -129,6 +162,7 @@ void write_directory_atomic(const std::string& dir, const std::function<void(con
     std::error_code ec;
     fs::create_directories(final_path.parent_path(), ec);
     XFT_CHECK(!ec, "cannot create ", final_path.parent_path().string(), ": ", ec.message());
+    recover_interrupted(final_path);
     remove_tree(tmp.string());
     fs::create_directories(tmp, ec);
     XFT_CHECK(!ec, "cannot create ", tmp.string(), ": ", ec.message());
