@@ -7,6 +7,7 @@
 #include <random>
 
 #include "test_util.h"
+#include "tiny_training.h"
 #include "xft/data/batcher.h"
 #include "xft/methods/ewa.h"
 #include "xft/methods/fold_experts.h"
@@ -19,16 +20,11 @@ namespace fs = std::filesystem;
 using namespace xft;
 using xft::test::max_abs_diff;
 using xft::test::losses;
+using xft::test::tiny_data;
+using xft::test::tiny_dense;
+using xft::test::tiny_train;
 
 namespace {
-
-ModelConfig tiny_dense(int64_t vocab = 61) {
-  return ModelConfig::from_json({{"model_type", "llama"}, {"vocab_size", vocab}, {"hidden_size", 32},
-                                 {"intermediate_size", 40}, {"num_hidden_layers", 2}, {"num_attention_heads", 4},
-                                 {"num_key_value_heads", 2}, {"rope_theta", 100000.0},
-                                 {"rope_scaling", {{"type", "linear"}, {"factor", 4.0}}}},
-                                "tiny");
-}
 
 MoeConfig moe_config(bool noise = false) {
   MoeConfig m;
@@ -63,37 +59,6 @@ CausalLM stablelm_moe(const std::string& fixture, const std::string& dir) {
     if (n.find(".experts.") != std::string::npos) t = t + 0.05 * torch::randn_like(t);
   save_model_tensors(moe.config, moe.tensors, dir);
   return load_model(dir);
-}
-
-// Pre-tokenised records with random token ids (prompt part carries no loss).
-InstructionDataset tiny_data(const std::string& dir, int64_t n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::ofstream out(dir + "/data.jsonl");
-  for (int64_t i = 0; i < n; ++i) {
-    std::vector<int64_t> p(3 + rng() % 5), r(2 + rng() % 9);
-    for (auto& v : p) v = 3 + static_cast<int64_t>(rng() % 58);
-    for (auto& v : r) v = 3 + static_cast<int64_t>(rng() % 58);
-    out << nlohmann::json({{"prompt_ids", p}, {"response_ids", r}}).dump() << "\n";
-  }
-  out.close();
-  DataConfig dc;
-  dc.path = dir + "/data.jsonl";
-  dc.format = xft::DataFormat::kPretokenized;
-  dc.bos_id = 1;
-  dc.eos_id = 2;
-  return InstructionDataset::load(dc, nullptr);
-}
-
-TrainConfig tiny_train(int64_t steps) {
-  TrainConfig t;
-  t.max_steps = steps;
-  t.global_batch = 8;
-  t.micro_batch = 4;
-  t.optimizer = xft::OptimizerKind::kAdamW;
-  t.lr = 1e-2;
-  t.warmup = 2;
-  t.seed = 7;
-  return t;
 }
 
 }  // namespace

@@ -3,15 +3,15 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <fstream>
 #include <ftw.h>
 #include <sstream>
 #include <unistd.h>
 
+#include "core/atomic_writer.h"
 #include "xft/core/error.h"
-
-namespace fs = std::filesystem;
 
 namespace xft {
 
@@ -28,24 +28,32 @@ nlohmann::json read_json_file(const std::string& path) {
     const size_t upto = std::min<size_t>(e.byte, text.size());
     const long line = 1 + std::count(text.begin(), text.begin() + upto, '\n');
     fail(path, ":", line, ": invalid JSON (", e.what(), ")");
+  } catch (const nlohmann::json::exception& e) {  // e.g. a number past double's range: 1e400
+    fail(path, ": invalid JSON (", e.what(), ")");
   }
 }
 
+std::string describe_write_error(int err) {
+  std::string s = std::strerror(err);
+  if (err == ENOSPC) s += " (the disk is full)";
+  if (err == EFBIG) s += " (the file size limit, ulimit -f, was hit)";
+  if (err == EDQUOT) s += " (the disk quota is used up)";
+  return s;
+}
+
 void write_file_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    XFT_CHECK(out.good(), tmp, ": cannot open for writing");
-    out << text;
-    out.flush();
-    XFT_CHECK(out.good(), tmp, ": write failed");
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    fs::remove(tmp);
-    fail(path, ": cannot rename temporary file into place: ", ec.message());
-  }
+  AtomicWriter w(path);
+  w.write(text.data(), text.size());
+  w.commit();
+}
+
+void fsync_directory(const std::string& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  XFT_CHECK(fd >= 0, dir, ": cannot open the directory to sync it: ", std::strerror(errno));
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  XFT_CHECK(rc == 0, dir, ": fsync of the directory failed: ", describe_write_error(err));
 }
 
 void remove_tree(const std::string& path) {

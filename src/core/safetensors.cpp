@@ -18,6 +18,7 @@
 #include <set>
 #include <tuple>
 
+#include "core/atomic_writer.h"
 #include "xft/core/error.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
@@ -86,46 +87,6 @@ std::vector<std::string> list_dir(const std::string& dir) {
   }
   return out;
 }
-
-// Writes to `path.tmp.<pid>` and renames it over `path` on commit, so a reader never sees a
-// partial file; a writer destroyed before commit removes its temporary.
-class AtomicWriter {
- public:
-  explicit AtomicWriter(const std::string& path)
-      : path_(path), tmp_(path + ".tmp." + std::to_string(::getpid())) {
-    fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    XFT_CHECK(fd_ >= 0, "cannot create ", tmp_, " to write ", path_, ": ", std::strerror(errno));
-  }
-  ~AtomicWriter() {
-    if (fd_ >= 0) ::close(fd_);
-    if (!committed_) ::unlink(tmp_.c_str());
-  }
-  AtomicWriter(const AtomicWriter&) = delete;
-  void write(const void* data, size_t n) {
-    const char* p = static_cast<const char*>(data);
-    while (n > 0) {
-      ssize_t w = ::write(fd_, p, n);
-      if (w < 0 && errno == EINTR) continue;
-      XFT_CHECK(w > 0, "writing ", path_, " (via ", tmp_, ") failed: ", std::strerror(errno));
-      p += w;
-      n -= static_cast<size_t>(w);
-    }
-  }
-  void commit() {
-    XFT_CHECK(::fsync(fd_) == 0, "fsync of ", tmp_, " failed: ", std::strerror(errno));
-    int rc = ::close(fd_);
-    fd_ = -1;
-    XFT_CHECK(rc == 0, "closing ", tmp_, " failed: ", std::strerror(errno));
-    XFT_CHECK(::rename(tmp_.c_str(), path_.c_str()) == 0, "cannot rename ", tmp_, " to ", path_,
-              ": ", std::strerror(errno));
-    committed_ = true;
-  }
-
- private:
-  std::string path_, tmp_;
-  int fd_ = -1;
-  bool committed_ = false;
-};
 
 // Checks names and tensors before anything is written, so a bad input leaves no file behind.
 void check_tensors(const std::string& where,

@@ -7,6 +7,7 @@
 
 #include "core/config_reader.h"
 #include "xft/core/error.h"
+#include "xft/core/manifest.h"
 
 namespace xft {
 
@@ -106,6 +107,7 @@ UpcycleResult upcycle(const ModelConfig& dense, const NamedTensors& tensors, con
 
 void upcycle_directory(const std::string& dense_dir, const std::string& out_dir, const MoeConfig& moe,
                        const UpcycleConfig& options) {
+  verify_manifest(dense_dir);  // a base model xft exported carries checksums
   auto config = ModelConfig::load(dense_dir);
   auto files = TensorDirectory::open(dense_dir);
   // Tensors stay in the checkpoint's dtype (a bf16 1.3B model times 8 experts is 13 GB; fp32

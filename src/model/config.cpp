@@ -1,9 +1,11 @@
 #include "xft/model/config.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <type_traits>
 
 #include "core/config_reader.h"
 #include "xft/core/error.h"
@@ -14,24 +16,45 @@ namespace xft {
 
 namespace {
 
+// The JSON value as T; an integer field refuses 4096.5 or 1e30 instead of truncating them.
+template <typename T>
+T as_field(const nlohmann::json& v, const char* key, const std::string& source) {
+  if constexpr (std::is_same_v<T, int64_t>) {
+    XFT_CHECK(v.is_number_integer() && !(v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX)), source,
+              ": field '", key, "' must be an integer, got ", v.dump());
+  } else if constexpr (std::is_same_v<T, double>) {
+    XFT_CHECK(v.is_number(), source, ": field '", key, "' must be a number, got ", v.dump());
+  }
+  try {
+    return v.get<T>();
+  } catch (const nlohmann::json::exception&) {
+    fail(source, ": field '", key, "' has the wrong type (", v.type_name(), ")");
+  }
+}
+
 template <typename T>
 T required(const nlohmann::json& j, const char* key, const std::string& source) {
   XFT_CHECK(j.contains(key) && !j.at(key).is_null(), source, ": missing required field '", key, "'");
-  try {
-    return j.at(key).get<T>();
-  } catch (const nlohmann::json::exception&) {
-    fail(source, ": field '", key, "' has the wrong type (", j.at(key).type_name(), ")");
-  }
+  return as_field<T>(j.at(key), key, source);
 }
 
 template <typename T>
 T optional_field(const nlohmann::json& j, const char* key, T fallback, const std::string& source) {
   if (!j.contains(key) || j.at(key).is_null()) return fallback;
-  try {
-    return j.at(key).get<T>();
-  } catch (const nlohmann::json::exception&) {
-    fail(source, ": field '", key, "' has the wrong type (", j.at(key).type_name(), ")");
-  }
+  return as_field<T>(j.at(key), key, source);
+}
+
+// Sizes are checked one by one so that the message names the field.
+void check_positive(int64_t value, const char* key, const std::string& source) {
+  XFT_CHECK(value > 0, source, ": ", key, " must be a positive integer, got ", value);
+}
+
+// lo < value <= hi (or lo <= value with lo_inclusive), finite: NaN and inf fail every comparison.
+void check_range(double value, double lo, double hi, bool lo_inclusive, const std::string& key,
+                 const std::string& source, const char* why) {
+  const bool above = lo_inclusive ? value >= lo : value > lo;
+  XFT_CHECK(std::isfinite(value) && above && value <= hi, source, ": ", key, " must be ", lo_inclusive ? ">= " : "> ",
+            lo, " and <= ", hi, " (", why, "), got ", value);
 }
 
 // bos/eos may be an int or a list of ints (Llama 3); the first one is the one we emit.
@@ -55,11 +78,17 @@ RopeScaling parse_rope_scaling(const nlohmann::json& j, const std::string& sourc
                                      : optional_field<std::string>(*s, "type", "default", where);
   if (rs.type == "default") return rs;
   rs.factor = required<double>(*s, "factor", where);
-  XFT_CHECK(rs.factor > 0, where, ": factor must be > 0, got ", rs.factor);
+  check_range(rs.factor, 1.0, 1e6, true, "factor", where, "the context is stretched, never shrunk");
   if (rs.type == "llama3") {
     rs.low_freq_factor = required<double>(*s, "low_freq_factor", where);
     rs.high_freq_factor = required<double>(*s, "high_freq_factor", where);
     rs.original_max_position_embeddings = required<int64_t>(*s, "original_max_position_embeddings", where);
+    check_range(rs.low_freq_factor, 0.0, 1e6, false, "low_freq_factor", where, "a wavelength divisor");
+    XFT_CHECK(std::isfinite(rs.high_freq_factor) && rs.high_freq_factor > rs.low_freq_factor &&
+                  rs.high_freq_factor <= 1e6,
+              where, ": high_freq_factor must be > low_freq_factor (", rs.low_freq_factor,
+              ") and <= 1e+06: the smoothing divides by their difference; got ", rs.high_freq_factor);
+    check_positive(rs.original_max_position_embeddings, "original_max_position_embeddings", where);
   } else if (rs.type != "linear") {
     fail(where, ": unsupported type '", rs.type, "' (supported: default, linear, llama3)");
   }
@@ -161,18 +190,23 @@ void read_common_fields(const nlohmann::json& j, const std::string& source, Mode
   // StableLmConfig defaults to 32 kv heads whatever the head count; LlamaConfig to the head count.
   const int64_t kv_default = c.architecture == Architecture::kStableLm ? 32 : c.num_attention_heads;
   c.num_key_value_heads = optional_field<int64_t>(j, "num_key_value_heads", kv_default, source);
-  XFT_CHECK(c.vocab_size > 0 && c.hidden_size > 0 && c.intermediate_size > 0 && c.num_hidden_layers > 0 &&
-                c.num_attention_heads > 0 && c.num_key_value_heads > 0,
-            source, ": sizes must be positive");
+  check_positive(c.vocab_size, "vocab_size", source);
+  check_positive(c.hidden_size, "hidden_size", source);
+  check_positive(c.intermediate_size, "intermediate_size", source);
+  check_positive(c.num_hidden_layers, "num_hidden_layers", source);
+  check_positive(c.num_attention_heads, "num_attention_heads", source);
+  check_positive(c.num_key_value_heads, "num_key_value_heads", source);
   XFT_CHECK(c.num_attention_heads % c.num_key_value_heads == 0, source, ": num_attention_heads (",
             c.num_attention_heads, ") must be a multiple of num_key_value_heads (", c.num_key_value_heads, ")");
   const auto act = optional_field<std::string>(j, "hidden_act", "silu", source);
   XFT_CHECK(act == "silu", source, ": unsupported hidden_act '", act, "' (the SwiGLU FFN uses silu)");
   c.rope_theta = optional_field<double>(j, "rope_theta", 10000.0, source);
-  if (j.contains("rope_parameters") && j.at("rope_parameters").is_object() &&
-      j.at("rope_parameters").contains("rope_theta")) {
-    c.rope_theta = j.at("rope_parameters").at("rope_theta").get<double>();
+  if (j.contains("rope_parameters") && j.at("rope_parameters").is_object()) {
+    c.rope_theta = optional_field<double>(j.at("rope_parameters"), "rope_theta", c.rope_theta,
+                                          source + ": rope_parameters");
   }
+  check_range(c.rope_theta, 1.0, 1e12, false, "rope_theta", source,
+              "the RoPE base: Llama uses 10000 to 500000; <= 1 leaves no low frequencies");
   c.rope_scaling = parse_rope_scaling(j, source);
   c.tie_word_embeddings = optional_field<bool>(j, "tie_word_embeddings", false, source);
   c.bos_token_id = token_id(j, "bos_token_id");
@@ -189,9 +223,11 @@ int64_t derived_head_dim(const ModelConfig& c, const std::string& source) {
 
 void read_llama_fields(const nlohmann::json& j, const std::string& source, ModelConfig& c) {
   c.head_dim = optional_field<int64_t>(j, "head_dim", 0, source);
+  XFT_CHECK(c.head_dim >= 0, source, ": head_dim must be a positive integer (or absent), got ", c.head_dim);
   if (c.head_dim == 0) c.head_dim = derived_head_dim(c, source);
   XFT_CHECK(c.head_dim % 2 == 0, source, ": head_dim must be even for rotary embeddings, got ", c.head_dim);
   c.rms_norm_eps = optional_field<double>(j, "rms_norm_eps", 1e-6, source);
+  check_range(c.rms_norm_eps, 0.0, 0.1, false, "rms_norm_eps", source, "a small constant under the square root");
   c.max_position_embeddings = optional_field<int64_t>(j, "max_position_embeddings", 2048, source);
   c.attention_bias = optional_field<bool>(j, "attention_bias", false, source);
   c.mlp_bias = optional_field<bool>(j, "mlp_bias", false, source);
@@ -206,6 +242,7 @@ void read_stablelm_fields(const nlohmann::json& j, const std::string& source, Mo
   XFT_CHECK(given == c.head_dim, source, ": head_dim (", given, ") must equal hidden_size / num_attention_heads (",
             c.head_dim, ") for model_type \"stablelm\"");
   c.layer_norm_eps = optional_field<double>(j, "layer_norm_eps", 1e-5, source);
+  check_range(c.layer_norm_eps, 0.0, 0.1, false, "layer_norm_eps", source, "a small constant under the square root");
   c.max_position_embeddings = optional_field<int64_t>(j, "max_position_embeddings", 4096, source);
   c.partial_rotary_factor = optional_field<double>(j, "partial_rotary_factor", 0.25, source);
   if (j.contains("rope_parameters") && j.at("rope_parameters").is_object() &&
@@ -239,6 +276,8 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& s
   read_common_fields(j, source, c);
   if (c.architecture == Architecture::kStableLm) read_stablelm_fields(j, source, c);
   else read_llama_fields(j, source, c);
+  XFT_CHECK(c.max_position_embeddings > 0 && c.max_position_embeddings <= (int64_t(1) << 30), source,
+            ": max_position_embeddings must be between 1 and 2^30, got ", c.max_position_embeddings);
   if (j.contains("moe") && !j.at("moe").is_null()) c.moe = MoeConfig::from_json(j.at("moe"), source);
   return c;
 }

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <iostream>
+#include <unistd.h>
 
 #include "xft/core/error.h"
 #include "xft/moe/expert_parallel.h"
@@ -55,18 +56,26 @@ Workspace load_workspace(const ExperimentConfig& c) {
 
 namespace {
 
-// Exported models carry their tokenizer, so generate/eval work on them as they are.
+// Exported models carry their tokenizer, so generate/eval work on them as they are. Each file
+// goes through a temporary and a rename, and a finished stage repeats the (idempotent) copy:
+// a run killed between the export and the copy, or during it, leaves no partial tokenizer.
 void copy_tokenizer_files(const ExperimentConfig& c, const fs::path& to) {
   if (c.tokenizer.empty() || !fs::is_directory(c.tokenizer)) return;
   for (const char* f : {"tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"}) {
     const fs::path from = fs::path(c.tokenizer) / f;
-    if (fs::exists(from) && !fs::exists(to / f)) fs::copy_file(from, to / f);
+    if (!fs::exists(from) || fs::exists(to / f)) continue;
+    const fs::path tmp = (to / f).string() + ".tmp." + std::to_string(::getpid());
+    fs::copy_file(from, tmp, fs::copy_options::overwrite_existing);
+    fs::rename(tmp, to / f);
   }
 }
 
-bool finished(const Workspace& ws, const fs::path& final_dir, const std::string& stage) {
+bool finished(const ExperimentConfig& c, const Workspace& ws, const fs::path& final_dir, const std::string& stage) {
   if (!fs::exists(final_dir / "config.json")) return false;
-  if (ws.dist->is_lead()) std::cerr << "[" << stage << "] finished earlier (" << final_dir.string() << "); not redone\n";
+  if (ws.dist->is_lead()) {
+    copy_tokenizer_files(c, final_dir);
+    std::cerr << "[" << stage << "] finished earlier (" << final_dir.string() << "); not redone\n";
+  }
   return true;
 }
 
@@ -105,7 +114,7 @@ std::string train_full(const std::string& name, const std::string& in_dir, const
                        const TrainConfig& train, const ExperimentConfig& c, Workspace& ws, bool resume,
                        bool expert_parallel = false) {
   const fs::path final_dir = stage_dir / "final";
-  if (finished(ws, final_dir, name)) return final_dir.string();
+  if (finished(c, ws, final_dir, name)) return final_dir.string();
   const auto t = on_rank(ws, train, name);
   auto model = load_model(in_dir);
   prepare_model(*model, t);
@@ -125,6 +134,7 @@ std::string train_full(const std::string& name, const std::string& in_dir, const
 
 // The upcycled MoE of the base model (paper 3.1), written once by rank 0, with its tokenizer.
 void upcycle_once(const ExperimentConfig& c, const Workspace& ws, const fs::path& moe_init) {
+  if (ws.dist->is_lead() && fs::exists(moe_init / "config.json")) copy_tokenizer_files(c, moe_init);
   if (ws.dist->is_lead() && !fs::exists(moe_init / "config.json")) {
     std::cerr << "[upcycle] " << c.base_model << " -> " << moe_init.string() << " (" << c.moe.num_experts
               << " experts, top-" << c.moe.top_k << ", " << to_string(c.moe.routing) << " routing)\n";
@@ -157,14 +167,15 @@ std::string run_xft(const ExperimentConfig& c, Workspace& ws, bool resume) {
   // 3. Learnable merge (Eq. 5-6): only the mixing logits train.
   const fs::path mdir = root / c.merge_name;
   const fs::path final_dir = mdir / "final";
-  if (!finished(ws, final_dir, "merge")) {
+  if (!finished(c, ws, final_dir, "merge")) {
     const auto t = on_rank(ws, c.merge_train, "merge");
     auto model = load_model(moe_final);
     prepare_model(*model, t);
     // The frozen expert stacks stay in the checkpoint's dtype: the values on disk, half of fp32.
     auto logits = attach_merge(*model, c.merge, dtype_from_name(c.save_dtype));
-    if (ws.dist->is_lead() && !fs::exists(mdir / "init" / "config.json")) {
-      export_merged(*model, (mdir / "init").string(), dtype_from_name(c.save_dtype));  // the INIT ablation
+    if (ws.dist->is_lead()) {
+      if (!fs::exists(mdir / "init" / "config.json"))
+        export_merged(*model, (mdir / "init").string(), dtype_from_name(c.save_dtype));  // the INIT ablation
       copy_tokenizer_files(c, mdir / "init");
     }
     Trainer trainer("merge", model, logits, *ws.train, t, mdir.string(), ws.pad_id);
@@ -189,7 +200,7 @@ std::string run_ewa(const ExperimentConfig& c, Workspace& ws, bool resume) {
   const fs::path moe_init = root / "moe-init";
   upcycle_once(c, ws, moe_init);
   const fs::path final_dir = root / "final";
-  if (!finished(ws, final_dir, "ewa")) {
+  if (!finished(c, ws, final_dir, "ewa")) {
     const auto t = on_rank(ws, c.ewa_train, "ewa");
     auto model = load_model(moe_init.string());
     prepare_model(*model, t);

@@ -1,6 +1,8 @@
 #include "xft/train/metrics_log.h"
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
@@ -9,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "xft/core/error.h"
 #include "xft/core/files.h"
 
 namespace fs = std::filesystem;
@@ -50,7 +53,9 @@ MetricsLog::MetricsLog(const std::string& stage_dir, std::string stage, int64_t 
   } else {
     fs::remove(path);
   }
+  path_ = path.string();
   file_.open(path, std::ios::app);
+  XFT_CHECK(file_.good(), path_, ": cannot open for appending: ", describe_write_error(errno));
 }
 
 MetricsLog::~MetricsLog() {
@@ -71,6 +76,9 @@ void MetricsLog::write(const StepStats& s, double per_step_s) {
   if (s.telemetry.is_object())
     for (const auto& [k, v] : s.telemetry.items()) row[k] = v;
   file_ << row.dump() << "\n" << std::flush;
+  // A metrics row that did not reach the disk (full disk) stops the stage rather than leaving a
+  // curve with holes; errno still holds the failed write's cause.
+  XFT_CHECK(file_.good(), path_, ": cannot append the row of step ", s.step, ": ", describe_write_error(errno));
   std::ostringstream line;
   line << "[" << stage_ << "] step " << s.step << "/" << total_steps_ << " epoch " << s.epoch << " loss " << std::fixed
        << std::setprecision(4) << s.loss;

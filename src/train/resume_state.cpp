@@ -3,10 +3,13 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <filesystem>
 #include <iomanip>
+#include <iostream>
+#include <iterator>
 #include <sstream>
 
 #include "xft/core/error.h"
 #include "xft/core/files.h"
+#include "xft/core/manifest.h"
 #include "xft/core/safetensors.h"
 #include "xft/model/model_io.h"
 
@@ -28,6 +31,10 @@ ResumeState::ResumeState(std::string stage, std::string stage_dir, TrainConfig c
                          std::shared_ptr<const Distributed> dist, std::shared_ptr<const ExpertSharding> sharding)
     : stage_(std::move(stage)), dir_(std::move(stage_dir)), config_(std::move(config)), total_steps_(total_steps),
       dist_(std::move(dist)), sharding_(std::move(sharding)) {}
+
+std::string ResumeState::path_of(int64_t step) const {
+  return (fs::path(dir_) / "checkpoints" / checkpoint_name(step)).string();
+}
 
 std::vector<std::string> ResumeState::checkpoints() const {
   std::vector<std::string> out;
@@ -71,22 +78,64 @@ void ResumeState::save(int64_t step, const NamedTensors& trainable, const Optimi
                           {"position", sampler.position()}, {"elapsed_s", elapsed_s},
                           {"total_steps", total_steps_}, {"config", config_.to_json()},
                           {"world_size", dist_->world()}, {"expert_parallel", dist_->expert_size()}};
-  const fs::path root = fs::path(dir_) / "checkpoints";
-  write_directory_atomic((root / checkpoint_name(step)).string(), [&](const std::string& tmp) {
-    save_safetensors(tmp + "/trainable.safetensors", params);
-    save_safetensors(tmp + "/optimizer.safetensors", opt_state);
-    save_safetensors(tmp + "/rng.safetensors", rng);
-    write_file_atomic(tmp + "/trainer.json", state.dump(2) + "\n");
-  });
+  const std::string name = checkpoint_name(step);
+  try {
+    write_directory_atomic(path_of(step), [&](const std::string& tmp) {
+      save_safetensors(tmp + "/trainable.safetensors", params);
+      save_safetensors(tmp + "/optimizer.safetensors", opt_state);
+      save_safetensors(tmp + "/rng.safetensors", rng);
+      write_file_atomic(tmp + "/trainer.json", state.dump(2) + "\n");
+    });
+  } catch (const Error& e) {
+    const auto whole = checkpoints();
+    fail(stage_, ": saving checkpoint ", name, " failed: ", e.what(), ". ",
+         whole.empty() ? std::string("There is no earlier checkpoint")
+                       : "The newest earlier checkpoint, " + whole.back() + ", is intact",
+         "; free some space and rerun with --resume");
+  }
+  prune(name);
+}
+
+void ResumeState::prune(const std::string& saved) const {
   auto all = checkpoints();
+  // Newer than the one just saved: checkpoints that restore() found damaged and skipped.
+  while (!all.empty() && fs::path(all.back()).filename().string() > saved) {
+    std::cerr << "[" << stage_ << "] removing " << all.back() << ", superseded by " << saved << "\n";
+    remove_tree(all.back());
+    all.pop_back();
+  }
   for (size_t i = 0; i + config_.keep_last < all.size(); ++i) remove_tree(all[i]);
+}
+
+std::string ResumeState::damage(const std::string& checkpoint) {
+  try {
+    return manifest_damage(checkpoint);
+  } catch (const Error& e) {  // a file that cannot even be read is damage too
+    return e.what();
+  }
 }
 
 int64_t ResumeState::restore(const NamedTensors& trainable, Optimizer& opt, BatchSampler& sampler,
                              double* elapsed_s) const {
   const auto all = checkpoints();
   if (all.empty()) return 0;
-  const auto& ck = all.back();
+  // Newest first; a damaged one (truncated, bit-flipped: its checksums disagree) is skipped
+  // for the previous one, which costs the steps between them but never loads garbage.
+  std::string damages;
+  for (auto it = all.rbegin(); it != all.rend(); ++it) {
+    const std::string d = damage(*it);
+    if (d.empty()) return restore_from(*it, trainable, opt, sampler, elapsed_s);
+    if (dist_->is_lead())
+      std::cerr << "[" << stage_ << "] checkpoint " << *it << " is damaged: " << d
+                << (std::next(it) != all.rend() ? "; falling back to the previous one" : "") << "\n";
+    damages += "\n  " + d;
+  }
+  fail(stage_, ": every checkpoint under ", dir_, "/checkpoints is damaged:", damages,
+       "\nmove them away to start the stage over");
+}
+
+int64_t ResumeState::restore_from(const std::string& ck, const NamedTensors& trainable, Optimizer& opt,
+                                  BatchSampler& sampler, double* elapsed_s) const {
   auto state = read_json_file(ck + "/trainer.json");
   XFT_CHECK(state.value("stage", "") == stage_, ck, ": checkpoint of stage '", state.value("stage", ""),
             "', not '", stage_, "'");

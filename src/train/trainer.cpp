@@ -10,6 +10,7 @@
 #include "xft/train/metrics_log.h"
 #include "xft/train/optimizer.h"
 #include "xft/train/resume_state.h"
+#include "xft/train/stop_signal.h"
 
 namespace fs = std::filesystem;
 
@@ -60,6 +61,13 @@ class StageClock {
   Clock::time_point start_ = now(), step_start_ = now();
 };
 
+std::string stop_message(const std::string& stage, int64_t step, int64_t total, const std::string& checkpoint) {
+  const int sig = StopSignals::received();
+  return stage + ": stopped by " + (sig != 0 ? signal_name(sig) : "a signal to another rank") + " after step " +
+         std::to_string(step) + " of " + std::to_string(total) + "; checkpoint " + checkpoint +
+         " holds it: rerun with --resume to continue";
+}
+
 }  // namespace
 
 Trainer::Trainer(std::string name, CausalLM model, NamedTensors trainable, const InstructionDataset& data,
@@ -74,6 +82,7 @@ Trainer::Trainer(std::string name, CausalLM model, NamedTensors trainable, const
 }
 
 TrainResult Trainer::run(bool resume) {
+  const StopSignals stop;  // from here a signal waits for the step in progress
   if (dist_->is_lead()) fs::create_directories(dir_);
   const ResumeState checkpoints(name_, dir_, config_, total_steps_, dist_, sharding_);
   checkpoints.refuse_overwrite(resume);
@@ -111,8 +120,11 @@ TrainResult Trainer::run(bool resume) {
       if (telemetry_) stats.telemetry = telemetry_();
       log.write(stats, clock.per_step_s(step));
     }
-    if ((config_.save_every > 0 && step % config_.save_every == 0) || step == total_steps_)
+    // SIGTERM / SIGINT: this step is done; checkpoint it and stop (every rank at the same step).
+    const bool stopping = stop.requested(*dist_);
+    if ((config_.save_every > 0 && step % config_.save_every == 0) || step == total_steps_ || stopping)
       checkpoints.save(step, trainable_, *opt, sampler, stats.elapsed_s);
+    if (stopping) stop.stop(stop_message(name_, step, total_steps_, checkpoints.path_of(step)));
   }
   parallel.verify_replicas(name_, step);
   return {step, stats.loss};

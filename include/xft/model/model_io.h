@@ -2,9 +2,13 @@
 //          write_directory_atomic, dtype_from_name, dtype_name
 //
 // A model directory is Hugging Face's: config.json + model.safetensors (or shards with an
-// index). Loading checks every tensor against the module built from config.json: a missing,
-// unexpected or misshapen tensor is an error naming the file and the tensor; nothing is
-// half-loaded. Saving writes a whole new directory and renames it into place.
+// index), plus checksums.json (core/manifest.h) when xft wrote it. Loading first verifies the
+// checksums (a damaged file is an error naming it), then checks the sizes config.json implies
+// against the safetensors headers before anything is allocated (model/config_check.h), then
+// every tensor against the module built: a missing, unexpected or misshapen tensor is an error
+// naming the file and the tensor; nothing is half-loaded. Saving writes a whole new directory,
+// checksums it and renames it into place; a failed save (full disk) removes its partial files
+// and leaves the previous directory as it was.
 #pragma once
 #include <functional>
 #include <string>
@@ -40,8 +44,10 @@ void save_model(CausalLMImpl& model, const std::string& dir, torch::Dtype save_d
 void save_model_tensors(const ModelConfig& config, const NamedTensors& tensors, const std::string& dir,
                         torch::Dtype save_dtype = torch::kFloat32, int64_t max_shard_bytes = 0);
 
-// Calls write(tmp_dir) on a fresh sibling directory, then puts it in place of `dir`: a reader
-// finds the old whole directory or the new whole one, never a mixture.
+// Calls write(tmp_dir) on a fresh sibling directory, writes its checksums.json, syncs it, then
+// puts it in place of `dir`: a reader finds the old whole directory or the new whole one, never
+// a mixture. On any error the temporary directory is removed and the error (naming the file
+// and the cause, e.g. "the disk is full") says whether a previous `dir` is left as it was.
 void write_directory_atomic(const std::string& dir, const std::function<void(const std::string&)>& write);
 
 torch::Dtype dtype_from_name(const std::string& name);  // float32 | bfloat16 | float16 (+ fp32, bf16, fp16)

@@ -33,6 +33,7 @@ class MetricsLog {
   std::string stage_;
   int64_t total_steps_;
   bool lead_, tty_;
+  std::string path_;
   std::ofstream file_;
 };
 
