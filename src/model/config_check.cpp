@@ -34,11 +34,25 @@ void add_attention(const ModelConfig& c, const std::string& base, std::vector<Im
   out.push_back({base + "k_proj.weight", {kv, D}, kvf});
   out.push_back({base + "v_proj.weight", {kv, D}, kvf});
   out.push_back({base + "o_proj.weight", {D, q}, "hidden_size, num_attention_heads x head_dim"});
-  if (!c.attention_bias) return;
-  out.push_back({base + "q_proj.bias", {q}, "num_attention_heads x head_dim (attention_bias)"});
-  out.push_back({base + "k_proj.bias", {kv}, "num_key_value_heads x head_dim (attention_bias)"});
-  out.push_back({base + "v_proj.bias", {kv}, "num_key_value_heads x head_dim (attention_bias)"});
-  out.push_back({base + "o_proj.bias", {D}, "hidden_size (attention_bias)"});
+  if (c.qkv_bias()) {
+    out.push_back({base + "q_proj.bias", {q}, "num_attention_heads x head_dim (attention_bias / use_qkv_bias)"});
+    out.push_back({base + "k_proj.bias", {kv}, "num_key_value_heads x head_dim (attention_bias / use_qkv_bias)"});
+    out.push_back({base + "v_proj.bias", {kv}, "num_key_value_heads x head_dim (attention_bias / use_qkv_bias)"});
+  }
+  if (c.o_proj_bias()) out.push_back({base + "o_proj.bias", {D}, "hidden_size (attention_bias)"});
+  // An absurd head count is caught by q_proj's shape; listing its norms one by one would not end.
+  if (!c.qk_layernorm || c.num_attention_heads > (int64_t(1) << 16)) return;
+  // StableLM's per-head q/k LayerNorms (weights only), one per query / key-value head.
+  for (int64_t h = 0; h < c.num_attention_heads; ++h)
+    out.push_back({base + "q_layernorm.norms." + std::to_string(h) + ".weight", {c.head_dim}, "head_dim (qk_layernorm)"});
+  for (int64_t h = 0; h < c.num_key_value_heads; ++h)
+    out.push_back({base + "k_layernorm.norms." + std::to_string(h) + ".weight", {c.head_dim}, "head_dim (qk_layernorm)"});
+}
+
+// A decoder norm: RMSNorm's weight, or LayerNorm's weight and bias (StableLM).
+void add_norm(const ModelConfig& c, const std::string& name, std::vector<ImpliedTensor>& out) {
+  out.push_back({name + ".weight", {c.hidden_size}, "hidden_size"});
+  if (c.norm_kind() == NormKind::kLayerNorm) out.push_back({name + ".bias", {c.hidden_size}, "hidden_size (LayerNorm)"});
 }
 
 void add_dense_ffn(const ModelConfig& c, int64_t layer, std::vector<ImpliedTensor>& out) {
@@ -91,13 +105,14 @@ std::vector<ImpliedTensor> implied_tensors(const ModelConfig& c, int64_t layer, 
   const int64_t V = c.vocab_size, D = c.hidden_size;
   if (layer < 0) {
     out.push_back({"model.embed_tokens.weight", {V, D}, "vocab_size, hidden_size"});
-    out.push_back({"model.norm.weight", {D}, "hidden_size"});
+    add_norm(c, "model.norm", out);
     if (!c.tie_word_embeddings) out.push_back({"lm_head.weight", {V, D}, "vocab_size, hidden_size (untied head)"});
     return out;
   }
   const std::string base = "model.layers." + std::to_string(layer) + ".";
-  out.push_back({base + "input_layernorm.weight", {D}, "hidden_size"});
-  out.push_back({base + "post_attention_layernorm.weight", {D}, "hidden_size"});
+  add_norm(c, base + "input_layernorm", out);
+  // A parallel residual (StableLM's option) feeds the FFN from the input norm: no second norm.
+  if (!c.use_parallel_residual) add_norm(c, base + "post_attention_layernorm", out);
   add_attention(c, base + "self_attn.", out, file);
   if (c.moe) add_moe_ffn(c, layer, out);
   else add_dense_ffn(c, layer, out);
