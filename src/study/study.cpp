@@ -26,24 +26,17 @@ namespace {
 struct Arm {
   std::string model;                // model directory under the seed's run directory
   std::vector<std::string> stages;  // stage directories whose training it took
-  const char* stage_train;          // the training section whose device and precision score it
+  TrainConfig ExperimentConfig::*train;  // the section whose device and precision score it
 };
 
 const std::map<std::string, Arm>& arms() {
   static const std::map<std::string, Arm> a = {
-      {"sft", {"sft/final", {"sft"}, "sft_train"}},
-      {"moe", {"xft/moe/final", {"xft/moe"}, "moe_train"}},
-      {"xft", {"xft/merge/final", {"xft/moe", "xft/merge"}, "merge_train"}},
-      {"xft_init", {"xft/merge/init", {"xft/moe"}, "merge_train"}},
-      {"ewa", {"ewa/final", {"ewa"}, "ewa_train"}}};
+      {"sft", {"sft/final", {"sft"}, &ExperimentConfig::sft_train}},
+      {"moe", {"xft/moe/final", {"xft/moe"}, &ExperimentConfig::moe_train}},
+      {"xft", {"xft/merge/final", {"xft/moe", "xft/merge"}, &ExperimentConfig::merge_train}},
+      {"xft_init", {"xft/merge/init", {"xft/moe"}, &ExperimentConfig::merge_train}},
+      {"ewa", {"ewa/final", {"ewa"}, &ExperimentConfig::ewa_train}}};
   return a;
-}
-
-const TrainConfig& scoring(const ExperimentConfig& c, const std::string& section) {
-  if (section == "sft_train") return c.sft_train;
-  if (section == "moe_train") return c.moe_train;
-  if (section == "ewa_train") return c.ewa_train;
-  return c.merge_train;
 }
 
 ExperimentConfig seed_config(const StudyOptions& o, uint64_t seed) {
@@ -75,10 +68,16 @@ nlohmann::json stage_budget(const fs::path& stage, double active_params) {
 
 // Parameters a token's forward and backward go through: all of a dense model; the shared
 // expert and K - 1 routed ones of an MoE layer.
-double active_parameters(CausalLMImpl& model) {
+// Read from the directory's config and safetensors headers: no weight is loaded.
+double active_parameters(const std::string& model_dir) {
+  const auto files = TensorDirectory::open(model_dir);
   double total = 0.0;
-  for (const auto& p : model.parameters()) total += static_cast<double>(p.numel());
-  const auto& c = model.config();
+  for (const auto& name : files.names()) {
+    double n = 1.0;
+    for (int64_t d : files.entry(name).shape) n *= static_cast<double>(d);
+    total += n;
+  }
+  const auto c = ModelConfig::load(model_dir);
   if (!c.moe) return total;
   const double ffn = 3.0 * static_cast<double>(c.hidden_size) * static_cast<double>(c.intermediate_size);
   return total - static_cast<double>((c.moe->num_experts - c.moe->top_k) * c.num_hidden_layers) * ffn;
@@ -93,12 +92,9 @@ std::vector<double> arm_losses(const ExperimentConfig& c, const Workspace& ws, c
     *budget = j.at("budget");
     return j.at("losses").get<std::vector<double>>();
   }
-  const auto& t = scoring(c, a.stage_train);
+  const auto& t = c.*a.train;
   nlohmann::json stages = nlohmann::json::array();
-  for (const auto& s : a.stages) {
-    auto stage_model = load_model((run / s / "final").string());
-    stages.push_back(stage_budget(run / s, active_parameters(*stage_model)));
-  }
+  for (const auto& s : a.stages) stages.push_back(stage_budget(run / s, active_parameters((run / s / "final").string())));
   auto model = load_model((run / a.model).string());
   prepare_model(*model, t);
   auto losses = example_losses(*model, *ws.heldout, t.micro_batch, ws.pad_id, t.precision);
