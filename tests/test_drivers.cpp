@@ -121,18 +121,22 @@ TEST(Drivers, SftXftEwaRunEndToEndAndDoNotRedoFinishedStages) {
 }
 
 // xft-study over two seeds: per-arm means and stds, paired comparisons with a bootstrap
-// interval around their mean and a Wilcoxon p-value, budgets from the metrics; a rerun reuses
-// every finished stage and cached score.
-TEST(Study, TwoSeedsGiveArmsComparisonsAndBudgets) {
+// interval around their mean and a Wilcoxon p-value, budgets from the metrics; ablation arms
+// (one that only changes the merge shares the MoE, one that changes the MoE gets its own run);
+// a rerun reuses every finished stage and cached score.
+TEST(Study, TwoSeedsGiveArmsComparisonsAblationsAndBudgets) {
   const auto dir = xft::test::scratch_dir("study");
   xft::test::make_tiny_world(dir);
   const auto config = xft::test::env_or_empty("XFT_SOURCE_DIR") + "/configs/tiny.json";
   const std::string args = " --config " + config + " --set base_model=" + dir + "/base --set data.path=" + dir +
                            "/data.jsonl --set eval_data=" + dir + "/data.jsonl --set data.max_length=512" +
-                           " --seeds 1,2 --arms sft,xft,xft_init --bootstrap 2000 --out " + dir + "/study";
+                           " --seeds 1,2 --arms base,sft,xft,xft_init --bootstrap 2000 --out " + dir + "/study" +
+                           " --ablation lam:merge.shared_rate=0.5 --ablation top3@moe:moe.top_k=3";
   ASSERT_EQ(driver("xft-study", args, dir + "/study.log"), 0) << read_all(dir + "/study.log");
   const auto r = read_json_file(dir + "/study/results.json");
-  for (const auto* arm : {"sft", "xft", "xft_init"}) {
+  // The ablation on the MoE brings in the arm it is compared with.
+  EXPECT_EQ(r["order"], nlohmann::json({"base", "sft", "xft", "xft_init", "moe", "lam", "top3"}));
+  for (const auto* arm : {"sft", "xft", "xft_init", "moe", "lam", "top3"}) {
     const auto& a = r["arms"][arm];
     ASSERT_EQ(a["per_seed"].size(), 2u) << arm;
     EXPECT_GT(a["heldout_loss_mean"].get<double>(), 0.0);
@@ -140,10 +144,26 @@ TEST(Study, TwoSeedsGiveArmsComparisonsAndBudgets) {
     EXPECT_GT(a["budget"][0]["tokens"].get<double>(), 0.0) << arm;
     EXPECT_GT(a["budget"][0]["flops"].get<double>(), 0.0) << arm;
   }
+  EXPECT_EQ(r["arms"]["base"]["budget"].size(), 0u);  // trained elsewhere
+  EXPECT_EQ(r["arms"]["base"]["heldout_loss_std"].get<double>(), 0.0);  // the same model for every seed
   EXPECT_EQ(r["arms"]["xft"]["budget"].size(), 2u);  // the MoE stage and the merge
+  EXPECT_EQ(r["arms"]["xft"]["params"], r["arms"]["sft"]["params"]);  // merged back to the dense size
+  EXPECT_GT(r["arms"]["moe"]["params"].get<double>(), r["arms"]["sft"]["params"].get<double>());
+  // An MoE stage's FLOPs count the experts a token goes through: top-3 costs more than top-2.
+  EXPECT_GT(r["arms"]["top3"]["budget"][0]["flops"].get<double>(), r["arms"]["moe"]["budget"][0]["flops"].get<double>());
   // The seeds differ: different data orders and routers give different losses.
   EXPECT_NE(r["arms"]["sft"]["per_seed"][0].get<double>(), r["arms"]["sft"]["per_seed"][1].get<double>());
-  ASSERT_EQ(r["comparisons"].size(), 2u);  // xft vs sft, xft vs xft_init
+  // The lambda ablation merged the seed's own MoE again; the top-3 one trained its own MoE.
+  EXPECT_TRUE(fs::exists(dir + "/study/seed-1/xft/merge-lam/final/config.json"));
+  EXPECT_FALSE(fs::exists(dir + "/study/seed-1/ablation-lam"));
+  EXPECT_TRUE(fs::exists(dir + "/study/seed-2/ablation-top3/xft/moe/final/config.json"));
+  EXPECT_NE(r["arms"]["lam"]["per_seed"][0], r["arms"]["xft"]["per_seed"][0]);
+  EXPECT_EQ(r["arms"]["lam"]["ablation"]["shares_moe"], true);
+  // xft vs sft, xft vs moe, xft vs xft_init, moe vs sft, lam vs xft, top3 vs moe.
+  ASSERT_EQ(r["comparisons"].size(), 6u);
+  EXPECT_EQ(r["comparisons"][4]["a"], "lam");
+  EXPECT_EQ(r["comparisons"][4]["b"], "xft");
+  EXPECT_EQ(r["comparisons"][5]["b"], "moe");
   for (const auto& c : r["comparisons"]) {
     const double mean = c["mean_difference"].get<double>();
     EXPECT_LE(c["ci95"][0].get<double>(), mean);
@@ -160,4 +180,7 @@ TEST(Study, TwoSeedsGiveArmsComparisonsAndBudgets) {
   ASSERT_EQ(driver("xft-study", args, dir + "/again.log"), 0) << read_all(dir + "/again.log");
   EXPECT_NE(read_all(dir + "/again.log").find("not redone"), std::string::npos);
   EXPECT_EQ(read_json_file(dir + "/study/results.json"), r);
+  // A bad ablation spec is a clear error before anything runs.
+  ASSERT_NE(driver("xft-study", args + " --ablation oops", dir + "/bad.log"), 0);
+  EXPECT_NE(read_all(dir + "/bad.log").find("NAME[@ARM]:ITEM"), std::string::npos) << read_all(dir + "/bad.log");
 }

@@ -1,9 +1,14 @@
 // The study's paired tests against scipy on fixed vectors (tests/python/scipy_stats.py writes
 // scipy's numbers at test time): the Wilcoxon signed-rank statistic and p-value, exact and
-// normal-approximated with ties and zeros, and the percentile bootstrap interval of the mean.
+// normal-approximated with ties and zeros, and the percentile bootstrap interval of the mean;
+// the study's table and its ablation arms by hand.
+#include <cmath>
 #include <fstream>
+#include <map>
 
+#include "study/study_table.h"
 #include "test_util.h"
+#include "xft/study/ablation.h"
 #include "xft/study/statistics.h"
 
 TEST(Statistics, WilcoxonAndBootstrapMatchScipy) {
@@ -40,4 +45,67 @@ TEST(Statistics, EdgeCasesByHand) {
   const auto one = xft::bootstrap_mean_ci({2.0}, 100);
   EXPECT_EQ(one.low, 2.0);
   EXPECT_EQ(one.high, 2.0);
+}
+
+// Ablation arms: the spec's grammar, what each error names, and which variants share the MoE.
+TEST(Ablation, ParsesNamesArmsOverlaysAndSets) {
+  const auto dir = xft::test::scratch_dir("ablation");
+  {
+    std::ofstream(dir + "/merge.json") << R"({"include": "../x.json", "run_dir": "elsewhere", "merge": {"shared_rate": 0.5}})";
+    std::ofstream(dir + "/moe.json") << R"({"comment": "c", "moe": {"top_k": 2}})";
+  }
+  auto lam = xft::Ablation::parse("lambda-0.5:" + dir + "/merge.json,merge_train.lr=0.1");
+  EXPECT_EQ(lam.name, "lambda-0.5");
+  EXPECT_EQ(lam.arm, "xft");
+  EXPECT_EQ(lam.overlays.size(), 1u);
+  EXPECT_EQ(lam.sets, std::vector<std::string>{"merge_train.lr=0.1"});
+  EXPECT_TRUE(lam.merge_only());
+  const auto j = lam.overlay_json().at(0);
+  EXPECT_FALSE(j.contains("include"));  // the study's config is the base, not the overlay's
+  EXPECT_FALSE(j.contains("run_dir"));
+  EXPECT_EQ(j["merge"]["shared_rate"], 0.5);
+
+  auto top2 = xft::Ablation::parse("top2@moe:" + dir + "/moe.json");
+  EXPECT_EQ(top2.arm, "moe");
+  EXPECT_FALSE(top2.merge_only());
+  EXPECT_FALSE(xft::Ablation::parse("lr@xft:moe_train.lr=1").merge_only());
+  EXPECT_TRUE(xft::Ablation::parse("soup@xft_init:merge.fixed_shared_rate=false").merge_only());
+
+  using xft::test::expect_error;
+  expect_error([] { xft::Ablation::parse("nocolon"); }, {"nocolon", "NAME[@ARM]:ITEM"});
+  expect_error([] { xft::Ablation::parse("a@nope:x=1"); }, {"unknown arm 'nope'"});
+  expect_error([] { xft::Ablation::parse("sft:x=1"); }, {"main arms"});
+  expect_error([] { xft::Ablation::parse("bad name:x=1"); }, {"bad name", "letters"});
+  expect_error([] { xft::Ablation::parse("a:x=1,,y=2"); }, {"empty item"});
+  expect_error([] { xft::Ablation::parse("a:notanitem"); }, {"notanitem", ".json overlay nor key=value"});
+  expect_error([] { xft::Ablation::parse("a@moe:merge.shared_rate=0.5"); }, {"only the merge", "xft"});
+  expect_error([&] { xft::Ablation::parse("a:" + dir + "/missing.json"); }, {"missing.json"});
+}
+
+// The study's table by hand: three examples, two seeds, two arms.
+TEST(StudyTable, MeansStdsAndPairedDifferencesByHand) {
+  std::map<std::string, xft::ArmScores> arms;
+  arms["a"].losses = {{1.0, 2.0, 3.0}, {3.0, 2.0, 1.0}};  // seed means 2, 2; per example 2, 2, 2
+  arms["b"].losses = {{2.0, 2.5, 1.0}, {2.0, 3.5, 1.0}};  // seed means 11/6, 13/6; per example 2, 3, 1
+  arms["b"].about = {{"name", "b"}};
+  const auto t = xft::study_table("cfg", {1, 2}, {"a", "b"}, arms, {{"a", "b"}, {"a", "missing"}}, 2000);
+  EXPECT_DOUBLE_EQ(t["arms"]["a"]["heldout_loss_mean"].get<double>(), 2.0);
+  EXPECT_DOUBLE_EQ(t["arms"]["a"]["heldout_loss_std"].get<double>(), 0.0);
+  EXPECT_DOUBLE_EQ(t["arms"]["b"]["heldout_loss_mean"].get<double>(), 2.0);
+  EXPECT_NEAR(t["arms"]["b"]["heldout_loss_std"].get<double>(), std::sqrt(2.0) / 6.0, 1e-12);  // |11/6 - 13/6| / sqrt 2
+  EXPECT_TRUE(t["arms"]["b"].contains("ablation"));
+  ASSERT_EQ(t["comparisons"].size(), 1u);  // the pair with a missing arm is left out
+  const auto& c = t["comparisons"][0];
+  // Differences per example 0, -1, 1: mean 0, a better on one of three, Wilcoxon over the two
+  // non-zero ones (ranks tie) gives W = 1.5.
+  EXPECT_DOUBLE_EQ(c["mean_difference"].get<double>(), 0.0);
+  EXPECT_NEAR(c["a_better_fraction"].get<double>(), 1.0 / 3.0, 1e-12);
+  EXPECT_EQ(c["examples"].get<int64_t>(), 3);
+  EXPECT_DOUBLE_EQ(c["wilcoxon_p"].get<double>(), xft::wilcoxon_signed_rank({0.0, -1.0, 1.0}).p_value);
+  const auto md = xft::study_markdown(t);
+  EXPECT_NE(md.find("| a vs b | 0.0000 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("33.3% of 3"), std::string::npos) << md;
+  // Seeds that scored different held-out sets cannot be paired.
+  arms["a"].losses[1].pop_back();
+  xft::test::expect_error([&] { xft::study_table("cfg", {1, 2}, {"a", "b"}, arms, {}, 10); }, {"different numbers"});
 }

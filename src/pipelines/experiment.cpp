@@ -151,12 +151,15 @@ nlohmann::json compat_overlay(const std::string& compat, const std::string& sour
 
 }  // namespace
 
-ExperimentConfig ExperimentConfig::load(const std::string& path, const std::vector<std::string>& overrides) {
+ExperimentConfig ExperimentConfig::load(const std::string& path, const std::vector<std::string>& overrides,
+                                        const std::vector<nlohmann::json>& overlays) {
   auto j = read_with_includes(path, 0);
+  for (const auto& overlay : overlays) deep_merge(j, overlay);
   for (const auto& o : overrides) apply_override(j, o);
   if (j.contains("compat") && j["compat"].is_string()) {
-    // The compat settings go over the file; explicit --set values still have the last word.
+    // The compat settings go over the file; overlays and --set values still have the last word.
     deep_merge(j, compat_overlay(j["compat"].get<std::string>(), path));
+    for (const auto& overlay : overlays) deep_merge(j, overlay);
     for (const auto& o : overrides) apply_override(j, o);
   }
   return from_json(j, path);

@@ -52,7 +52,9 @@ struct ExperimentConfig {
   // objects merged key by key), applies "a.b.c=value" overrides (value parsed as JSON, else
   // taken as a string), then the "compat" settings (the overrides keep the last word), and
   // validates. Other relative paths inside are taken relative to the working directory.
-  static ExperimentConfig load(const std::string& path, const std::vector<std::string>& overrides = {});
+  // `overlays` (JSON objects, e.g. a study's ablation) merge over the file before the overrides.
+  static ExperimentConfig load(const std::string& path, const std::vector<std::string>& overrides = {},
+                               const std::vector<nlohmann::json>& overlays = {});
   // Every section through its own reader: unknown keys, wrong types and unknown enum values are
   // errors naming the file and section.field.
   static ExperimentConfig from_json(const nlohmann::json& j, const std::string& source);

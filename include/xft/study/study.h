@@ -5,6 +5,8 @@
 // Layout of the output directory:
 //   seed-S/                      a run directory per seed (the pipelines' layout)
 //   seed-S/losses-<arm>.json     that arm's per-example held-out losses (cached: a rerun reuses it)
+//   seed-S/ablation-NAME/        an ablation's run directory (one that changes only the merge
+//                                shares seed-S's MoE and merges into seed-S/xft/merge-NAME)
 //   results.json, results.md     the table
 #pragma once
 #include <cstdint>
@@ -13,14 +15,18 @@
 
 #include <nlohmann/json.hpp>
 
+#include "xft/study/ablation.h"
+
 namespace xft {
 
 struct StudyOptions {
   std::string config_path;
   std::vector<std::string> overrides;  // --set for every arm and seed
   std::vector<uint64_t> seeds = {1, 2, 3};
-  // sft, moe (the tuned MoE), xft, xft_init (merged with the initial coefficients), ewa
+  // base (the base model, untrained here), sft, moe (the tuned MoE), xft, xft_init (merged with
+  // the initial coefficients), ewa
   std::vector<std::string> arms = {"sft", "moe", "xft", "xft_init", "ewa"};
+  std::vector<Ablation> ablations;  // more arms, each compared with the arm it varies
   std::string out_dir;
   bool resume = false;
   int64_t bootstrap_resamples = 10000;

@@ -1,0 +1,115 @@
+#include "study/study_table.h"
+
+#include <cmath>
+#include <iomanip>
+#include <sstream>
+
+#include "xft/core/error.h"
+#include "xft/study/statistics.h"
+
+namespace xft {
+
+namespace {
+
+double mean_of(const std::vector<double>& v) {
+  double s = 0.0;
+  for (double x : v) s += x;
+  return v.empty() ? 0.0 : s / static_cast<double>(v.size());
+}
+
+double std_of(const std::vector<double>& v) {
+  if (v.size() < 2) return 0.0;
+  const double m = mean_of(v);
+  double s = 0.0;
+  for (double x : v) s += (x - m) * (x - m);
+  return std::sqrt(s / static_cast<double>(v.size() - 1));
+}
+
+// Example -> its loss averaged over seeds: the unit the paired tests compare (seeds of one arm
+// are not paired with seeds of another; examples are).
+std::vector<double> per_example(const ArmScores& a) {
+  std::vector<double> ex(a.losses.front().size(), 0.0);
+  for (const auto& v : a.losses) {
+    XFT_CHECK(v.size() == ex.size(), "study: seeds scored different numbers of held-out examples");
+    for (size_t i = 0; i < v.size(); ++i) ex[i] += v[i] / static_cast<double>(a.losses.size());
+  }
+  return ex;
+}
+
+nlohmann::json compare(const std::string& a, const std::string& b, const std::vector<double>& la,
+                       const std::vector<double>& lb, int64_t resamples) {
+  XFT_CHECK(la.size() == lb.size(), "study: arms ", a, " and ", b, " scored different held-out sets");
+  std::vector<double> d;
+  int64_t a_better = 0;
+  for (size_t i = 0; i < la.size(); ++i) {
+    d.push_back(la[i] - lb[i]);
+    a_better += la[i] < lb[i];
+  }
+  const auto ci = bootstrap_mean_ci(d, resamples, 0.95, 0);
+  const auto w = wilcoxon_signed_rank(d);
+  return {{"a", a}, {"b", b}, {"mean_difference", mean_of(d)}, {"ci95", {ci.low, ci.high}},
+          {"wilcoxon_p", w.p_value}, {"wilcoxon_exact", w.exact}, {"examples", d.size()},
+          {"a_better_fraction", d.empty() ? 0.0 : static_cast<double>(a_better) / static_cast<double>(d.size())}};
+}
+
+std::string budget_text(const nlohmann::json& budget) {
+  std::ostringstream s;
+  for (const auto& st : budget)
+    s << st["stage"].get<std::string>() << ": " << st["epochs"].get<int64_t>() << " ep, " << std::fixed
+      << std::setprecision(0) << st["tokens"].get<double>() << " tok, " << std::scientific << std::setprecision(2)
+      << st["flops"].get<double>() << " FLOPs; ";
+  return budget.empty() ? "none" : s.str();
+}
+
+}  // namespace
+
+nlohmann::json study_table(const std::string& config, const std::vector<uint64_t>& seeds,
+                           const std::vector<std::string>& order, const std::map<std::string, ArmScores>& arms,
+                           const std::vector<std::pair<std::string, std::string>>& comparisons,
+                           int64_t bootstrap_resamples) {
+  nlohmann::json result = {{"seeds", seeds}, {"config", config}, {"order", order},
+                           {"arms", nlohmann::json::object()}, {"comparisons", nlohmann::json::array()}};
+  std::map<std::string, std::vector<double>> examples;
+  for (const auto& name : order) {
+    const auto& a = arms.at(name);
+    std::vector<double> seed_means;
+    for (const auto& v : a.losses) seed_means.push_back(mean_of(v));
+    examples[name] = per_example(a);
+    result["arms"][name] = {{"heldout_loss_mean", mean_of(seed_means)}, {"heldout_loss_std", std_of(seed_means)},
+                            {"per_seed", seed_means}, {"budget", a.budget}, {"params", a.params}};
+    if (!a.about.is_null()) result["arms"][name]["ablation"] = a.about;
+  }
+  for (const auto& [a, b] : comparisons)
+    if (examples.count(a) && examples.count(b))
+      result["comparisons"].push_back(compare(a, b, examples[a], examples[b], bootstrap_resamples));
+  return result;
+}
+
+std::string study_markdown(const nlohmann::json& r) {
+  std::ostringstream md;
+  md << std::setprecision(4) << std::fixed;
+  md << "# Study: " << r["config"].get<std::string>() << ", seeds " << r["seeds"].dump() << "\n\n";
+  md << "| arm | held-out loss (mean +- std over seeds) | per seed | params | training: epochs, tokens, FLOPs per stage |\n"
+     << "|---|---|---|---|---|\n";
+  for (const auto& name : r["order"]) {
+    const auto& a = r["arms"][name.get<std::string>()];
+    md << "| " << name.get<std::string>() << " | " << a["heldout_loss_mean"].get<double>() << " +- "
+       << a["heldout_loss_std"].get<double>() << " | ";
+    for (const auto& s : a["per_seed"]) md << s.get<double>() << " ";
+    md << "| " << std::setprecision(0) << a["params"].get<double>() << std::setprecision(4) << " | "
+       << budget_text(a["budget"]) << " |\n";
+  }
+  md << "\nPaired over held-out examples (loss of a minus loss of b per example, averaged over seeds; "
+        "negative: a is better):\n\n";
+  md << "| a vs b | mean difference | bootstrap 95% CI | Wilcoxon p | a better on |\n|---|---|---|---|---|\n";
+  for (const auto& c : r["comparisons"])
+    md << "| " << c["a"].get<std::string>() << " vs " << c["b"].get<std::string>() << " | "
+       << c["mean_difference"].get<double>() << " | [" << c["ci95"][0].get<double>() << ", "
+       << c["ci95"][1].get<double>() << "] | " << std::scientific << std::setprecision(2)
+       << c["wilcoxon_p"].get<double>() << std::fixed << std::setprecision(1) << " | "
+       << 100.0 * c["a_better_fraction"].get<double>() << "% of " << c["examples"].get<int64_t>() << std::setprecision(4)
+       << " |\n";
+  return md.str();
+}
+
+}  // namespace xft
