@@ -140,7 +140,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> overrides;
   std::vector<uint64_t> seeds = {1};
   bool resume = false;
-  int64_t examples = 1200, vocab = 2000, pretrain_steps = 0;
+  int64_t examples = 600, vocab = 2000, pretrain_steps = 0;
   app.add_option("--run-dir", run_dir, "where everything goes")->capture_default_str();
   app.add_option("--examples", examples, "documented functions to use (every 5th held out)")->capture_default_str();
   app.add_option("--vocab", vocab, "tokenizer vocabulary size")->capture_default_str();

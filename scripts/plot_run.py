@@ -8,6 +8,8 @@ Writes into --out (default RUN_DIR/plots):
   lr_grad_norm.png       learning rate and gradient norm of every stage
   expert_load.png        per MoE stage and layer: the fraction of tokens each expert took over steps
   merge_coefficients.png per merge stage and layer: every expert's mixing coefficient over steps
+  study.png              for a study directory (xft-study, xft-demo): the arms per seed and the
+                         paired comparisons with their confidence intervals (scripts/plot_study.py)
 --tensorboard DIR also writes TensorBoard event files (needs the `tensorboard` package).
 """
 import argparse
@@ -169,6 +171,12 @@ def main():
         made.append("expert_load.png")
     if plot_grid(layer_series(all_rows, "coefficients", lambda c: c), out, "merge_coefficients.png", "merge coefficients", "expert"):
         made.append("merge_coefficients.png")
+    if (run / "results.json").is_file() and "comparisons" in json.loads((run / "results.json").read_text()):
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from plot_study import load, plot_studies
+
+        plot_studies([load(run)], [run.name], out / "study.png")
+        made.append("study.png")
     if a.tensorboard:
         write_tensorboard(all_rows, a.tensorboard)
     print("wrote " + ", ".join(str(out / m) for m in made))

@@ -177,6 +177,11 @@ TEST(Study, TwoSeedsGiveArmsComparisonsAblationsAndBudgets) {
   }
   EXPECT_TRUE(fs::exists(dir + "/study/results.md"));
   EXPECT_TRUE(fs::exists(dir + "/study/seed-2/losses-xft.json"));
+  // The study's picture: arms per seed, comparisons with their intervals.
+  const auto py = xft::test::env_or_empty("XFT_PYTHON") + " " + xft::test::env_or_empty("XFT_SOURCE_DIR");
+  ASSERT_EQ(xft::test::run(py + "/scripts/plot_run.py " + dir + "/study > " + dir + "/plot.log 2>&1"), 0)
+      << read_all(dir + "/plot.log");
+  EXPECT_GT(fs::file_size(dir + "/study/plots/study.png"), 1000u);
   ASSERT_EQ(driver("xft-study", args, dir + "/again.log"), 0) << read_all(dir + "/again.log");
   EXPECT_NE(read_all(dir + "/again.log").find("not redone"), std::string::npos);
   EXPECT_EQ(read_json_file(dir + "/study/results.json"), r);
