@@ -1,25 +1,38 @@
 #!/usr/bin/env bash
 # Fuzzes one of xft's parsers of untrusted files with libFuzzer (clang):
-#   scripts/fuzz.sh safetensors|config SECONDS [libFuzzer flags...]
+#   scripts/fuzz.sh safetensors|config|tokenizer|data|experiment SECONDS [libFuzzer flags...]
 # safetensors: arbitrary bytes as a .safetensors file (header validation, tensor ranges).
 # config:      arbitrary bytes as config.json, then checked against a tiny checkpoint's headers.
-# Builds build-fuzz/fuzz_TARGET from tests/fuzz/fuzz_TARGET.cpp and the few library sources it
-# exercises (coverage, ASan and UBSan instrumented; libtorch itself is not), then runs it for
+# tokenizer:   arbitrary bytes as tokenizer.json, then encoding and decoding (byte-level BPE).
+# data:        arbitrary bytes as an instruction-data file (JSONL, JSON array, pretokenized).
+# experiment:  arbitrary bytes as an experiment config followed by --set lines.
+# (The last three share their bodies with tests/test_fuzz_corpus.cpp, which replays the
+# committed corpora in the normal suite: copy a crash-* input there once its bug is fixed.)
+# Builds build-fuzz/fuzz_TARGET from tests/fuzz/fuzz_TARGET.cpp and the library sources it
+# exercises (coverage, ASan and UBSan instrumented; the rest of the library comes uninstrumented
+# from build/src/libxft.so, built first if missing; libtorch is not instrumented), then runs it for
 # SECONDS on build-fuzz/corpus-TARGET, seeded from tests/fuzz/corpus/TARGET. A crash, a
 # sanitizer report, an escaped exception, a >10 s input or an allocation over 2 GB fails the
 # script and leaves the input in build-fuzz/ (crash-*, timeout-*, oom-*).
 # Needs clang with libFuzzer (Debian: clang-14, libclang-rt-14-dev).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-target=${1:?usage: scripts/fuzz.sh safetensors|config SECONDS [libFuzzer flags]}
+target=${1:?usage: scripts/fuzz.sh safetensors|config|tokenizer|data|experiment SECONDS [libFuzzer flags]}
 seconds=${2:-60}
 shift $(( $# < 2 ? $# : 2 ))
 core="src/core/safetensors.cpp src/core/atomic_writer.cpp src/core/files.cpp"
+tokenizer="src/data/tokenizer.cpp src/data/bpe_tokenizer.cpp src/data/bpe_text.cpp"
 case $target in
   safetensors) sources="$core" ;;
   config) sources="src/model/config.cpp src/model/config_check.cpp $core" ;;
-  *) echo "scripts/fuzz.sh: unknown target '$target' (safetensors or config)" >&2; exit 2 ;;
+  tokenizer) sources="$tokenizer src/core/files.cpp" ;;
+  data) sources="src/data/instruction_data.cpp $tokenizer src/core/files.cpp" ;;
+  experiment) sources="src/pipelines/experiment.cpp src/train/train_config.cpp src/model/config.cpp
+                       src/methods/merge.cpp src/methods/ewa.cpp src/methods/upcycle.cpp src/data/instruction_data.cpp
+                       src/core/files.cpp" ;;
+  *) echo "scripts/fuzz.sh: unknown target '$target' (safetensors, config, tokenizer, data or experiment)" >&2; exit 2 ;;
 esac
+[[ -f $root/build/src/libxft.so ]] || XFT_TARGETS=xft bash "$root/scripts/build.sh"
 cxx=${XFT_FUZZ_CXX:-$(command -v clang++-14 || command -v clang++ || true)}
 if [[ -z $cxx ]] && command -v apt-get > /dev/null; then
   # Debian's clang with libFuzzer: installed here, not in setup.sh, so CI does not pay for it.
@@ -33,7 +46,7 @@ torch_dir=$("$python" -c 'import os, torch; print(os.path.dirname(torch.__file__
 out=$root/build-fuzz
 mkdir -p "$out/obj-$target" "$out/corpus-$target"
 flags=(-std=c++17 -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
-       -I"$root/include" -I"$root/src" -isystem "$torch_dir/include"
+       -I"$root/include" -I"$root/src" -I"$root/tests" -isystem "$torch_dir/include"
        -isystem "$torch_dir/include/torch/csrc/api/include")
 objs=()
 for src in tests/fuzz/fuzz_$target.cpp $sources; do
@@ -46,6 +59,7 @@ for src in tests/fuzz/fuzz_$target.cpp $sources; do
   objs+=("$obj")
 done
 "$cxx" "${flags[@]}" -fsanitize=fuzzer "${objs[@]}" -o "$out/fuzz_$target" \
+  -L"$root/build/src" -Wl,-rpath,"$root/build/src" -lxft $(pkg-config --libs sentencepiece libpcre2-8) \
   -L"$torch_dir/lib" -Wl,-rpath,"$torch_dir/lib" -ltorch -ltorch_cpu -lc10 -lz
 if [[ $target == safetensors && ! -f $out/corpus-$target/seed-valid ]]; then
   # A valid two-tensor file: header length, JSON header, data buffer.

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <filesystem>
 #include <fstream>
 #include <ftw.h>
 #include <sstream>
@@ -16,6 +17,9 @@
 namespace xft {
 
 nlohmann::json read_json_file(const std::string& path) {
+  // A device or a pipe (an include of /dev/zero) would be read until memory runs out.
+  XFT_CHECK(!std::filesystem::exists(path) || std::filesystem::is_regular_file(path), path,
+            ": not a regular file (expected a JSON file)");
   std::ifstream in(path);
   XFT_CHECK(in.good(), path, ": cannot open for reading");
   std::stringstream ss;
