@@ -4,9 +4,14 @@
 //   upcycle --model DENSE --out MOE --experts 8 --top-k 6 [--routing ...] [--router ...] [--seed S]
 //   generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3)... [--max-new-tokens N] [--temperature T]
 //            [--top-p P] [--stop S]...                  batched generation with a KV cache
-//   eval --model DIR --problems FILE [--samples n --temperature t] [--out results.jsonl]
-//                                                   HumanEval / MBPP pass@k, the paper's prompt
+//   eval --model DIR --problems FILE [--dataset humaneval+|mbpp+|humaneval|mbpp] [--samples n --temperature t]
+//        [--out results.jsonl [--samples-out samples.jsonl]]
+//                                                   generation + scoring (HumanEval+/MBPP+ with the
+//                                                   EvalPlus protocol), the paper's prompt
+//   score --problems FILE --samples SAMPLES.jsonl [--out results.jsonl]
+//                                                   scores EvalPlus-format samples made anywhere
 #include <CLI/CLI.hpp>
+#include <filesystem>
 #include <iostream>
 #include <sstream>
 
@@ -16,6 +21,8 @@
 #include "xft/eval/code_eval.h"
 #include "xft/core/error.h"
 #include "xft/eval/generation.h"
+#include "xft/eval/samples.h"
+#include "xft/eval/score.h"
 #include "xft/methods/upcycle.h"
 
 namespace {
@@ -97,11 +104,24 @@ int cmd_generate(const std::string& model_dir, const std::vector<std::string>& p
   return 0;
 }
 
-int cmd_eval(const std::string& model_dir, const std::string& problems_path, xft::EvalOptions options,
-             xft::GenerationConfig gen, int64_t batch) {
+// --dataset names what the file must hold, so that a wrong file fails before the model loads.
+void check_dataset(const std::vector<xft::Problem>& problems, const std::string& dataset, const std::string& path) {
+  if (dataset.empty()) return;
+  XFT_CHECK(problems.front().kind == dataset, path, ": --dataset ", dataset, " but the file holds ", problems.front().kind,
+            " problems (", problems.front().task_id, ")");
+}
+
+int cmd_eval(const std::string& model_dir, const std::string& problems_path, const std::string& dataset,
+             xft::EvalOptions options, xft::GenerationConfig gen, int64_t batch) {
+  auto problems = xft::load_problems(problems_path);
+  check_dataset(problems, dataset, problems_path);
+  if (options.samples_path.empty() && !options.results_path.empty()) {
+    const auto& out = options.results_path;
+    const bool jsonl = out.size() > 6 && out.compare(out.size() - 6, 6, ".jsonl") == 0;
+    options.samples_path = (jsonl ? out.substr(0, out.size() - 6) : out) + ".samples.jsonl";
+  }
   auto model = xft::load_model(model_dir);
   auto tok = xft::Tokenizer::load(model_dir);
-  auto problems = xft::load_problems(problems_path);
   // The completion ends where the response's code block closes.
   gen.stop = {"\n```"};
   auto generate = [&](const std::vector<std::string>& prompts, int64_t n) {
@@ -119,6 +139,16 @@ int cmd_eval(const std::string& model_dir, const std::string& problems_path, xft
     return out;
   };
   auto report = xft::evaluate_problems(problems, generate, options);
+  std::cout << report.summary() << "\n";
+  if (!options.samples_path.empty()) std::cerr << "samples (EvalPlus format): " << options.samples_path << "\n";
+  return 0;
+}
+
+int cmd_score(const std::string& problems_path, const std::string& samples_path, const std::string& dataset,
+              const xft::ScoreOptions& options) {
+  const auto problems = xft::load_problems(problems_path);
+  check_dataset(problems, dataset, problems_path);
+  const auto report = xft::score_samples(problems, xft::read_samples(samples_path, problems), options);
   std::cout << report.summary() << "\n";
   return 0;
 }
@@ -172,11 +202,15 @@ int main(int argc, char** argv) {
 
   xft::EvalOptions eval_options;
   xft::GenerationConfig eval_gen;
-  std::string problems_path;
+  std::string problems_path, dataset;
   int64_t eval_batch = 8;
+  const std::vector<std::string> datasets = {"humaneval+", "mbpp+", "humaneval", "mbpp"};
   auto* ev = app.add_subcommand("eval", "pass@k on HumanEval / MBPP-style problems (the paper's instruction prompt)");
   ev->add_option("--model", model_dir, "model directory with its tokenizer")->required();
-  ev->add_option("--problems", problems_path, "problems (.jsonl or .jsonl.gz, HumanEval or MBPP format)")->required();
+  ev->add_option("--problems", problems_path,
+                 "problems (.jsonl or .jsonl.gz: HumanEvalPlus/MbppPlus as EvalPlus ships them, or HumanEval/MBPP)")
+      ->required();
+  ev->add_option("--dataset", dataset, "what --problems must hold")->check(CLI::IsMember(datasets));
   ev->add_option("--samples", eval_options.samples, "completions per problem (n)")->capture_default_str();
   ev->add_option("--k", eval_options.ks, "k of pass@k (repeatable; each <= samples)");
   ev->add_option("--temperature", eval_gen.temperature, "0 = greedy (the paper's pass@1)")->capture_default_str();
@@ -186,14 +220,45 @@ int main(int argc, char** argv) {
   ev->add_option("--timeout", eval_options.limits.timeout_s, "seconds per test program")->capture_default_str();
   ev->add_option("--limit", eval_options.limit, "only the first N problems")->capture_default_str();
   ev->add_option("--out", eval_options.results_path, "per-problem results (JSON lines)");
+  ev->add_option("--samples-out", eval_options.samples_path,
+                 "the generations in EvalPlus' samples format (default with --out: OUT's name + .samples.jsonl)");
   ev->add_flag("--resume", eval_options.resume, "reuse problems already scored in OUT.partial");
+  ev->add_option("--parallelism", eval_options.parallelism, "programs run at once")->capture_default_str();
+  ev->add_option("--python", eval_options.limits.python, "interpreter the programs run with")->capture_default_str();
+  ev->add_flag("--unsafe-no-isolation", eval_options.limits.unsafe_no_isolation,
+               "run model-written programs WITHOUT namespaces where the kernel refuses them (no security boundary)");
+
+  xft::ScoreOptions score_options;
+  std::string samples_path;
+  auto* sc = app.add_subcommand("score", "score samples in EvalPlus' format (task_id + solution or completion per line)");
+  sc->add_option("--problems", problems_path, "problems (.jsonl or .jsonl.gz), as for eval")->required();
+  sc->add_option("--samples", samples_path, "samples: JSON lines, several per task for pass@k")->required();
+  sc->add_option("--dataset", dataset, "what --problems must hold")->check(CLI::IsMember(datasets));
+  sc->add_option("--out", score_options.results_path, "per-task results (JSON lines)");
+  sc->add_option("--cache-dir", score_options.plus.cache_dir,
+                 "where expected outputs are cached (default: next to --out, else not cached)");
+  sc->add_option("--parallelism", score_options.plus.parallelism, "programs run at once")->capture_default_str();
+  sc->add_option("--timeout", score_options.timeout_s, "HumanEval/MBPP: seconds per test program")->capture_default_str();
+  sc->add_option("--min-time-limit", score_options.plus.min_time_limit, "EvalPlus: per-input floor (s)")->capture_default_str();
+  sc->add_option("--time-limit-factor", score_options.plus.time_limit_factor, "EvalPlus: x canonical time")
+      ->capture_default_str();
+  sc->add_option("--python", score_options.plus.limits.python, "interpreter the programs run with")->capture_default_str();
+  sc->add_flag("--unsafe-no-isolation", score_options.plus.limits.unsafe_no_isolation,
+               "run the programs WITHOUT namespaces where the kernel refuses them (no security boundary)");
 
   CLI11_PARSE(app, argc, argv);
   try {
     if (*fwd) return cmd_forward(model_dir, tokens, out_path);
     if (*insp) return cmd_inspect(inspect_dir);
     if (*gn) return cmd_generate(model_dir, prompts, prompt_ids, gen);
-    if (*ev) return cmd_eval(model_dir, problems_path, eval_options, eval_gen, eval_batch);
+    if (*ev) return cmd_eval(model_dir, problems_path, dataset, eval_options, eval_gen, eval_batch);
+    if (*sc) {
+      if (score_options.plus.cache_dir.empty() && !score_options.results_path.empty()) {
+        const auto parent = std::filesystem::path(score_options.results_path).parent_path();
+        score_options.plus.cache_dir = parent.empty() ? "." : parent.string();
+      }
+      return cmd_score(problems_path, samples_path, dataset, score_options);
+    }
     if (*up) {
       const auto moe = xft::MoeConfig::from_json(
           {{"num_experts", num_experts}, {"top_k", top_k}, {"shared_expert", routing != "vanilla"},

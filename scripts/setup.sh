@@ -46,7 +46,7 @@ fi
 
 venv="$root/.venv"
 stamp="$venv/.requirements.sha256"
-want=$(sha256sum scripts/requirements.txt | cut -d' ' -f1)
+want=$(cat scripts/requirements.txt scripts/requirements-nodeps.txt | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   echo "setup: $venv is up to date"
   exit 0
@@ -54,5 +54,6 @@ fi
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -m pip install -q --upgrade pip
 "$venv/bin/python" -m pip install -q --progress-bar off -r scripts/requirements.txt
+"$venv/bin/python" -m pip install -q --progress-bar off --no-deps -r scripts/requirements-nodeps.txt
 echo "$want" > "$stamp"
 echo "setup: torch $("$venv/bin/python" -c 'import torch; print(torch.__version__)') in $venv"

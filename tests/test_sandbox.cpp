@@ -1,6 +1,12 @@
-// Tests for xft/sandbox.h: limits, process-group cleanup, scratch directories, no network.
+// Tests for xft/sandbox.h: limits, cleanup, scratch directories, no network, and programs that try
+// to escape (SandboxEscape.*), each checked from outside after it returns.
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -22,36 +28,46 @@ namespace {
 
 using xft::test::test_limits;
 
-// Gone, or a zombie waiting for whoever inherited it: either way nothing runs any more.
-bool process_gone(pid_t pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  if (!stat) return true;
-  std::string all;
-  std::getline(stat, all);
-  const size_t paren = all.rfind(')');
-  return paren == std::string::npos || all.size() < paren + 3 || all[paren + 2] == 'Z' || all[paren + 2] == 'X';
+// The host PIDs of running processes whose command line contains `token` (zombies excluded: a
+// zombie runs nothing). The programs below exec `sleep` or `sh` with the token in their
+// arguments, so that their descendants can be found from outside whatever PID they see inside.
+std::vector<pid_t> processes_with(const std::string& token) {
+  std::vector<pid_t> found;
+  DIR* proc = ::opendir("/proc");
+  if (proc == nullptr) return found;
+  while (const dirent* e = ::readdir(proc)) {
+    const pid_t pid = static_cast<pid_t>(std::atol(e->d_name));
+    if (pid <= 0) continue;
+    std::ifstream cmd("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
+    const std::string text((std::istreambuf_iterator<char>(cmd)), std::istreambuf_iterator<char>());
+    if (text.find(token) == std::string::npos) continue;
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string all;
+    std::getline(stat, all);
+    const size_t paren = all.rfind(')');
+    if (paren != std::string::npos && all.size() > paren + 2 && all[paren + 2] != 'Z' && all[paren + 2] != 'X') found.push_back(pid);
+  }
+  ::closedir(proc);
+  return found;
 }
 
-// The numbers following `tag` in a program's output.
-std::vector<pid_t> pids_after(const std::string& output, const std::string& tag) {
-  std::vector<pid_t> pids;
-  std::istringstream in(output);
-  std::string word;
-  while (in >> word) {
-    if (word == tag && in >> word) pids.push_back(static_cast<pid_t>(std::stol(word)));
-  }
-  return pids;
+// A token for one test's processes: a `sleep` duration no other process uses.
+std::string sleep_token() {
+  static int n = 0;
+  return std::to_string(600 + (::getpid() % 1000)) + "." + std::to_string(100000 + ++n) + "1";
 }
 
-void expect_all_gone(const std::vector<pid_t>& pids) {
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  for (pid_t pid : pids) {
-    while (!process_gone(pid) && std::chrono::steady_clock::now() < until) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    EXPECT_TRUE(process_gone(pid)) << "process " << pid << " outlived its sandbox";
-    if (!process_gone(pid)) ::kill(pid, SIGKILL);
-  }
+void expect_no_process_with(const std::string& token) {
+  const auto left = processes_with(token);
+  EXPECT_TRUE(left.empty()) << left.size() << " process(es) outlived their sandbox, e.g. PID " << left.front();
+  for (pid_t pid : left) ::kill(pid, SIGKILL);
+}
+
+// The scratch directory a program printed as "CWD <path>".
+std::string printed_cwd(const std::string& output) {
+  const size_t at = output.find("CWD ");
+  if (at == std::string::npos) return "";
+  return output.substr(at + 4, output.find('\n', at) - at - 4);
 }
 
 }  // namespace
@@ -93,7 +109,7 @@ TEST(Sandbox, InfiniteLoopIsKilledAtTheTimeout) {
   EXPECT_LT(direct.seconds, 4.0);
 }
 
-TEST(Sandbox, UnboundedAllocationFailsAsMemory) {
+TEST(SandboxEscape, UnboundedAllocationFailsAsMemory) {
   xft::SandboxLimits limits = test_limits();
   limits.memory_bytes = 256LL << 20;
   const auto r = xft::run_python("chunks = []\nwhile True:\n    chunks.append(bytearray(32 * 1024 * 1024))\n", limits);
@@ -103,21 +119,20 @@ TEST(Sandbox, UnboundedAllocationFailsAsMemory) {
 }
 
 TEST(Sandbox, ForkedChildrenDoNotOutliveTheRun) {
+  const std::string token = sleep_token();
   const std::string forker =
       "import os, time\n"
       "for _ in range(3):\n"
-      "    pid = os.fork()\n"
-      "    if pid == 0:\n"
-      "        time.sleep(600)\n"
-      "        os._exit(0)\n"
-      "    print('CHILD', pid, flush=True)\n";
+      "    if os.fork() == 0:\n"
+      "        os.execv('/bin/sleep', ['sleep', '" + token + "'])\n"
+      "time.sleep(0.3)\n"
+      "print('STARTED', flush=True)\n";
   // The program ends at once, then never ends (killed at the timeout): no child may survive either.
   for (const auto& [program, status] : {std::pair{forker, "passed"}, std::pair{forker + "time.sleep(600)\n", "timeout"}}) {
     const auto r = xft::run_python(program, test_limits(1.5));
     EXPECT_EQ(r.status, status) << r.output_tail;
-    const auto pids = pids_after(r.output_tail, "CHILD");
-    EXPECT_EQ(pids.size(), 3u) << r.output_tail;
-    expect_all_gone(pids);
+    EXPECT_NE(r.output_tail.find("STARTED"), std::string::npos) << r.output_tail;
+    expect_no_process_with(token);
   }
 }
 
@@ -174,4 +189,164 @@ TEST(Sandbox, RunManyKeepsOrderAcrossThreads) {
     }
   }
   expect_error([&] { xft::run_many(programs, test_limits(), 0); }, {"parallelism"});
+}
+
+TEST(Sandbox, UnsafeModeRunsWithoutNamespacesWhenAskedTo) {
+  xft::SandboxLimits limits = test_limits();
+  limits.unsafe_no_isolation = true;
+  const auto r = xft::run_python("import os\nprint('PID', os.getpid())\n", limits);
+  ASSERT_TRUE(r.passed) << r.output_tail;
+  EXPECT_GT(std::stol(r.output_tail.substr(4)), 2) << "a host PID, not PID 2 of a namespace: " << r.output_tail;
+}
+
+TEST(Sandbox, IsolatedProgramsSeeOnlyTheirOwnNamespaces) {
+  XFT_REQUIRE_ISOLATION();
+  const auto r = xft::run_python(
+      "import os, socket\n"
+      "print('PID', os.getpid(), 'UID', os.getuid())\n"
+      "print('CAPS', open('/proc/self/status').read().split('CapEff:')[1].split()[0])\n"
+      "print('NNP', open('/proc/self/status').read().split('NoNewPrivs:')[1].split()[0])\n"
+      "print('PROCS', sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))\n"
+      "print('UP', [n for _, n in socket.if_nameindex()])\n",
+      test_limits());
+  ASSERT_TRUE(r.passed) << r.output_tail;
+  EXPECT_NE(r.output_tail.find("PID 2 UID 1000"), std::string::npos) << r.output_tail;
+  EXPECT_NE(r.output_tail.find("CAPS 0000000000000000"), std::string::npos) << r.output_tail;
+  EXPECT_NE(r.output_tail.find("NNP 1"), std::string::npos) << r.output_tail;
+  EXPECT_NE(r.output_tail.find("PROCS [1, 2]"), std::string::npos) << "only the init and the program: " << r.output_tail;
+  EXPECT_NE(r.output_tail.find("UP ['lo']"), std::string::npos) << r.output_tail;
+}
+
+TEST(SandboxEscape, WritesOutsideTheScratchDirFail) {
+  XFT_REQUIRE_ISOLATION();
+  const auto outside = xft::test::scratch_dir("outside");
+  const std::string home = std::getenv("HOME") ? std::getenv("HOME") : "/root";
+  const std::string marker = "xft-escape-" + std::to_string(::getpid());
+  const std::vector<std::string> targets = {outside + "/" + marker, "/tmp/" + marker, home + "/" + marker,
+                                            "/dev/shm/" + marker, "/var/tmp/" + marker};
+  std::string program = "import os\nprint('CWD', os.getcwd())\nfor path in [";
+  for (const auto& t : targets) program += "'" + t + "', ";
+  program +=
+      "]:\n"
+      "    for how in (lambda: open(path, 'w').write('x'), lambda: os.mkdir(path), lambda: os.symlink('/etc', path)):\n"
+      "        try:\n"
+      "            how()\n"
+      "            print('WROTE', path)\n"
+      "        except OSError as e:\n"
+      "            pass\n"
+      "os.chmod('.', 0o777)\n";
+  const auto r = xft::run_python(program, test_limits());
+  EXPECT_TRUE(r.passed) << r.output_tail;
+  EXPECT_EQ(r.output_tail.find("WROTE"), std::string::npos) << r.output_tail;
+  for (const auto& t : targets) EXPECT_FALSE(fs::exists(fs::symlink_status(t))) << t << " was written from the sandbox";
+  const std::string cwd = printed_cwd(r.output_tail);
+  EXPECT_FALSE(cwd.empty()) << r.output_tail;
+  EXPECT_FALSE(fs::exists(cwd)) << "scratch dir left behind";
+}
+
+TEST(SandboxEscape, DaemonStartedWithSetsidAndDoubleForkDiesWithTheProgram) {
+  XFT_REQUIRE_ISOLATION();
+  const auto outside = xft::test::scratch_dir("daemon");
+  const std::string token = sleep_token();
+  const std::string late = outside + "/written-2s-later";
+  const std::string late_in_scratch = "late.txt";
+  const auto r = xft::run_python(
+      "import os\n"
+      "print('CWD', os.getcwd(), flush=True)\n"
+      "if os.fork() == 0:\n"
+      "    os.setsid()\n"
+      "    if os.fork() == 0:\n"
+      "        os.execv('/bin/sh', ['sh', '-c', 'sleep 2; echo x > " + late + "; echo x > " + late_in_scratch +
+          "; sleep " + token + "'])\n"
+      "    os._exit(0)\n"
+      "os.wait()\n",
+      test_limits());
+  EXPECT_TRUE(r.passed) << r.output_tail;
+  expect_no_process_with(token);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  expect_no_process_with(token);
+  EXPECT_FALSE(fs::exists(late)) << "the daemon outlived its sandbox and wrote " << late;
+  const std::string cwd = printed_cwd(r.output_tail);
+  EXPECT_FALSE(cwd.empty() || fs::exists(cwd)) << "scratch dir " << cwd << " left behind (or recreated)";
+}
+
+TEST(SandboxEscape, ChildLeftRunningAfterTheProgramExitsIsKilled) {
+  XFT_REQUIRE_ISOLATION();
+  const std::string token = sleep_token();
+  const auto r = xft::run_python(
+      "import os, signal, subprocess\n"
+      "subprocess.Popen(['/bin/sleep', '" + token + "'], start_new_session=True)\n"
+      "subprocess.Popen(['/bin/sleep', '" + token + "'], preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))\n",
+      test_limits());
+  EXPECT_TRUE(r.passed) << r.output_tail;
+  expect_no_process_with(token);
+}
+
+TEST(SandboxEscape, LoopbackListenerOfTheHostIsUnreachable) {
+  XFT_REQUIRE_ISOLATION();
+  const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(listener, 8), 0);
+  socklen_t len = sizeof addr;
+  ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  const std::string port = std::to_string(ntohs(addr.sin_port));
+  const auto r = xft::run_python(
+      "import socket\n"
+      "for host in ('127.0.0.1', 'localhost', '::1'):\n"
+      "    try:\n"
+      "        s = socket.create_connection((host, " + port + "), timeout=2)\n"
+      "        s.sendall(b'escaped')\n"
+      "        print('CONNECTED', host)\n"
+      "    except OSError as e:\n"
+      "        print('refused', host, e)\n",
+      test_limits());
+  EXPECT_TRUE(r.passed) << r.output_tail;
+  EXPECT_EQ(r.output_tail.find("CONNECTED"), std::string::npos) << r.output_tail;
+  EXPECT_LT(::accept(listener, nullptr, nullptr), 0) << "the sandbox reached the host's loopback listener";
+  ::close(listener);
+}
+
+TEST(SandboxEscape, KillingItsParentsLeavesTheEvaluatorRunning) {
+  XFT_REQUIRE_ISOLATION();
+  const std::string me = std::to_string(::getpid());
+  const auto r = xft::run_python(
+      "import os, signal\n"
+      "for target in (os.getppid(), 1, " + me + ", -1, 0):\n"
+      "    try:\n"
+      "        os.kill(target, signal.SIGKILL)\n"
+      "    except OSError:\n"
+      "        pass\n"
+      "print('still here')\n",
+      test_limits());
+  // kill(-1) and kill(0) reach the program itself; nothing outside its namespace.
+  EXPECT_EQ(r.status, "memory") << "SIGKILL counts as running out of memory: " << r.output_tail;
+  EXPECT_EQ(r.exit_code, 128 + SIGKILL);
+  EXPECT_TRUE(xft::run_python("print(1)\n", test_limits()).passed) << "the evaluator still runs programs";
+}
+
+TEST(SandboxEscape, FloodingStdoutKeepsOnlyTheTail) {
+  XFT_REQUIRE_ISOLATION();
+  const auto r = xft::run_python(
+      "import os\nchunk = b'x' * 65536\nwhile True:\n    os.write(1, chunk)\n", test_limits(2.0));
+  EXPECT_EQ(r.status, "timeout");
+  EXPECT_LE(r.output_tail.size(), 2048u);
+  EXPECT_LT(r.seconds, 6.0);
+}
+
+TEST(SandboxEscape, TwoHundredSleepingChildrenAreAllKilled) {
+  XFT_REQUIRE_ISOLATION();
+  const std::string token = sleep_token();
+  const auto r = xft::run_python(
+      "import os\n"
+      "for _ in range(200):\n"
+      "    if os.fork() == 0:\n"
+      "        os.execv('/bin/sleep', ['sleep', '" + token + "'])\n"
+      "print('FORKED')\n",
+      test_limits());
+  EXPECT_TRUE(r.passed) << r.output_tail;
+  expect_no_process_with(token);
 }

@@ -120,13 +120,23 @@ inline MoeConfig config(const std::string& mode, int64_t N, int64_t K, bool reno
 }
 
 // Sandbox limits with the project's interpreter (the venv's, as CTest passes it): quick to
-// start, unlike a pyenv shim.
+// start, unlike a pyenv shim. Where the kernel refuses the sandbox's namespaces (a CI container
+// without user namespaces) the tests of scoring opt out of isolation explicitly, so that they
+// still run; the tests of the isolation itself skip there (isolation_or_skip).
 inline SandboxLimits test_limits(double timeout_s = 10.0) {
   SandboxLimits limits;
   limits.timeout_s = timeout_s;
   const std::string python = env_or_empty("XFT_PYTHON");
   if (!python.empty()) limits.python = python;
+  limits.unsafe_no_isolation = !isolation_problem(limits.python).empty();
   return limits;
 }
+
+// GTEST_SKIP with the reason where programs cannot be isolated on this machine.
+#define XFT_REQUIRE_ISOLATION()                                                                   \
+  do {                                                                                            \
+    const std::string why = ::xft::isolation_problem(::xft::test::test_limits().python);         \
+    if (!why.empty()) GTEST_SKIP() << "the sandbox cannot isolate programs here: " << why;         \
+  } while (0)
 
 }  // namespace xft::test

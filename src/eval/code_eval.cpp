@@ -12,6 +12,8 @@
 #include "xft/core/error.h"
 #include "xft/core/files.h"
 #include "xft/eval/pass_at_k.h"
+#include "xft/eval/samples.h"
+#include "xft/eval/score.h"
 
 namespace fs = std::filesystem;
 
@@ -67,26 +69,50 @@ json problem_record(const Problem& p, const std::vector<std::string>& completion
               {"failure_output", failure}, {"completions", completions}};
 }
 
+// EvalPlus problems: base and plus verdicts per completion, the headline count being base + plus.
+std::vector<json> plus_records(const std::vector<const Problem*>& chunk, const std::vector<std::vector<std::string>>& completions,
+                               const std::vector<std::vector<std::string>>& solutions,
+                               const std::map<std::string, GroundTruth>& truth, const EvalOptions& o) {
+  ScoreOptions so;
+  so.plus = o.plus;
+  so.plus.limits = o.limits;
+  so.plus.parallelism = o.parallelism;
+  const auto scores = score_tasks(chunk, solutions, truth, so);
+  std::vector<json> records;
+  for (size_t i = 0; i < chunk.size(); ++i) {
+    const auto& t = scores[i];
+    records.push_back(json{{"task_id", t.task_id}, {"n", t.n()}, {"correct", t.plus_correct()},
+                           {"base_correct", t.base_correct()}, {"base_status", t.base_status},
+                           {"plus_status", t.plus_status}, {"completions", completions[i]}, {"solutions", solutions[i]}});
+  }
+  return records;
+}
+
 // Generates and runs one chunk of problems; returns their records in order.
-std::vector<json> run_chunk(const std::vector<const Problem*>& chunk, const GenerateFn& generate, const EvalOptions& o) {
+std::vector<json> run_chunk(const std::vector<const Problem*>& chunk, const GenerateFn& generate, const EvalOptions& o,
+                            const std::map<std::string, GroundTruth>& truth) {
   std::vector<std::string> prompts;
   for (const Problem* p : chunk) prompts.push_back(instruction_prompt(*p));
   const auto completions = generate(prompts, o.samples);
   XFT_CHECK(completions.size() == prompts.size(), "eval: the generator returned completions for ", completions.size(),
             " prompts, expected ", prompts.size());
-  std::vector<std::string> programs;
+  std::vector<std::vector<std::string>> solutions(chunk.size());
   for (size_t i = 0; i < chunk.size(); ++i) {
     XFT_CHECK(static_cast<int64_t>(completions[i].size()) == o.samples, "eval: the generator returned ",
               completions[i].size(), " completions for ", chunk[i]->task_id, ", expected ", o.samples);
-    for (const auto& c : completions[i]) {
-      programs.push_back(test_program(*chunk[i], extract_code(response_prefix(*chunk[i]) + c)));
-    }
+    for (const auto& c : completions[i]) solutions[i].push_back(extract_code(response_prefix(*chunk[i]) + c));
+  }
+  if (!chunk.empty() && is_evalplus(*chunk.front())) return plus_records(chunk, completions, solutions, truth, o);
+  std::vector<std::string> programs;
+  for (size_t i = 0; i < chunk.size(); ++i) {
+    for (const auto& code : solutions[i]) programs.push_back(test_program(*chunk[i], code));
   }
   const auto results = run_many(programs, o.limits, o.parallelism);
   std::vector<json> records;
   for (size_t i = 0; i < chunk.size(); ++i) {
     const auto first = results.begin() + static_cast<std::ptrdiff_t>(i * static_cast<size_t>(o.samples));
     records.push_back(problem_record(*chunk[i], completions[i], {first, first + o.samples}));
+    records.back()["solutions"] = solutions[i];
   }
   return records;
 }
@@ -96,6 +122,14 @@ std::vector<json> run_chunk(const std::vector<const Problem*>& chunk, const Gene
 std::string EvalReport::summary() const {
   std::ostringstream os;
   os << std::fixed << std::setprecision(4);
+  if (!base_pass_at_k.empty()) {
+    ScoreReport r;
+    r.problems = problems;
+    r.plus = true;
+    r.base_pass_at_k = base_pass_at_k;
+    r.plus_pass_at_k = pass_at_k;
+    return r.summary();
+  }
   bool first = true;
   for (const auto& [k, v] : pass_at_k) {
     os << (first ? "" : ", ") << "pass@" << k << " = " << v;
@@ -105,13 +139,12 @@ std::string EvalReport::summary() const {
   return os.str();
 }
 
-EvalReport evaluate_problems(const std::vector<Problem>& problems, const GenerateFn& generate, const EvalOptions& options) {
-  check_options(options);
-  XFT_CHECK(static_cast<bool>(generate), "eval: no generate function given");
-  size_t count = problems.size();
-  if (options.limit > 0) count = std::min(count, static_cast<size_t>(options.limit));
-  XFT_CHECK(count > 0, "eval: no problems to evaluate");
+namespace {
 
+// The options a run uses: checked, with the interpreter resolved behind any shim (after making
+// sure the sandbox runs it at all, since every problem would otherwise quietly score 0).
+EvalOptions resolve(const EvalOptions& options) {
+  check_options(options);
   EvalOptions o = options;
   const SandboxResult probe = run_python("import sys\nprint(sys.executable)\n", o.limits);
   XFT_CHECK(probe.passed, "eval: the sandbox cannot run '", o.limits.python, "' (status ", probe.status, "): ",
@@ -119,6 +152,57 @@ EvalReport evaluate_problems(const std::vector<Problem>& problems, const Generat
   // Run the interpreter itself from now on: a pyenv-style shim in front of it costs ~0.2 s per start.
   const std::string executable = probe.output_tail.substr(0, probe.output_tail.find('\n'));
   if (!executable.empty() && executable[0] == '/' && fs::exists(executable)) o.limits.python = executable;
+  o.plus.limits = o.limits;
+  o.plus.parallelism = o.parallelism;
+  if (o.plus.cache_dir.empty() && !o.results_path.empty()) {
+    const fs::path parent = fs::path(o.results_path).parent_path();
+    o.plus.cache_dir = parent.empty() ? "." : parent.string();
+  }
+  return o;
+}
+
+EvalReport report_of(const std::vector<json>& records, const EvalOptions& o, bool plus) {
+  EvalReport report;
+  report.problems = static_cast<int64_t>(records.size());
+  std::vector<int64_t> n, c, base;
+  for (const auto& r : records) {
+    n.push_back(r["n"].get<int64_t>());
+    c.push_back(r["correct"].get<int64_t>());
+    if (plus) base.push_back(r.value("base_correct", int64_t{0}));
+  }
+  for (int64_t k : o.ks) {
+    report.pass_at_k[k] = mean_pass_at_k(n, c, k);
+    if (plus) report.base_pass_at_k[k] = mean_pass_at_k(n, base, k);
+  }
+  return report;
+}
+
+// The generations in EvalPlus' samples format (records resumed from an older run without
+// solutions contribute none).
+void write_generations(const std::string& path, const std::vector<json>& records) {
+  std::vector<Sample> samples;
+  for (const auto& r : records) {
+    for (const auto& s : r.value("solutions", json::array())) samples.push_back({r["task_id"].get<std::string>(), s.get<std::string>()});
+  }
+  write_samples(path, samples);
+}
+
+}  // namespace
+
+EvalReport evaluate_problems(const std::vector<Problem>& problems, const GenerateFn& generate, const EvalOptions& options) {
+  check_options(options);
+  XFT_CHECK(static_cast<bool>(generate), "eval: no generate function given");
+  size_t count = problems.size();
+  if (options.limit > 0) count = std::min(count, static_cast<size_t>(options.limit));
+  XFT_CHECK(count > 0, "eval: no problems to evaluate");
+  const EvalOptions o = resolve(options);
+  const bool plus = is_evalplus(problems.front());
+  for (size_t i = 0; i < count; ++i) {
+    XFT_CHECK(is_evalplus(problems[i]) == plus, "eval: ", problems[i].task_id, " is a ", problems[i].kind,
+              " problem among ", problems.front().kind, " ones (one benchmark per run)");
+  }
+  // Before generating: a dataset whose canonical solutions do not run fails now, not hours later.
+  const auto truth = plus ? ground_truth(problems, o.plus) : std::map<std::string, GroundTruth>{};
 
   const std::string partial = o.results_path.empty() ? "" : o.results_path + ".partial";
   std::map<std::string, json> done;
@@ -136,7 +220,7 @@ EvalReport evaluate_problems(const std::vector<Problem>& problems, const Generat
   std::vector<size_t> pending;
   for (size_t i = 0; i < count; ++i) {
     auto it = done.find(problems[i].task_id);
-    if (it == done.end()) {
+    if (it == done.end() || (plus && !it->second.contains("base_correct"))) {
       pending.push_back(i);
     } else {
       records[i] = it->second;
@@ -149,7 +233,7 @@ EvalReport evaluate_problems(const std::vector<Problem>& problems, const Generat
   for (size_t b = 0; b < pending.size(); b += step) {
     std::vector<const Problem*> chunk;
     for (size_t j = b; j < std::min(pending.size(), b + step); ++j) chunk.push_back(&problems[pending[j]]);
-    auto chunk_records = run_chunk(chunk, generate, o);
+    auto chunk_records = run_chunk(chunk, generate, o, truth);
     for (size_t j = 0; j < chunk.size(); ++j) {
       records[pending[b + j]] = std::move(chunk_records[j]);
       if (partial_out.is_open()) partial_out << json_line(records[pending[b + j]]);
@@ -158,15 +242,7 @@ EvalReport evaluate_problems(const std::vector<Problem>& problems, const Generat
     XFT_CHECK(!partial_out.is_open() || partial_out.good(), partial, ": write failed");
   }
 
-  EvalReport report;
-  report.problems = static_cast<int64_t>(count);
-  std::vector<int64_t> n, c;
-  for (const auto& r : records) {
-    n.push_back(r["n"].get<int64_t>());
-    c.push_back(r["correct"].get<int64_t>());
-  }
-  for (int64_t k : o.ks) report.pass_at_k[k] = mean_pass_at_k(n, c, k);
-
+  if (!o.samples_path.empty()) write_generations(o.samples_path, records);
   if (!o.results_path.empty()) {
     std::string text;
     for (const auto& r : records) text += json_line(r);
@@ -175,7 +251,7 @@ EvalReport evaluate_problems(const std::vector<Problem>& problems, const Generat
     std::error_code ec;
     fs::remove(partial, ec);  // the full file is in place; a leftover partial would only mislead
   }
-  return report;
+  return report_of(records, o, plus);
 }
 
 }  // namespace xft

@@ -6,6 +6,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cstring>
+#include <string>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -102,6 +103,56 @@ Problem humaneval_record(const json& rec, const std::string& where) {
   return p;
 }
 
+// EvalPlus' layout, for HumanEval+ and MBPP+ alike; the inputs stay in `record` for the Python side.
+Problem evalplus_record(const json& rec, const std::string& line, const std::string& where) {
+  Problem p;
+  p.task_id = task_id_field(rec, where);
+  p.kind = p.task_id.rfind("Mbpp/", 0) == 0 ? "mbpp+" : "humaneval+";
+  p.prompt = string_field(rec, "prompt", true, where);
+  p.entry_point = string_field(rec, "entry_point", true, where);
+  p.canonical_solution = string_field(rec, "canonical_solution", true, where);
+  XFT_CHECK(!strip(p.entry_point).empty(), where, ": field 'entry_point' is empty");
+  for (const char* key : {"base_input", "plus_input"}) {
+    XFT_CHECK(rec.at(key).is_array(), where, ": field '", key, "' must be a list of argument lists, not ",
+              rec.at(key).type_name());
+  }
+  XFT_CHECK(rec.contains("atol") && rec.at("atol").is_number(), where,
+            ": field 'atol' must be a number (the float tolerance; 0 for exact comparison)");
+  if (p.kind == "mbpp+") {
+    const size_t open = p.prompt.find("\"\"\""), close = p.prompt.rfind("\"\"\"");
+    XFT_CHECK(open != std::string::npos && close > open && p.prompt.find("assert", open) < close, where,
+              ": an MBPP+ prompt must be a docstring holding the task and an assert");
+  }
+  p.record = line;
+  return p;
+}
+
+// Python's json (which EvalPlus reads these files with) accepts NaN and Infinity; nlohmann does
+// not. Outside strings they become 0 here: the C++ side reads no input values, only `record`'s text does.
+json parse_record(const std::string& line) {
+  json rec = json::parse(line, nullptr, false);
+  if (!rec.is_discarded()) return rec;
+  std::string plain = line;
+  bool in_string = false;
+  for (size_t i = 0; i < plain.size(); ++i) {
+    if (in_string) {
+      if (plain[i] == '\\') ++i;
+      else if (plain[i] == '"') in_string = false;
+      continue;
+    }
+    if (plain[i] == '"') in_string = true;
+    for (const char* token : {"-Infinity", "Infinity", "NaN"}) {
+      const size_t n = std::strlen(token);
+      if (plain.compare(i, n, token) == 0) {
+        plain.replace(i, n, n, ' ');
+        plain[i] = '0';
+        break;
+      }
+    }
+  }
+  return json::parse(plain);  // still invalid: the caller reports the parse error
+}
+
 Problem mbpp_record(const json& rec, const std::string& where) {
   Problem p;
   p.kind = "mbpp";
@@ -178,22 +229,31 @@ std::vector<Problem> load_problems(const std::string& path) {
     const std::string where = path + ":" + std::to_string(line_no);
     json rec;
     try {
-      rec = json::parse(line);
+      rec = parse_record(line);
     } catch (const json::parse_error& e) {
       fail(where, ": invalid JSON (", e.what(), ")");
     }
     XFT_CHECK(rec.is_object(), where, ": expected a JSON object per line, found ", rec.type_name());
     if (kind.empty()) {
-      if (rec.contains("prompt") && rec.contains("entry_point") && rec.contains("test")) {
+      if (rec.contains("base_input") && rec.contains("plus_input")) {
+        kind = "evalplus";
+      } else if (rec.contains("prompt") && rec.contains("entry_point") && rec.contains("test")) {
         kind = "humaneval";
       } else if (rec.contains("text") && rec.contains("test_list")) {
         kind = "mbpp";
       } else {
-        fail(where, ": neither a HumanEval record (task_id, prompt, entry_point, test) nor an MBPP record "
-                    "(task_id, text, test_list)");
+        fail(where, ": neither a HumanEval record (task_id, prompt, entry_point, test), an MBPP record "
+                    "(task_id, text, test_list) nor an EvalPlus record (task_id, prompt, entry_point, "
+                    "canonical_solution, base_input, plus_input, atol)");
       }
     }
-    Problem p = kind == "humaneval" ? humaneval_record(rec, where) : mbpp_record(rec, where);
+    if (kind == "evalplus") {
+      XFT_CHECK(rec.contains("base_input") && rec.contains("plus_input"), where,
+                ": missing field 'base_input' or 'plus_input' (the file's first record is an EvalPlus record)");
+    }
+    Problem p = kind == "evalplus"    ? evalplus_record(rec, line, where)
+                : kind == "humaneval" ? humaneval_record(rec, where)
+                                      : mbpp_record(rec, where);
     XFT_CHECK(seen.insert(p.task_id).second, where, ": duplicate task_id '", p.task_id, "'");
     problems.push_back(std::move(p));
   }
@@ -201,17 +261,26 @@ std::vector<Problem> load_problems(const std::string& path) {
   return problems;
 }
 
+bool is_evalplus(const Problem& p) { return p.kind == "humaneval+" || p.kind == "mbpp+"; }
+
 std::string response_prefix(const Problem& p) {
   if (p.kind == "mbpp") return "```python\n";
+  if (p.kind == "mbpp+") return "```python";
   return "```python\n" + strip(p.prompt);
 }
 
 std::string instruction_prompt(const Problem& p) {
   std::string instruction;
-  if (p.kind == "mbpp") {
-    std::string task = strip(p.prompt);
+  if (p.kind == "mbpp" || p.kind == "mbpp+") {
+    std::string task = strip(p.prompt), first_test = p.test_list.empty() ? std::string() : strip(p.test_list.front());
+    if (p.kind == "mbpp+") {  // the docstring: the task, then its assert
+      const size_t open = p.prompt.find("\"\"\"") + 3;
+      const std::string doc = p.prompt.substr(open, p.prompt.rfind("\"\"\"") - open);
+      const size_t assert_at = doc.find("assert");
+      task = strip(doc.substr(0, assert_at));
+      first_test = strip(doc.substr(assert_at));
+    }
     if (!task.empty() && task.back() != '.') task += ".";
-    const std::string first_test = p.test_list.empty() ? std::string() : strip(p.test_list.front());
     instruction = task + " Your code should satisfy the following assertion:\n```python\n" + first_test + "\n```";
   } else {
     instruction = "Write a solution to the following problem:\n```python\n" + strip(p.prompt) + "\n```";
@@ -241,6 +310,8 @@ std::string extract_code(const std::string& response_text) {
 }
 
 std::string test_program(const Problem& p, const std::string& code) {
+  XFT_CHECK(!is_evalplus(p), p.task_id, ": an EvalPlus (", p.kind,
+            ") problem has no test program; it is scored by comparing outputs (check_solutions, evalplus.h)");
   if (p.kind == "mbpp") {
     std::string setup = p.test;
     if (!setup.empty() && setup.back() != '\n') setup += "\n";

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "xft/eval/evalplus.h"
 #include "xft/eval/problems.h"
 #include "xft/eval/sandbox.h"
 
@@ -26,6 +27,12 @@ struct EvalOptions {
   int64_t limit = -1;             // evaluate only the first `limit` problems when > 0
   int64_t chunk = 32;             // problems per generate call (<= 0: all at once); bounds what a crash loses
   bool resume = false;            // reuse the problems already in results_path + ".partial" (same n)
+  // The generations in EvalPlus' samples format ({"task_id", "solution"} lines), for
+  // `xft-tool score` or EvalPlus itself on another machine. Empty: not written.
+  std::string samples_path;
+  // HumanEval+ / MBPP+: EvalPlus' time limits, and where the expected outputs are cached (empty:
+  // next to results_path; both empty: not cached). limits and parallelism above apply.
+  PlusOptions plus;
 };
 
 // generate(prompts, n) returns, for each prompt, n completions: the text generated after the prompt.
@@ -33,12 +40,15 @@ using GenerateFn = std::function<std::vector<std::vector<std::string>>(const std
 
 struct EvalReport {
   int64_t problems = 0;
-  std::map<int64_t, double> pass_at_k;  // k -> mean pass@k over the problems
-  std::string summary() const;          // "pass@1 = 0.8232 (164 problems)"
+  std::map<int64_t, double> pass_at_k;       // k -> mean pass@k over the problems (EvalPlus: base + plus tests)
+  std::map<int64_t, double> base_pass_at_k;  // EvalPlus problems only: k -> mean pass@k on the base tests
+  // "pass@1 = 0.8232 (164 problems)"; EvalPlus problems: "pass@1 base 0.8232 plus 0.7744 (164 problems)".
+  std::string summary() const;
 };
 
 // Prompts come from instruction_prompt(p); the code run is extract_code(response_prefix(p) + completion)
-// inside test_program(p, code). Checks first that the sandbox can run Python at all, since every
+// inside test_program(p, code), or, for HumanEval+ / MBPP+, checked with the EvalPlus protocol
+// (check_solutions; expected outputs computed first, or read from their cache). Checks first that the sandbox can run Python at all, since every
 // problem would otherwise quietly score 0. Errors: bad options, a generator returning the wrong
 // number of completions, an unwritable results path.
 EvalReport evaluate_problems(const std::vector<Problem>& problems, const GenerateFn& generate, const EvalOptions& options);

@@ -1,8 +1,10 @@
 // defines: Problem, load_problems, instruction_prompt, response_prefix, extract_code, test_program
 //
-// Code-generation benchmarks in the two JSONL layouts the XFT paper evaluates on (HumanEval(+),
-// MBPP(+)), and the text plumbing around generation: the Magicoder prompt a model sees, the code
-// pulled out of its answer, and the Python program that checks that code.
+// Code-generation benchmarks in the JSONL layouts the XFT paper evaluates on: HumanEval and MBPP
+// (checked by their own asserts), HumanEval+ and MBPP+ from EvalPlus (checked by comparing
+// outputs with the canonical solution's: evalplus.h), and the text plumbing around generation:
+// the Magicoder prompt a model sees, the code pulled out of its answer, and the Python program
+// that checks that code.
 #pragma once
 #include <string>
 #include <vector>
@@ -10,28 +12,41 @@
 namespace xft {
 
 struct Problem {
-  std::string task_id;      // "HumanEval/0"; MBPP's integer ids become "11"
-  std::string prompt;       // HumanEval: signature + docstring; MBPP: the task text
+  std::string task_id;      // "HumanEval/0"; MBPP's integer ids become "11"; MBPP+: "Mbpp/2"
+  std::string prompt;       // HumanEval(+): signature + docstring; MBPP: the task text; MBPP+: a docstring
+                            // holding the task text and one assert
   std::string entry_point;  // HumanEval: the function check() is called on; MBPP: best guess from the first test
   std::string test;         // HumanEval: defines check(candidate); MBPP: test_setup_code (usually empty)
   std::vector<std::string> test_list;  // MBPP: one assert per entry; empty for HumanEval
-  std::string kind;                    // "humaneval" | "mbpp"
-  std::string canonical_solution;      // HumanEval: the body after the prompt; MBPP: `code` (whole program)
+  std::string kind;                    // "humaneval" | "mbpp" | "humaneval+" | "mbpp+"
+  std::string canonical_solution;      // HumanEval(+), MBPP+: the code after the prompt; MBPP: `code` (whole program)
+  // EvalPlus records only: the record's line as the file has it (inputs and tolerance are read
+  // from it by the Python side, with Python's JSON parser, as EvalPlus reads them).
+  std::string record;
 };
 
-// Reads a HumanEval JSONL (task_id, prompt, entry_point, test[, canonical_solution]) or an
-// MBPP JSONL (task_id, text, test_list[, code, test_setup_code]), plain or gzip-compressed.
+// "humaneval+" and "mbpp+" problems are scored with the EvalPlus protocol (evalplus.h).
+bool is_evalplus(const Problem& p);
+
+// Reads a HumanEval JSONL (task_id, prompt, entry_point, test[, canonical_solution]), an MBPP
+// JSONL (task_id, text, test_list[, code, test_setup_code]) or an EvalPlus file as users download
+// it (HumanEvalPlus-v0.1.x.jsonl.gz, MbppPlus-v0.x.jsonl.gz: task_id, prompt, entry_point,
+// canonical_solution, base_input, plus_input, atol; MBPP+ ids start with "Mbpp/"), plain or
+// gzip-compressed.
 // The layout is decided by the first record and every record must follow it; blank lines are
 // skipped. Errors name path:line and the field that is missing or mistyped.
 std::vector<Problem> load_problems(const std::string& path);
 
-// What the model answers with before generating: HumanEval "```python\n" + the prompt (the answer
-// continues the given function, as Magicoder/EvalPlus do), MBPP "```python\n".
+// What the model answers with before generating: HumanEval(+) "```python\n" + the prompt (the
+// answer continues the given function, as Magicoder/EvalPlus do), MBPP "```python\n", MBPP+
+// "```python" with no newline, as the XFT authors' text2code script ends its prompt.
 std::string response_prefix(const Problem& p);
 
 // The whole model input: the Magicoder template around the instruction, then response_prefix(p).
 //   HumanEval: "Write a solution to the following problem:\n```python\n{prompt}\n```"
 //   MBPP:      "{text}[.] Your code should satisfy the following assertion:\n```python\n{test_list[0]}\n```"
+//   MBPP+:     the same, with the text and the assert taken from the prompt's docstring (the text
+//              before its first "assert", stripped, a full stop added; the rest, stripped)
 // The prompt is whitespace-stripped in both places, as in Magicoder's evaluation; MBPP shows the
 // first test only, like the EvalPlus MBPP(+) prompts the paper's numbers come from.
 std::string instruction_prompt(const Problem& p);
@@ -45,6 +60,7 @@ std::string extract_code(const std::string& response_text);
 // The program the sandbox runs for `code`:
 //   HumanEval: code + "\n\n" + test + "\n\ncheck(" + entry_point + ")\n"
 //   MBPP:      code + "\n\n" + test_setup_code + the asserts, one per line
+// Errors: an EvalPlus problem (checked by check_solutions in evalplus.h instead).
 std::string test_program(const Problem& p, const std::string& code);
 
 }  // namespace xft
