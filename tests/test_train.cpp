@@ -670,3 +670,35 @@ TEST(PerformanceConfig, CheckpointingAndPackingAreReadWrittenAndChecked) {
   xft::test::expect_error([] { DataConfig::from_json({{"path", "d.jsonl"}, {"packing", "yes"}}, "x.json"); },
                           {"x.json", "data.packing", "boolean"});
 }
+
+// The trainer reads its losses once per step: the logged loss and aux loss of the first step
+// (before any update) are still the sums over its micro-batches, by hand from the sampler's order.
+TEST(Trainer, StepMetricsAreTheMicroBatchSumsByHand) {
+  const auto dir = xft::test::scratch_dir("metrics");
+  tiny_moe(dir + "/moe");
+  auto data = tiny_data(dir, 8, 27);
+  auto t = tiny_train(1);
+  t.micro_batch = 2;
+  const auto order = BatchSampler(data.lengths(), t.global_batch, t.seed, false, false).next();
+  double loss = 0.0, aux = 0.0, tokens = 0.0;
+  {
+    auto model = load_model(dir + "/moe");
+    model->train();
+    torch::NoGradGuard ng;
+    torch::manual_seed(t.seed);
+    const int64_t global = count_loss_tokens(data, order);
+    for (size_t m = 0; m < order.size(); m += 2) {
+      auto b = collate(data, {order[m], order[m + 1]}, 0);
+      auto out = model->forward(b.input_ids, b.needs_mask ? b.attention_mask : torch::Tensor());
+      loss += cross_entropy_sum(out.logits, b.labels).item<double>() / static_cast<double>(global);
+      aux += out.aux_loss.item<double>() / 4.0;
+      tokens += static_cast<double>(b.attention_mask.sum().item<int64_t>());
+    }
+  }
+  auto model = load_model(dir + "/moe");
+  Trainer("moe", model, model_tensors(*model), data, t, dir + "/run", 0).run(false);
+  EXPECT_NEAR(losses(dir + "/run/metrics.jsonl").at(0), loss, 1e-6);
+  EXPECT_NEAR(xft::test::metric(dir + "/run/metrics.jsonl", "aux_loss").at(0), aux, 1e-7);
+  EXPECT_EQ(xft::test::metric(dir + "/run/metrics.jsonl", "tokens").at(0), tokens);
+  EXPECT_GT(aux, 0.0);
+}
