@@ -7,6 +7,9 @@
 #include <map>
 #include <random>
 
+#include <c10/core/Allocator.h>
+#include <c10/util/ThreadLocalDebugInfo.h>
+
 #include "test_util.h"
 #include "tiny_training.h"
 #include "xft/data/batcher.h"
@@ -15,6 +18,7 @@
 #include "xft/methods/fold_experts.h"
 #include "xft/methods/merge.h"
 #include "xft/moe/moe_layer.h"
+#include "xft/train/memory_plan.h"
 #include "xft/train/trainer.h"
 #include "xft/methods/upcycle.h"
 
@@ -701,4 +705,69 @@ TEST(Trainer, StepMetricsAreTheMicroBatchSumsByHand) {
   EXPECT_NEAR(xft::test::metric(dir + "/run/metrics.jsonl", "aux_loss").at(0), aux, 1e-7);
   EXPECT_EQ(xft::test::metric(dir + "/run/metrics.jsonl", "tokens").at(0), tokens);
   EXPECT_GT(aux, 0.0);
+}
+
+namespace {
+
+// Live CPU bytes allocated since construction and their peak, from the allocator's profiler hook.
+class CpuMemoryMeter : public c10::MemoryReportingInfoBase {
+ public:
+  void reportMemoryUsage(void*, int64_t size, size_t, size_t, c10::Device) override {
+    live_ += size;
+    peak_ = std::max(peak_, live_);
+  }
+  bool memoryProfilingEnabled() const override { return true; }
+  int64_t peak() const { return peak_; }
+
+ private:
+  int64_t live_ = 0, peak_ = 0;
+};
+
+}  // namespace
+
+// The planner's step peak (activations and gradients) against the peak the CPU allocator sees
+// over one forward and backward of a micro-batch, with and without activation checkpointing, for
+// the dense and the MoE model; and its parameter bytes against the model's.
+TEST(MemoryPlan, StepPeakWithin15PercentOfTheMeasuredPeak) {
+  auto cfg = tiny_dense(1024);
+  cfg.hidden_size = 128;
+  cfg.intermediate_size = 352;
+  cfg.num_hidden_layers = 4;
+  cfg.head_dim = 32;
+  MoeConfig moe;
+  moe.num_experts = 4;
+  moe.top_k = 2;
+  for (bool is_moe : {false, true}) {
+    auto model_cfg = cfg;
+    if (is_moe) model_cfg.moe = moe;
+    CausalLM model(model_cfg);
+    model->train();
+    TrainConfig t;
+    t.micro_batch = 4;
+    const int64_t T = 128;
+    MemoryPlanInput in{cfg, moe, t, T, is_moe ? StageKind::kMoe : StageKind::kDense};
+    const auto plan = plan_stage_memory(in);
+    int64_t params = 0;
+    for (const auto& p : model->parameters()) params += p.numel() * 4;
+    EXPECT_EQ(static_cast<int64_t>(plan.parameters), params) << is_moe;
+    const auto ids = torch::randint(3, 1024, {t.micro_batch, T});
+    for (bool ckpt : {false, true}) {
+      model->set_activation_checkpointing(ckpt);
+      for (auto& p : model->parameters()) p.mutable_grad() = torch::Tensor();
+      auto meter = std::make_shared<CpuMemoryMeter>();
+      {
+        c10::DebugInfoGuard guard(c10::DebugInfoKind::PROFILER_STATE, meter);
+        auto out = model->forward(ids);
+        auto loss = cross_entropy_sum(out.logits, ids);
+        if (out.aux_loss.defined()) loss = loss + out.aux_loss;
+        out = CausalLMOutput();
+        loss.backward();
+      }
+      const double want = plan.step_peak(ckpt);
+      const double got = static_cast<double>(meter->peak());
+      std::cerr << (is_moe ? "moe" : "dense") << (ckpt ? " checkpointed" : "") << ": planned " << want / 1e6
+                << " MB, measured peak " << got / 1e6 << " MB\n";
+      EXPECT_NEAR(want / got, 1.0, 0.15) << (is_moe ? "moe" : "dense") << " checkpointing " << ckpt;
+    }
+  }
 }
