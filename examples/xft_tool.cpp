@@ -24,6 +24,8 @@
 #include "xft/eval/samples.h"
 #include "xft/eval/score.h"
 #include "xft/methods/upcycle.h"
+#include "xft/pipelines/experiment.h"
+#include "xft/train/memory_plan.h"
 
 namespace {
 
@@ -153,6 +155,53 @@ int cmd_score(const std::string& problems_path, const std::string& samples_path,
   return 0;
 }
 
+std::string gib(double bytes) {
+  std::ostringstream os;
+  os.setf(std::ios::fixed);
+  os.precision(2);
+  os << bytes / (1024.0 * 1024.0 * 1024.0);
+  return os.str();
+}
+
+// Per stage, one rank: parameters, gradients, optimizer state, expert stacks, activations
+// (without / with activation checkpointing), and whether the stage fits `gpu_gib`.
+int cmd_plan(const std::string& config_path, const std::string& base_config, int64_t world, int64_t expert_parallel,
+             double gpu_gib) {
+  const auto c = xft::ExperimentConfig::load(config_path);
+  const auto base = base_config.empty() ? c.base_model : base_config;
+  XFT_CHECK(!base.empty(), config_path, ": no base_model (or pass --base-config)");
+  XFT_CHECK(world >= 1 && expert_parallel >= 1 && world % expert_parallel == 0, "xft-tool plan: --world (", world,
+            ") must be a positive multiple of --expert-parallel (", expert_parallel, ")");
+  const auto dense = xft::ModelConfig::load(base);
+  const int64_t stack_bytes = c.save_dtype == "float32" ? 4 : 2;
+  struct Row {
+    const char* name;
+    const xft::TrainConfig* train;
+    xft::StageKind kind;
+  };
+  const Row rows[] = {{"sft", &c.sft_train, xft::StageKind::kDense},
+                      {"moe", &c.moe_train, xft::StageKind::kMoe},
+                      {"merge", &c.merge_train, xft::StageKind::kMerge},
+                      {"ewa", &c.ewa_train, xft::StageKind::kMoe}};
+  std::cout << "memory per rank (GiB) for " << config_path << ": world " << world << ", expert parallel "
+            << expert_parallel << ", micro-batch x " << c.data.max_length << " tokens"
+            << (c.data.packing ? " (packed rows)" : "") << ", fits = total with the config's checkpointing <= "
+            << gpu_gib << " GiB\n";
+  std::cout << "stage\tparams\tgrads\toptim\tstacks\tact\tact/ckpt\ttotal\ttotal/ckpt\tfits\n";
+  for (const auto& r : rows) {
+    xft::MemoryPlanInput in{dense, c.moe, *r.train, c.data.max_length, r.kind,
+                            r.kind == xft::StageKind::kMoe && std::string(r.name) == "moe" ? expert_parallel : 1,
+                            stack_bytes};
+    const auto m = xft::plan_stage_memory(in);
+    const double chosen = m.total(r.train->activation_checkpointing);
+    std::cout << r.name << "\t" << gib(m.parameters) << "\t" << gib(m.gradients) << "\t" << gib(m.optimizer) << "\t"
+              << gib(m.expert_stacks) << "\t" << gib(m.activations) << "\t" << gib(m.activations_checkpointed) << "\t"
+              << gib(m.total(false)) << "\t" << gib(m.total(true)) << "\t"
+              << (chosen <= gpu_gib * 1024.0 * 1024.0 * 1024.0 ? "yes" : "no") << "\n";
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -246,6 +295,16 @@ int main(int argc, char** argv) {
   sc->add_flag("--unsafe-no-isolation", score_options.plus.limits.unsafe_no_isolation,
                "run the programs WITHOUT namespaces where the kernel refuses them (no security boundary)");
 
+  std::string plan_config, plan_base;
+  int64_t plan_world = 1, plan_ep = 1;
+  double plan_gpu = 80.0;
+  auto* plan = app.add_subcommand("plan", "memory per rank of each training stage of an experiment config");
+  plan->add_option("--config", plan_config, "experiment config (JSON)")->required();
+  plan->add_option("--base-config", plan_base, "the base model's config.json or directory (default: base_model)");
+  plan->add_option("--world", plan_world, "ranks")->capture_default_str();
+  plan->add_option("--expert-parallel", plan_ep, "ranks the MoE stage's routed experts are split over")->capture_default_str();
+  plan->add_option("--gpu-memory", plan_gpu, "GiB per GPU")->capture_default_str();
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (*fwd) return cmd_forward(model_dir, tokens, out_path);
@@ -259,6 +318,7 @@ int main(int argc, char** argv) {
       }
       return cmd_score(problems_path, samples_path, dataset, score_options);
     }
+    if (*plan) return cmd_plan(plan_config, plan_base, plan_world, plan_ep, plan_gpu);
     if (*up) {
       const auto moe = xft::MoeConfig::from_json(
           {{"num_experts", num_experts}, {"top_k", top_k}, {"shared_expert", routing != "vanilla"},

@@ -313,3 +313,29 @@ TEST(Upcycle, RopeThetaOverrideAndScalingDrop) {
   xft::test::expect_error([] { xft::UpcycleConfig::from_json({{"rope_theta", -1.0}}, "u.json"); },
                           {"u.json", "upcycle.rope_theta"});
 }
+
+// The aux loss and the routing counts cover real tokens only: a padded batch with its token mask
+// gives what its real tokens alone give, and counting the padding (no mask) gives something else.
+TEST(MoeLayer, AuxLossAndCountsIgnorePadding) {
+  for (const char* aux : {"cv2", "switch"}) {
+    auto c = moe_config(5, 3);
+    c.aux_loss = std::string(aux) == "cv2" ? AuxLossKind::kCv2 : AuxLossKind::kSwitch;
+    torch::manual_seed(2);
+    MoeLayer layer(16, 24, c);
+    layer->train();
+    auto x = torch::randn({2, 6, 16});
+    auto mask = torch::ones({2, 6}, torch::kBool);
+    mask[0].narrow(0, 4, 2).fill_(false);
+    mask[1].narrow(0, 3, 3).fill_(false);
+    const auto real = torch::cat({x[0].narrow(0, 0, 4), x[1].narrow(0, 0, 3)}).unsqueeze(0);
+    const auto masked = layer->forward(x, mask);
+    const auto masked_counts = layer->last_expert_counts().clone();
+    const auto alone = layer->forward(real);
+    EXPECT_LE(max_abs_diff(masked.aux_loss, alone.aux_loss), 1e-6) << aux;
+    EXPECT_TRUE(torch::equal(masked_counts, layer->last_expert_counts())) << aux;
+    EXPECT_EQ(masked_counts.sum().item<int64_t>(), 7 * 3) << aux;
+    EXPECT_GT(max_abs_diff(layer->forward(x).aux_loss, alone.aux_loss), 1e-6) << aux;
+    // The outputs of the real tokens do not depend on the mask.
+    EXPECT_LE(max_abs_diff(masked.y[1].narrow(0, 0, 3), alone.y[0].narrow(0, 4, 3)), 1e-6) << aux;
+  }
+}

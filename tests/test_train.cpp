@@ -1,18 +1,24 @@
 // Training: the merge (Eq. 5-6) and its export, EWA's averaging, exact resume on CPU, the NaN
-// stop, and transformers loading what the pipelines export.
+// stop, transformers loading what the pipelines export, and the memory and speed paths
+// (activation checkpointing, sequence packing, sdpa's unmasked path) against the plain ones.
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <random>
 
+#include <c10/core/Allocator.h>
+#include <c10/util/ThreadLocalDebugInfo.h>
+
 #include "test_util.h"
 #include "tiny_training.h"
 #include "xft/data/batcher.h"
+#include "xft/data/packing.h"
 #include "xft/methods/ewa.h"
 #include "xft/methods/fold_experts.h"
 #include "xft/methods/merge.h"
 #include "xft/moe/moe_layer.h"
+#include "xft/train/memory_plan.h"
 #include "xft/train/trainer.h"
 #include "xft/methods/upcycle.h"
 
@@ -440,5 +446,328 @@ TEST(Trainer, LossReductionTokenAndMicroBatchByHand) {
     Trainer("sft", model, model_tensors(*model), data, t, out, 0).run(false);
     const double want = mode == xft::LossReduction::kToken ? sum / tokens : mean_of_means;
     EXPECT_NEAR(losses(out + "/metrics.jsonl").at(0), want, 1e-5) << xft::to_string(mode);
+  }
+}
+
+namespace {
+
+// One forward and backward of a training step's loss (token cross-entropy sum + aux) on `b`;
+// returns the loss and every parameter gradient (cleared afterwards).
+std::pair<torch::Tensor, std::vector<torch::Tensor>> loss_and_grads(CausalLMImpl& model, const Batch& b,
+                                                                    bool with_mask = true) {
+  auto out = model.forward(b.input_ids, with_mask ? b.attention_mask : torch::Tensor(), b.position_ids);
+  auto loss = cross_entropy_sum(out.logits, b.labels);
+  if (out.aux_loss.defined()) loss = loss + out.aux_loss;
+  loss.backward();
+  std::vector<torch::Tensor> grads;
+  for (auto& p : model.parameters()) {
+    if (!p.requires_grad()) continue;
+    grads.push_back(p.grad().defined() ? p.grad().clone() : torch::Tensor());
+    p.mutable_grad() = torch::Tensor();
+  }
+  return {loss.detach(), grads};
+}
+
+// Checkpointed and plain runs of the same step from the same generator state: bitwise the same
+// loss, gradients, and generator state afterwards (noisy routing draws its noise in both
+// forwards of the checkpointed run).
+void expect_checkpointing_is_exact(CausalLMImpl& model, const Batch& b, const std::string& what) {
+  model.train();
+  torch::manual_seed(11);
+  model.set_activation_checkpointing(false);
+  auto [want_loss, want] = loss_and_grads(model, b);
+  const auto want_next = torch::randn({4});
+  torch::manual_seed(11);
+  model.set_activation_checkpointing(true);
+  auto [loss, got] = loss_and_grads(model, b);
+  const auto next = torch::randn({4});
+  model.set_activation_checkpointing(false);
+  EXPECT_TRUE(torch::equal(loss, want_loss)) << what << ": " << loss.item<double>() << " vs " << want_loss.item<double>();
+  ASSERT_EQ(got.size(), want.size()) << what;
+  size_t with_grad = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_EQ(got[i].defined(), want[i].defined()) << what << " parameter " << i;
+    if (!got[i].defined()) continue;
+    ++with_grad;
+    EXPECT_TRUE(torch::equal(got[i], want[i])) << what << " parameter " << i << ": " << max_abs_diff(got[i], want[i]);
+  }
+  EXPECT_GT(with_grad, 0u) << what;
+  EXPECT_TRUE(torch::equal(next, want_next)) << what << ": the generator did not come back to its state";
+}
+
+}  // namespace
+
+TEST(ActivationCheckpointing, SameLossAndGradientsBitwiseForDenseMoeAndMerge) {
+  const auto dir = xft::test::scratch_dir("ckpt");
+  auto data = tiny_data(dir, 6, 21);
+  const auto b = collate(data, {0, 1, 2, 3, 4, 5}, 0);
+  auto dense = CausalLM(tiny_dense());
+  dense->init_weights(0.05, 4);
+  expect_checkpointing_is_exact(*dense, b, "dense");
+  auto moe = tiny_moe(dir + "/moe", /*noise=*/true);
+  expect_checkpointing_is_exact(*moe, b, "moe with noisy routing");
+  auto merged = tiny_moe(dir + "/moe2");
+  auto logits = attach_merge(*merged, MergeConfig{});  // only the merge logits train: x needs no grad
+  expect_checkpointing_is_exact(*merged, b, "merge");
+}
+
+// The trainer's switch: the same loss curve and parameters, bitwise, with noisy routing.
+TEST(ActivationCheckpointing, TrainerRunEqualsTheRunWithout) {
+  const auto dir = xft::test::scratch_dir("ckpt_run");
+  tiny_moe(dir + "/moe", /*noise=*/true);
+  auto data = tiny_data(dir, 16, 22);
+  auto cfg = tiny_train(3);
+  auto a = load_model(dir + "/moe");
+  Trainer("moe", a, model_tensors(*a), data, cfg, dir + "/a", 0).run(false);
+  cfg.activation_checkpointing = true;
+  auto b = load_model(dir + "/moe");
+  Trainer("moe", b, model_tensors(*b), data, cfg, dir + "/b", 0).run(false);
+  const auto la = losses(dir + "/a/metrics.jsonl"), lb = losses(dir + "/b/metrics.jsonl");
+  ASSERT_EQ(la.size(), 3u);
+  for (size_t i = 0; i < la.size(); ++i) EXPECT_EQ(la[i], lb[i]) << "step " << i + 1;
+  EXPECT_EQ(xft::test::metric(dir + "/a/metrics.jsonl", "aux_loss"), xft::test::metric(dir + "/b/metrics.jsonl", "aux_loss"));
+  auto pa = model_tensors(*a), pb = model_tensors(*b);
+  for (size_t i = 0; i < pa.size(); ++i) EXPECT_TRUE(torch::equal(pa[i].second, pb[i].second)) << pa[i].first;
+}
+
+TEST(Packing, FirstFitRowsAndPerDocumentLayout) {
+  EXPECT_EQ(pack_rows({5, 4, 3, 2, 6}, 9), (std::vector<std::vector<int64_t>>{{0, 1}, {2, 3}, {4}}));
+  xft::test::expect_error([] { pack_rows({3, 10}, 9); }, {"example 1", "10 tokens", "max_length = 9"});
+  const auto dir = xft::test::scratch_dir("layout");
+  auto data = tiny_data(dir, 5, 23);
+  const std::vector<int64_t> idx = {4, 0, 2};
+  const int64_t row = static_cast<int64_t>(data[4].input_ids.size() + data[0].input_ids.size());
+  const auto b = collate_packed(data, idx, 0, row);
+  const auto u = collate(data, idx, 0);
+  EXPECT_EQ(b.loss_tokens, u.loss_tokens);
+  EXPECT_EQ(b.tokens, u.tokens);
+  EXPECT_TRUE(b.needs_mask);
+  // Row 0 holds examples 4 and 0 end to end: documents 1 and 2, positions restarting at 0.
+  const auto n4 = static_cast<int64_t>(data[4].input_ids.size());
+  EXPECT_EQ(b.attention_mask[0][n4 - 1].item<int64_t>(), 1);
+  EXPECT_EQ(b.attention_mask[0][n4].item<int64_t>(), 2);
+  EXPECT_EQ(b.position_ids[0][n4].item<int64_t>(), 0);
+  EXPECT_EQ(b.input_ids[0][n4].item<int64_t>(), data[0].input_ids[0]);
+  EXPECT_EQ(b.labels[0][n4].item<int64_t>(), kIgnoreLabel);
+}
+
+// Packed rows give every example its unpacked logits (no attention across documents, RoPE
+// restarting), and the packed batch the unpacked batch's loss and gradient, aux loss included
+// (it counts real tokens only, so the padding of either layout changes nothing).
+TEST(Packing, SameLogitsLossAndGradientsAsUnpacked) {
+  const auto dir = xft::test::scratch_dir("packed");
+  auto data = tiny_data(dir, 7, 24);
+  const std::vector<int64_t> idx = {0, 1, 2, 3, 4, 5, 6};
+  const auto u = collate(data, idx, 0);
+  const auto p = collate_packed(data, idx, 0, 24);
+  ASSERT_LT(p.input_ids.size(0), u.input_ids.size(0));  // some rows hold several documents
+  auto dense = CausalLM(tiny_dense());
+  dense->init_weights(0.05, 4);
+  auto moe = tiny_moe(dir + "/moe");
+  for (auto* model : {dense.get(), moe.get()}) {
+    model->eval();
+    {
+      torch::NoGradGuard ng;
+      const auto lu = model->forward(u.input_ids, u.attention_mask).logits;
+      const auto lp = model->forward(p.input_ids, p.attention_mask, p.position_ids).logits;
+      // Find each example in the packed rows by its document number.
+      for (int64_t r = 0; r < p.input_ids.size(0); ++r) {
+        int64_t t = 0;
+        while (t < p.input_ids.size(1) && p.attention_mask[r][t].item<int64_t>() > 0) {
+          const int64_t d = p.attention_mask[r][t].item<int64_t>();
+          int64_t len = 0;
+          while (t + len < p.input_ids.size(1) && p.attention_mask[r][t + len].item<int64_t>() == d) ++len;
+          // The unpacked row with these ids.
+          bool found = false;
+          for (int64_t e = 0; e < u.input_ids.size(0) && !found; ++e) {
+            if (u.attention_mask[e].sum().item<int64_t>() != len) continue;
+            if (!torch::equal(u.input_ids[e].narrow(0, 0, len), p.input_ids[r].narrow(0, t, len))) continue;
+            found = true;
+            EXPECT_LE(max_abs_diff(lp[r].narrow(0, t, len), lu[e].narrow(0, 0, len)), 1e-5) << "row " << r << " doc " << d;
+          }
+          EXPECT_TRUE(found) << "row " << r << " doc " << d;
+          t += len;
+        }
+      }
+    }
+    model->train();
+    auto [loss_u, grads_u] = loss_and_grads(*model, u);
+    auto [loss_p, grads_p] = loss_and_grads(*model, p);
+    EXPECT_NEAR(loss_p.item<double>(), loss_u.item<double>(), 1e-4);  // a sum over ~50 tokens
+    ASSERT_EQ(grads_u.size(), grads_p.size());
+    for (size_t i = 0; i < grads_u.size(); ++i)
+      if (grads_u[i].defined()) {
+        EXPECT_LE(max_abs_diff(grads_p[i], grads_u[i]), 1e-5) << "parameter " << i;
+      }
+  }
+}
+
+// data.packing in the trainer: the same examples per micro-batch, so the same losses (within
+// rounding) and token counts; and a packed run resumed from a checkpoint is the uninterrupted one.
+TEST(Packing, TrainerLossesMatchUnpackedAndResumeIsExact) {
+  const auto dir = xft::test::scratch_dir("packrun");
+  tiny_moe(dir + "/moe");
+  auto data = tiny_data(dir, 20, 25);
+  auto cfg = tiny_train(4);
+  cfg.save_every = 2;
+  auto a = load_model(dir + "/moe");
+  Trainer("moe", a, model_tensors(*a), data, cfg, dir + "/a", 0).run(false);
+  auto b = load_model(dir + "/moe");
+  Trainer packed("moe", b, model_tensors(*b), data, cfg, dir + "/b", 0);
+  packed.set_packing(32);
+  packed.run(false);
+  const auto la = losses(dir + "/a/metrics.jsonl"), lb = losses(dir + "/b/metrics.jsonl");
+  ASSERT_EQ(lb.size(), 4u);
+  EXPECT_NEAR(la[0], lb[0], 1e-5);
+  EXPECT_NEAR(xft::test::metric(dir + "/a/metrics.jsonl", "aux_loss")[0],
+              xft::test::metric(dir + "/b/metrics.jsonl", "aux_loss")[0], 1e-5);
+  EXPECT_EQ(xft::test::metric(dir + "/a/metrics.jsonl", "tokens"), xft::test::metric(dir + "/b/metrics.jsonl", "tokens"));
+  auto c = load_model(dir + "/moe");
+  Trainer crashing("moe", c, model_tensors(*c), data, cfg, dir + "/c", 0);
+  crashing.set_packing(32);
+  crashing.set_after_step([](int64_t step, int64_t) {
+    if (step == 3) throw std::runtime_error("simulated crash");
+  });
+  EXPECT_THROW(crashing.run(false), std::runtime_error);
+  auto d = load_model(dir + "/moe");
+  Trainer resumed("moe", d, model_tensors(*d), data, cfg, dir + "/c", 0);
+  resumed.set_packing(32);
+  resumed.run(true);
+  EXPECT_EQ(losses(dir + "/c/metrics.jsonl"), lb);
+}
+
+// Without padding the trainer drops the mask (sdpa's is_causal path, which GPU flash kernels
+// take): the same logits as the explicit all-ones mask, for dense and MoE models.
+TEST(FastAttention, UnmaskedCausalPathEqualsTheMaskedPath) {
+  const auto dir = xft::test::scratch_dir("fast");
+  auto dense = CausalLM(tiny_dense());
+  dense->init_weights(0.05, 4);
+  auto moe = tiny_moe(dir + "/moe");
+  torch::manual_seed(5);
+  const auto ids = torch::randint(3, 61, {3, 11});
+  for (auto* model : {dense.get(), moe.get()}) {
+    model->eval();
+    torch::NoGradGuard ng;
+    const auto fast = model->forward(ids).logits;
+    const auto masked = model->forward(ids, torch::ones_like(ids)).logits;
+    EXPECT_LE(max_abs_diff(fast, masked), 1e-5);
+    // A mask that differs is seen (the comparison can fail): a padded key changes the logits.
+    auto padded = torch::ones_like(ids);
+    padded[0][0] = 0;
+    EXPECT_GT(max_abs_diff(fast, model->forward(ids, padded).logits), 1e-4);
+  }
+  auto data = tiny_data(dir, 4, 26);
+  EXPECT_TRUE(collate(data, {0, 1, 2, 3}, 0).needs_mask);  // lengths differ
+  EXPECT_FALSE(collate(data, {2}, 0).needs_mask);
+}
+
+TEST(PerformanceConfig, CheckpointingAndPackingAreReadWrittenAndChecked) {
+  const auto t = TrainConfig::from_json({{"activation_checkpointing", true}}, "x.json", "moe_train");
+  EXPECT_TRUE(t.activation_checkpointing);
+  EXPECT_FALSE(TrainConfig{}.activation_checkpointing);
+  EXPECT_EQ(t.to_json()["activation_checkpointing"], true);
+  xft::test::expect_error([] { TrainConfig::from_json({{"activation_checkpointing", 1}}, "x.json", "moe_train"); },
+                          {"x.json", "moe_train.activation_checkpointing", "boolean"});
+  const auto d = DataConfig::from_json({{"path", "d.jsonl"}, {"packing", true}}, "x.json");
+  EXPECT_TRUE(d.packing);
+  EXPECT_EQ(d.to_json()["packing"], true);
+  xft::test::expect_error([] { DataConfig::from_json({{"path", "d.jsonl"}, {"packing", "yes"}}, "x.json"); },
+                          {"x.json", "data.packing", "boolean"});
+}
+
+// The trainer reads its losses once per step: the logged loss and aux loss of the first step
+// (before any update) are still the sums over its micro-batches, by hand from the sampler's order.
+TEST(Trainer, StepMetricsAreTheMicroBatchSumsByHand) {
+  const auto dir = xft::test::scratch_dir("metrics");
+  tiny_moe(dir + "/moe");
+  auto data = tiny_data(dir, 8, 27);
+  auto t = tiny_train(1);
+  t.micro_batch = 2;
+  const auto order = BatchSampler(data.lengths(), t.global_batch, t.seed, false, false).next();
+  double loss = 0.0, aux = 0.0, tokens = 0.0;
+  {
+    auto model = load_model(dir + "/moe");
+    model->train();
+    torch::NoGradGuard ng;
+    torch::manual_seed(t.seed);
+    const int64_t global = count_loss_tokens(data, order);
+    for (size_t m = 0; m < order.size(); m += 2) {
+      auto b = collate(data, {order[m], order[m + 1]}, 0);
+      auto out = model->forward(b.input_ids, b.needs_mask ? b.attention_mask : torch::Tensor());
+      loss += cross_entropy_sum(out.logits, b.labels).item<double>() / static_cast<double>(global);
+      aux += out.aux_loss.item<double>() / 4.0;
+      tokens += static_cast<double>(b.attention_mask.sum().item<int64_t>());
+    }
+  }
+  auto model = load_model(dir + "/moe");
+  Trainer("moe", model, model_tensors(*model), data, t, dir + "/run", 0).run(false);
+  EXPECT_NEAR(losses(dir + "/run/metrics.jsonl").at(0), loss, 1e-6);
+  EXPECT_NEAR(xft::test::metric(dir + "/run/metrics.jsonl", "aux_loss").at(0), aux, 1e-7);
+  EXPECT_EQ(xft::test::metric(dir + "/run/metrics.jsonl", "tokens").at(0), tokens);
+  EXPECT_GT(aux, 0.0);
+}
+
+namespace {
+
+// Live CPU bytes allocated since construction and their peak, from the allocator's profiler hook.
+class CpuMemoryMeter : public c10::MemoryReportingInfoBase {
+ public:
+  void reportMemoryUsage(void*, int64_t size, size_t, size_t, c10::Device) override {
+    live_ += size;
+    peak_ = std::max(peak_, live_);
+  }
+  bool memoryProfilingEnabled() const override { return true; }
+  int64_t peak() const { return peak_; }
+
+ private:
+  int64_t live_ = 0, peak_ = 0;
+};
+
+}  // namespace
+
+// The planner's step peak (activations and gradients) against the peak the CPU allocator sees
+// over one forward and backward of a micro-batch, with and without activation checkpointing, for
+// the dense and the MoE model; and its parameter bytes against the model's.
+TEST(MemoryPlan, StepPeakWithin15PercentOfTheMeasuredPeak) {
+  auto cfg = tiny_dense(1024);
+  cfg.hidden_size = 128;
+  cfg.intermediate_size = 352;
+  cfg.num_hidden_layers = 4;
+  cfg.head_dim = 32;
+  MoeConfig moe;
+  moe.num_experts = 4;
+  moe.top_k = 2;
+  for (bool is_moe : {false, true}) {
+    auto model_cfg = cfg;
+    if (is_moe) model_cfg.moe = moe;
+    CausalLM model(model_cfg);
+    model->train();
+    TrainConfig t;
+    t.micro_batch = 4;
+    const int64_t T = 128;
+    MemoryPlanInput in{cfg, moe, t, T, is_moe ? StageKind::kMoe : StageKind::kDense};
+    const auto plan = plan_stage_memory(in);
+    int64_t params = 0;
+    for (const auto& p : model->parameters()) params += p.numel() * 4;
+    EXPECT_EQ(static_cast<int64_t>(plan.parameters), params) << is_moe;
+    const auto ids = torch::randint(3, 1024, {t.micro_batch, T});
+    for (bool ckpt : {false, true}) {
+      model->set_activation_checkpointing(ckpt);
+      for (auto& p : model->parameters()) p.mutable_grad() = torch::Tensor();
+      auto meter = std::make_shared<CpuMemoryMeter>();
+      {
+        c10::DebugInfoGuard guard(c10::DebugInfoKind::PROFILER_STATE, meter);
+        auto out = model->forward(ids);
+        auto loss = cross_entropy_sum(out.logits, ids);
+        if (out.aux_loss.defined()) loss = loss + out.aux_loss;
+        out = CausalLMOutput();
+        loss.backward();
+      }
+      const double want = plan.step_peak(ckpt);
+      const double got = static_cast<double>(meter->peak());
+      std::cerr << (is_moe ? "moe" : "dense") << (ckpt ? " checkpointed" : "") << ": planned " << want / 1e6
+                << " MB, measured peak " << got / 1e6 << " MB\n";
+      EXPECT_NEAR(want / got, 1.0, 0.15) << (is_moe ? "moe" : "dense") << " checkpointing " << ckpt;
+    }
   }
 }

@@ -65,6 +65,12 @@ Batch collate(const InstructionDataset& data, const std::vector<int64_t>& indice
     }
   }
   batch.loss_tokens = count_loss_tokens(data, indices);
+  batch.needs_mask = false;
+  for (const int64_t i : indices) {
+    const auto len = static_cast<int64_t>(data[static_cast<size_t>(i)].input_ids.size());
+    batch.tokens += len;
+    batch.needs_mask = batch.needs_mask || len < longest;
+  }
   return batch;
 }
 

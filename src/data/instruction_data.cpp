@@ -39,6 +39,7 @@ const ConfigReader<DataConfig>& data_reader() {
                                                 .field("prompt_template", &DataConfig::prompt_template)
                                                 .field("max_length", &DataConfig::max_length)
                                                 .field("strict", &DataConfig::strict)
+                                                .field("packing", &DataConfig::packing)
                                                 .field("bos_id", &DataConfig::bos_id)
                                                 .field("eos_id", &DataConfig::eos_id);
   return r;

@@ -76,7 +76,7 @@ std::array<torch::Tensor, 3> MergedFeedForwardImpl::merged_weights() const {
   return {fold_stack(c, gate_stack), fold_stack(c, up_stack), fold_stack(c, down_stack)};
 }
 
-FfnOutput MergedFeedForwardImpl::forward(const torch::Tensor& x) {
+FfnOutput MergedFeedForwardImpl::forward(const torch::Tensor& x, const torch::Tensor&) {
   auto [g, u, d] = merged_weights();
   const auto t = x.scalar_type();  // bf16 weights run in bf16; under autocast linear casts anyway
   return {torch::linear(swiglu(torch::linear(x, g.to(t)), torch::linear(x, u.to(t))), d.to(t)), {}};

@@ -13,8 +13,15 @@ torch::Tensor attention_mask_4d(const torch::Tensor& padding_mask_BL, int64_t nu
   // Query q sits at key position L - Tq + q: it sees keys up to and including itself.
   auto causal_QL = torch::ones({Tq, L}, opts).tril(L - Tq);
   auto self_QL = torch::eye(Tq, L, opts).roll(L - Tq, 1);
-  auto keys_B11L = padding_mask_BL.to(torch::kBool).view({padding_mask_BL.size(0), 1, 1, L});
-  return causal_QL.logical_and(keys_B11L).logical_or(self_QL);
+  // Values are document numbers (0 = padding): a real query sees the real keys of its own
+  // document, a padded query every real key (its output is never used; a 0/1 mask is one
+  // document per row, the plain padding mask).
+  const int64_t B = padding_mask_BL.size(0);
+  auto doc_BL = padding_mask_BL.to(torch::kInt64);
+  auto keys_B11L = doc_BL.view({B, 1, 1, L});
+  auto queries_B1Q1 = doc_BL.narrow(1, L - Tq, Tq).view({B, 1, Tq, 1});
+  auto same_B1QL = keys_B11L.eq(queries_B1Q1).logical_or(queries_B1Q1.eq(0));
+  return causal_QL.logical_and(keys_B11L.gt(0)).logical_and(same_B1QL).logical_or(self_QL);
 }
 
 AttentionImpl::AttentionImpl(const ModelConfig& c)

@@ -4,6 +4,7 @@
 #include <torch/nn/init.h>
 
 #include "xft/core/error.h"
+#include "xft/model/activation_checkpoint.h"
 
 namespace xft {
 
@@ -17,14 +18,34 @@ DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c) : parallel_residual(c.u
 void DecoderLayerImpl::set_mlp(std::shared_ptr<FeedForwardImpl> m) { mlp = replace_module("mlp", std::move(m)); }
 
 torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                                        const torch::Tensor& mask, torch::Tensor* aux, KvCacheLayer* cache) {
+                                        const torch::Tensor& mask, const torch::Tensor& token_mask, torch::Tensor* aux,
+                                        KvCacheLayer* cache) {
   const auto normed = input_layernorm->forward(x);
   auto h = x + self_attn->forward(normed, cos, sin, mask, cache);
   // Parallel residual (StableLM): the FFN reads the same normed input as the attention, so the
   // block is x + attn(n(x)) + ffn(n(x)).
-  auto ffn = mlp->forward(parallel_residual ? normed : post_attention_layernorm->forward(h));
+  auto ffn = mlp->forward(parallel_residual ? normed : post_attention_layernorm->forward(h), token_mask);
   if (ffn.aux_loss.defined() && aux) *aux = aux->defined() ? *aux + ffn.aux_loss : ffn.aux_loss;
   return h + ffn.y;
+}
+
+torch::Tensor DecoderLayerImpl::forward_checkpointed(const torch::Tensor& x, const torch::Tensor& cos,
+                                                     const torch::Tensor& sin, const torch::Tensor& mask,
+                                                     const torch::Tensor& token_mask, torch::Tensor* aux) {
+  std::vector<torch::Tensor> params;
+  for (const auto& p : parameters())
+    if (p.requires_grad()) params.push_back(p);
+  // The closure holds the layer, so a backward after the caller let go of it still finds it.
+  auto self = std::dynamic_pointer_cast<DecoderLayerImpl>(shared_from_this());
+  auto out = checkpointed(
+      [self, cos, sin, mask, token_mask](const torch::Tensor& in) {
+        torch::Tensor a;
+        auto y = self->forward(in, cos, sin, mask, token_mask, &a);
+        return CheckpointOutput{y, a};
+      },
+      x, params);
+  if (out.aux.defined() && aux) *aux = aux->defined() ? *aux + out.aux : out.aux;
+  return out.y;
 }
 
 LlamaModelImpl::LlamaModelImpl(const ModelConfig& c) {
@@ -53,17 +74,21 @@ torch::Tensor CausalLMImpl::hidden_states(const torch::Tensor& input_ids, const 
   auto [cos, sin] = rotary_.cos_sin(pos, h.scalar_type());
   if (cache && cache->empty()) cache->resize(model->layers->size());
   const int64_t cached = cache && (*cache)[0].k.defined() ? (*cache)[0].k.size(2) : 0;
-  torch::Tensor mask;
+  torch::Tensor mask, token_mask;
   if (attention_mask.defined()) {
     XFT_CHECK(attention_mask.dim() == 2 && attention_mask.size(0) == B && attention_mask.size(1) == cached + T,
               "attention_mask: expected shape [", B, ", ", cached + T, "], got ", attention_mask.sizes());
     mask = attention_mask_4d(attention_mask, T);
+    token_mask = attention_mask.narrow(1, cached, T).gt(0);
   } else if (cached > 0 && T > 1) {
     // sdpa's is_causal aligns queries to the first keys, not the last: spell the mask out.
     mask = attention_mask_4d(torch::ones({B, cached + T}, input_ids.options()), T);
   }
+  const bool recompute = checkpointing_ && is_training() && torch::GradMode::is_enabled() && !cache;
   for (size_t i = 0; i < model->layers->size(); ++i) {
-    h = model->layers->ptr<DecoderLayerImpl>(i)->forward(h, cos, sin, mask, aux, cache ? &(*cache)[i] : nullptr);
+    auto layer = model->layers->ptr<DecoderLayerImpl>(i);
+    h = recompute ? layer->forward_checkpointed(h, cos, sin, mask, token_mask, aux)
+                  : layer->forward(h, cos, sin, mask, token_mask, aux, cache ? &(*cache)[i] : nullptr);
   }
   return model->norm->forward(h);
 }

@@ -12,7 +12,7 @@ MlpImpl::MlpImpl(int64_t hidden, int64_t intermediate, bool bias) {
 
 torch::Tensor swiglu(const torch::Tensor& g, const torch::Tensor& u) { return torch::silu(g) * u; }
 
-FfnOutput MlpImpl::forward(const torch::Tensor& x) {
+FfnOutput MlpImpl::forward(const torch::Tensor& x, const torch::Tensor&) {
   return {down_proj->forward(swiglu(gate_proj->forward(x), up_proj->forward(x))), {}};
 }
 

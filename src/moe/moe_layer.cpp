@@ -1,6 +1,9 @@
 #include "xft/moe/moe_layer.h"
 
+#include "cuda/cuda_ops.h"
+#include "cuda/moe_cuda.h"
 #include "xft/core/error.h"
+#include "xft/model/activation_checkpoint.h"
 #include "xft/model/llama.h"
 #include "xft/moe/load_balancing.h"
 
@@ -11,10 +14,24 @@ MoeLayerImpl::MoeLayerImpl(int64_t hidden, int64_t intermediate, const MoeConfig
   experts = register_module("experts", Experts(c.num_experts, hidden, intermediate));
 }
 
-FfnOutput MoeLayerImpl::forward(const torch::Tensor& x) {
+namespace {
+
+// route(), and on CUDA the slots per expert the fused routing kernel counts anyway ([N] int64;
+// undefined on the ATen path).
+std::pair<Routing, torch::Tensor> route_and_count(const torch::Tensor& logits_TR, const MoeConfig& c) {
+  if (logits_TR.is_cuda() && cuda_ops_available() && route_cuda_supports(logits_TR, c)) {
+    auto full = route_cuda_full(logits_TR, c);
+    return {full.routing, full.counts_N.to(torch::kInt64)};
+  }
+  return {route(logits_TR, c), torch::Tensor()};
+}
+
+}  // namespace
+
+FfnOutput MoeLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& token_mask) {
   auto x_TD = x.reshape({-1, x.size(-1)});
   const auto logits = router->forward(x_TD);
-  auto routing = route(logits.noisy_TR, config_);
+  auto [routing, counts_N] = route_and_count(logits.noisy_TR, config_);
   torch::Tensor y_TD;
   auto combine = [&](const torch::Tensor& e_TS, const torch::Tensor& w_TS) {
     return moe_dispatch(*experts, x_TD, e_TS, w_TS, sharding_.get());
@@ -28,23 +45,37 @@ FfnOutput MoeLayerImpl::forward(const torch::Tensor& x) {
   } else {
     y_TD = combine(routing.experts_TS, routing.weights_TS).to(x.scalar_type());
   }
-  // Counted on the device (bincount would sync the host twice per layer on CUDA).
-  const auto flat = routing.experts_TS.reshape(-1);
-  last_counts_ = torch::zeros({config_.num_experts}, flat.options()).scatter_add_(0, flat, torch::ones_like(flat));
+  // Padding is routed (the batch keeps its shape) but weighs 0 in the counts and the aux loss.
+  const auto valid_T = token_mask.defined() ? token_mask.reshape(-1).to(routing.weights_TS.scalar_type())
+                                            : torch::Tensor();
+  // On the device either way: bincount would sync the host twice per layer on CUDA.
+  if (valid_T.defined() || !counts_N.defined()) {
+    const auto flat = routing.experts_TS.reshape(-1);
+    const auto ones = valid_T.defined()
+                          ? valid_T.to(torch::kInt64).unsqueeze(1).expand_as(routing.experts_TS).reshape(-1)
+                          : torch::ones_like(flat);
+    counts_N = torch::zeros({config_.num_experts}, flat.options()).scatter_add_(0, flat, ones);
+  }
+  last_counts_ = counts_N;
   if (!is_training()) return {y_TD.view(x.sizes()), {}};
-  auto aux = load_balancing_loss(routing, logits, config_);
-  record_telemetry(routing, aux);
+  auto aux = load_balancing_loss(routing, logits, config_, valid_T);
+  // A checkpointed layer's backward runs this forward again: count its routing once.
+  if (!recomputing()) record_telemetry(routing, aux, valid_T);
   return {y_TD.view(x.sizes()), aux};
 }
 
-void MoeLayerImpl::record_telemetry(const Routing& routing, const torch::Tensor& aux) {
+void MoeLayerImpl::record_telemetry(const Routing& routing, const torch::Tensor& aux, const torch::Tensor& valid_T) {
   torch::NoGradGuard ng;
   const auto opts = torch::TensorOptions().dtype(torch::kFloat64).device(routing.weights_TS.device());
   const auto s = routing.probs_TR.to(torch::kFloat64);
-  const auto entropy = -(s * s.clamp_min(1e-30).log()).sum();
-  const auto shared = config_.shared_expert ? routing.weights_TS.select(1, 0).to(torch::kFloat64).sum()
+  const auto valid = valid_T.defined() ? valid_T.to(torch::kFloat64) : torch::Tensor();
+  const auto real_sum = [&](const torch::Tensor& v_T) { return (valid.defined() ? v_T * valid : v_T).sum(); };
+  const auto entropy = valid.defined() ? real_sum(-(s * s.clamp_min(1e-30).log()).sum(1))
+                                       : -(s * s.clamp_min(1e-30).log()).sum();
+  const auto shared = config_.shared_expert ? real_sum(routing.weights_TS.select(1, 0).to(torch::kFloat64))
                                             : torch::zeros({}, opts);
-  const auto tail = torch::stack({torch::full({}, static_cast<double>(routing.weights_TS.size(0)), opts), shared,
+  const auto tokens = valid.defined() ? valid.sum() : torch::full({}, static_cast<double>(routing.weights_TS.size(0)), opts);
+  const auto tail = torch::stack({tokens, shared,
                                   entropy, aux.defined() ? aux.detach().to(torch::kFloat64) : torch::zeros({}, opts),
                                   torch::ones({}, opts)});
   auto sample = torch::cat({last_counts_.to(torch::kFloat64), tail});

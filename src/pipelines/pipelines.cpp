@@ -120,6 +120,7 @@ std::string train_full(const std::string& name, const std::string& in_dir, const
   prepare_model(*model, t);
   auto sharding = expert_parallel ? shard_experts(*model, ws.dist) : nullptr;
   Trainer trainer(name, model, model_tensors(*model), *ws.train, t, stage_dir.string(), ws.pad_id);
+  if (c.data.packing) trainer.set_packing(c.data.max_length);
   trainer.set_parallel(ws.dist, sharding);
   if (model->config().moe) trainer.set_telemetry([&] { return moe_telemetry(*model, *ws.dist); });
   trainer.run(resume);
@@ -179,6 +180,7 @@ std::string run_xft(const ExperimentConfig& c, Workspace& ws, bool resume) {
       copy_tokenizer_files(c, mdir / "init");
     }
     Trainer trainer("merge", model, logits, *ws.train, t, mdir.string(), ws.pad_id);
+    if (c.data.packing) trainer.set_packing(c.data.max_length);
     trainer.set_parallel(ws.dist);
     trainer.set_telemetry([&] { return nlohmann::json{{"coefficients", merge_coefficients_json(*model, c.merge)["layers"]}}; });
     trainer.run(resume);
@@ -205,6 +207,7 @@ std::string run_ewa(const ExperimentConfig& c, Workspace& ws, bool resume) {
     auto model = load_model(moe_init.string());
     prepare_model(*model, t);
     Trainer trainer("ewa", model, model_tensors(*model), *ws.train, t, root.string(), ws.pad_id);
+    if (c.data.packing) trainer.set_packing(c.data.max_length);
     trainer.set_parallel(ws.dist);
     // After every optimizer update, pull each expert toward the experts' mean (paper A.2); the
     // ranks hold identical parameters after the all-reduced step, so they pull identically.

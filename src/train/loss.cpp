@@ -7,14 +7,20 @@
 
 namespace xft {
 
-std::pair<torch::Tensor, int64_t> language_model_loss(const torch::Tensor& logits, const torch::Tensor& labels) {
+torch::Tensor cross_entropy_sum(const torch::Tensor& logits, const torch::Tensor& labels) {
   const int64_t V = logits.size(-1);
   auto pred = logits.narrow(1, 0, logits.size(1) - 1).reshape({-1, V}).to(torch::kFloat32);
   auto target = labels.narrow(1, 1, labels.size(1) - 1).reshape({-1});
-  const int64_t count = target.ne(-100).sum().item<int64_t>();
-  auto sum = torch::nn::functional::cross_entropy(
+  return torch::nn::functional::cross_entropy(
       pred, target, torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-100).reduction(torch::kSum));
-  return {sum, count};
+}
+
+int64_t scored_labels(const torch::Tensor& labels) {
+  return labels.narrow(1, 1, labels.size(1) - 1).ne(-100).sum().item<int64_t>();
+}
+
+std::pair<torch::Tensor, int64_t> language_model_loss(const torch::Tensor& logits, const torch::Tensor& labels) {
+  return {cross_entropy_sum(logits, labels), scored_labels(labels)};
 }
 
 double evaluate_loss(CausalLMImpl& model, const InstructionDataset& data, int64_t batch_size, int64_t pad_id,

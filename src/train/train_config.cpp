@@ -36,6 +36,7 @@ const ConfigReader<TrainConfig>& train_reader() {
                                                  .field("keep_last", &TrainConfig::keep_last)
                                                  .field("log_every", &TrainConfig::log_every)
                                                  .field("group_by_length", &TrainConfig::group_by_length)
+                                                 .field("activation_checkpointing", &TrainConfig::activation_checkpointing)
                                                  .field("seed", &TrainConfig::seed);
   return r;
 }

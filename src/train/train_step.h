@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "distributed/grad_reducer.h"
+#include "xft/data/batcher.h"
 #include "xft/data/instruction_data.h"
 #include "xft/model/llama.h"
 #include "xft/train/metrics_log.h"
@@ -25,8 +26,10 @@ class TrainStep {
  public:
   // `expert_parallel`: every rank runs the same number of passes (the all-to-all needs all of
   // them); a rank short of micro-batches repeats one with zero weight. `reducer` may be null.
+  // `packing_row_length` > 0: micro-batches are packed into rows of that many tokens (data/packing.h).
   TrainStep(std::string stage, std::string stage_dir, CausalLM model, const InstructionDataset& data, const TrainConfig& config,
-            int64_t pad_id, std::shared_ptr<const Distributed> dist, bool expert_parallel, GradReducer* reducer);
+            int64_t pad_id, std::shared_ptr<const Distributed> dist, bool expert_parallel, GradReducer* reducer,
+            int64_t packing_row_length = 0);
 
   // Accumulates the gradients of global batch `indices` (step `step`, 0-based, of epoch
   // `epoch`) and returns loss, aux loss and tokens over all ranks. A non-finite loss on any rank
@@ -34,11 +37,15 @@ class TrainStep {
   StepStats run(const std::vector<int64_t>& indices, int64_t step, int64_t epoch);
 
  private:
+  // This rank's micro-batches of one step. The losses stay on the device until the step is
+  // done: run() reads them in one transfer (a read per micro-batch would sync the GPU each time).
   struct Pass {
-    double loss = 0.0, aux = 0.0, tokens = 0.0;
-    std::string bad;  // the first non-finite micro-batch of this rank
+    std::vector<torch::Tensor> loss, aux;  // per micro-batch, detached fp64 scalars (aux 0 without one)
+    double tokens = 0.0;
+    int64_t first_micro_batch = 0;         // the global index of loss[0]
   };
-  Pass backward_passes(const std::vector<int64_t>& indices, int64_t step, int64_t epoch);
+  Pass backward_passes(const std::vector<int64_t>& indices);
+  Batch collate_micro_batch(const std::vector<int64_t>& indices) const;
   std::string describe_bad(double loss, const std::vector<int64_t>& indices, int64_t m, int64_t M, int64_t step,
                            int64_t epoch) const;
 
@@ -50,6 +57,7 @@ class TrainStep {
   std::shared_ptr<const Distributed> dist_;
   bool expert_parallel_;
   GradReducer* reducer_;
+  int64_t packing_row_length_;
 };
 
 }  // namespace xft

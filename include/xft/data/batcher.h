@@ -15,7 +15,12 @@ class InstructionDataset;
 
 struct Batch {
   torch::Tensor input_ids, attention_mask, labels;  // [B, T] int64, padded on the right to the longest
-  int64_t loss_tokens = 0;                          // number of labels != kIgnoreLabel
+  torch::Tensor position_ids;  // [B, T] int64 for packed rows (restarting at each document), else undefined
+  int64_t loss_tokens = 0;     // number of labels != kIgnoreLabel
+  int64_t tokens = 0;          // real (not padding) tokens
+  // False when every row is one document without padding: plain causal attention is exact then,
+  // and the model can take scaled_dot_product_attention's fast path (no attention_mask).
+  bool needs_mask = true;
 };
 
 // Pads with pad_id (attention_mask 0, label kIgnoreLabel). Throws on an empty or out-of-range index list.

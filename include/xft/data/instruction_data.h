@@ -37,6 +37,9 @@ struct DataConfig {
       "responses to user instructions.\n\n@@ Instruction\n{instruction}\n\n@@ Response\n";
   int64_t max_length = 1024;  // tokens, BOS and EOS included; longer examples are truncated at the end
   bool strict = false;        // true: the first record that cannot be used is a fatal xft::Error
+  // Training batches pack several examples into each row of at most max_length tokens
+  // (data/packing.h): per-document causal attention and positions, less padding.
+  bool packing = false;
   // Pretokenized format only (required >= 0 there): the ids placed around each record.
   int64_t bos_id = -1;
   int64_t eos_id = -1;

@@ -33,7 +33,8 @@ class MergedFeedForwardImpl : public FeedForwardImpl {
   // gate/up [N, F, D], down [N, D, F]: the MoE layer's experts (expert 0 shared).
   MergedFeedForwardImpl(const torch::Tensor& gate, const torch::Tensor& up, const torch::Tensor& down,
                         const MergeConfig& config);
-  FfnOutput forward(const torch::Tensor& x) override;
+  using FeedForwardImpl::forward;
+  FfnOutput forward(const torch::Tensor& x, const torch::Tensor& token_mask) override;
 
   torch::Tensor coefficients() const;  // [N], fp32, sums to 1: what multiplies each expert
   // The merged dense FFN weights {gate [F, D], up [F, D], down [D, F]}.

@@ -9,9 +9,11 @@
 
 namespace xft {
 
-// Boolean [B, 1, Tq, L] mask, true = may attend: causal and not padding. `padding_mask_BL`
-// covers all L keys (cached + new); the Tq queries are the last Tq positions. A position may
-// always see itself, so a padded query row is never empty (empty rows would make NaN).
+// Boolean [B, 1, Tq, L] mask, true = may attend: causal, not padding, same document.
+// `padding_mask_BL` covers all L keys (cached + new): 0 for padding, else the token's document
+// number (1 for every real token of an unpacked row; 1, 2, ... along a packed row, so no token
+// attends across documents). The Tq queries are the last Tq positions. A position may always see
+// itself, so a padded query row is never empty (empty rows would make NaN).
 torch::Tensor attention_mask_4d(const torch::Tensor& padding_mask_BL, int64_t num_queries = -1);
 
 // One layer's cached keys and values [B, Hkv, L, head_dim] (after RoPE), for generation.

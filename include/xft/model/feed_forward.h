@@ -13,7 +13,11 @@ struct FfnOutput {
 
 class FeedForwardImpl : public torch::nn::Module {
  public:
-  virtual FfnOutput forward(const torch::Tensor& x) = 0;
+  // x [.., D]; token_mask [..] (x without its last dim; true = a real token) or undefined (all
+  // real). Padding still flows through (its output is ignored downstream), but an FFN with a
+  // statistic over tokens (the MoE's aux loss and routing counts) counts real tokens only.
+  virtual FfnOutput forward(const torch::Tensor& x, const torch::Tensor& token_mask) = 0;
+  FfnOutput forward(const torch::Tensor& x) { return forward(x, torch::Tensor()); }
 };
 
 }  // namespace xft

@@ -27,9 +27,15 @@ std::shared_ptr<FeedForwardImpl> make_feed_forward(const ModelConfig& config);
 class DecoderLayerImpl : public torch::nn::Module {
  public:
   explicit DecoderLayerImpl(const ModelConfig& config);
-  // Returns the layer output; adds the FFN's auxiliary loss (if any) to *aux.
+  // Returns the layer output; adds the FFN's auxiliary loss (if any) to *aux. token_mask [B, T]
+  // (true = a real token, padding false) or undefined (all real): what the MoE's aux loss counts.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                        const torch::Tensor& mask, torch::Tensor* aux, KvCacheLayer* cache = nullptr);
+                        const torch::Tensor& mask, const torch::Tensor& token_mask, torch::Tensor* aux,
+                        KvCacheLayer* cache = nullptr);
+  // The same with activation checkpointing (model/activation_checkpoint.h): only x is kept for
+  // the backward, which runs the layer again.
+  torch::Tensor forward_checkpointed(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                                     const torch::Tensor& mask, const torch::Tensor& token_mask, torch::Tensor* aux);
   // Swaps the FFN (e.g. MoE -> merge); the new one is registered as `mlp`.
   void set_mlp(std::shared_ptr<FeedForwardImpl> mlp);
 
@@ -59,8 +65,12 @@ class CausalLMImpl : public torch::nn::Module {
  public:
   explicit CausalLMImpl(const ModelConfig& config);
 
-  // input_ids [B, T] int64; attention_mask [B, T] (1 = token, 0 = padding) or undefined;
-  // position_ids [B, T] or undefined (then 0..T-1, as transformers does without a cache).
+  // input_ids [B, T] int64; attention_mask [B, T] or undefined (every token real, plain causal
+  // attention: the fast path of scaled_dot_product_attention); position_ids [B, T] or undefined
+  // (then 0..T-1, as transformers does without a cache). attention_mask holds 0 for padding and
+  // a document number > 0 for real tokens: 1 everywhere is one document per row; packed rows
+  // (data/packing.h) number their documents 1, 2, ..., and a token attends only to earlier tokens
+  // of its own document (pass the packed position_ids too, which restart at each document).
   CausalLMOutput forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {},
                          const torch::Tensor& position_ids = {});
   // hidden [.., D] -> logits [.., V] (lm_head, or the embedding matrix when tied).
@@ -73,6 +83,10 @@ class CausalLMImpl : public torch::nn::Module {
 
   DecoderLayer layer(int64_t i) const { return DecoderLayer(model->layers->ptr<DecoderLayerImpl>(i)); }
   const ModelConfig& config() const { return config_; }
+  // Activation checkpointing of every decoder layer while training with autograd on (never
+  // with a KV cache): the backward recomputes each layer's forward.
+  void set_activation_checkpointing(bool on) { checkpointing_ = on; }
+  bool activation_checkpointing() const { return checkpointing_; }
   ModelConfig& mutable_config() { return config_; }
   // Hugging Face's init: normal(0, std) for linear and embedding weights, zero biases, ones for
   // norm weights.
@@ -84,6 +98,7 @@ class CausalLMImpl : public torch::nn::Module {
  private:
   ModelConfig config_;
   RotaryEmbedding rotary_;
+  bool checkpointing_ = false;
 };
 TORCH_MODULE(CausalLM);
 

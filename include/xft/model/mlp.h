@@ -9,7 +9,8 @@ namespace xft {
 class MlpImpl : public FeedForwardImpl {
  public:
   MlpImpl(int64_t hidden, int64_t intermediate, bool bias);
-  FfnOutput forward(const torch::Tensor& x) override;
+  using FeedForwardImpl::forward;
+  FfnOutput forward(const torch::Tensor& x, const torch::Tensor& token_mask) override;
 
   torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
 };

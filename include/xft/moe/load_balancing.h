@@ -8,6 +8,8 @@
 //      load_i = its token count without noise, or with noisy gating the smooth estimate below.
 // switch: R * sum_i f_i P_i, f_i = fraction of routed slots sent to expert i, P_i = mean prob.
 // Both cover the routed experts only (the shared expert sees every token by construction).
+// With valid_T (1 for a real token, 0 for padding), sums and means run over the real tokens
+// only: padding is routed (the batch keeps its shape) but never counted.
 #pragma once
 #include <torch/types.h>
 
@@ -29,9 +31,12 @@ torch::Tensor cv_squared(const torch::Tensor& x);
 // Returns load_R = sum_t p_t, differentiable w.r.t. clean, scale and (through the thresholds)
 // noisy. Needs 1 <= k < R.
 torch::Tensor noisy_topk_load(const torch::Tensor& clean_TR, const torch::Tensor& noisy_TR,
-                              const torch::Tensor& scale_TR, int64_t k, LoadEstimate rule);
+                              const torch::Tensor& scale_TR, int64_t k, LoadEstimate rule,
+                              const torch::Tensor& valid_T = {});
 
 // Returns the loss times config.aux_loss_coef (a scalar), or an undefined tensor for "none".
-torch::Tensor load_balancing_loss(const Routing& routing, const RouterLogits& logits, const MoeConfig& config);
+// valid_T: [T] in the weights' dtype, or undefined (every token real).
+torch::Tensor load_balancing_loss(const Routing& routing, const RouterLogits& logits, const MoeConfig& config,
+                                  const torch::Tensor& valid_T = {});
 
 }  // namespace xft

@@ -17,13 +17,15 @@ namespace xft {
 class MoeLayerImpl : public FeedForwardImpl {
  public:
   MoeLayerImpl(int64_t hidden, int64_t intermediate, const MoeConfig& config);
-  FfnOutput forward(const torch::Tensor& x) override;
+  using FeedForwardImpl::forward;
+  FfnOutput forward(const torch::Tensor& x, const torch::Tensor& token_mask) override;
 
   const MoeConfig& config() const { return config_; }
-  // Tokens sent to each expert by the last forward ([N], int64), for metrics and tests.
+  // Tokens sent to each expert by the last forward ([N], int64; real tokens only when the forward
+  // had a token mask), for metrics and tests. On CUDA without a mask, the routing kernel's counts.
   const torch::Tensor& last_expert_counts() const { return last_counts_; }
   // Routing statistics summed over the training forwards since the last call, then reset (on
-  // the device, no host sync): fp64 [N + 5] = slots per expert (N), tokens, sum of the shared
+  // the device, no host sync; real tokens only): fp64 [N + 5] = slots per expert (N), tokens, sum of the shared
   // expert's weight (1 - s_max), sum of the router entropy -sum_i s_i log s_i, sum of the aux
   // loss, forwards. Undefined when nothing ran. train/moe_telemetry.h turns it into metrics.
   torch::Tensor take_telemetry();
@@ -36,7 +38,7 @@ class MoeLayerImpl : public FeedForwardImpl {
   Experts experts{nullptr};
 
  private:
-  void record_telemetry(const Routing& routing, const torch::Tensor& aux);
+  void record_telemetry(const Routing& routing, const torch::Tensor& aux, const torch::Tensor& valid_T);
 
   MoeConfig config_;
   torch::Tensor last_counts_;

@@ -43,6 +43,9 @@ struct TrainConfig {
   int64_t keep_last = 2;           // checkpoints kept
   int64_t log_every = 1;
   bool group_by_length = false;
+  // Recompute each decoder layer's forward in the backward instead of keeping its activations
+  // (model/activation_checkpoint.h): same loss and gradients, less memory, about one more forward.
+  bool activation_checkpointing = false;
   uint64_t seed = 42;
 
   // `section` names it in messages ("sft_train", ...). Unknown keys, wrong types and values

@@ -51,6 +51,9 @@ class Trainer {
     dist_ = std::move(dist);
     sharding_ = std::move(sharding);
   }
+  // data.packing: each micro-batch's examples packed into rows of at most `row_length` tokens
+  // (data/packing.h; the config's data.max_length). 0: one example per row (the default).
+  void set_packing(int64_t row_length) { packing_row_length_ = row_length; }
   // Trains to the end. With resume, continues from the newest checkpoint in stage_dir, if any;
   // without it, an existing checkpoint is an error (no silent overwrite of a run).
   TrainResult run(bool resume);
@@ -65,6 +68,7 @@ class Trainer {
   std::string dir_;
   int64_t pad_id_;
   int64_t total_steps_ = 0;
+  int64_t packing_row_length_ = 0;
   AfterStep after_step_;
   Telemetry telemetry_;
   std::shared_ptr<const Distributed> dist_ = std::make_shared<Distributed>();
