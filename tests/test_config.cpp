@@ -130,6 +130,7 @@ TEST(Config, EveryShippedConfigLoadsAndTheReferenceSwitchSetsTheAuthorsCode) {
     EXPECT_EQ(c.compat, "reference");
     EXPECT_TRUE(c.moe.router_noise);
     EXPECT_EQ(c.moe.load_estimate, xft::LoadEstimate::kReference);
+    EXPECT_TRUE(c.moe.aux_counts_padding);
     EXPECT_EQ(c.upcycle.rope_theta, 10000.0);
     for (const auto* t : {&c.sft_train, &c.moe_train, &c.merge_train, &c.ewa_train})
       EXPECT_EQ(t->loss_reduction, xft::LossReduction::kMicroBatch);
@@ -137,6 +138,7 @@ TEST(Config, EveryShippedConfigLoadsAndTheReferenceSwitchSetsTheAuthorsCode) {
   // Without it: the corrected method.
   const auto plain = ExperimentConfig::load((configs / "tiny.json").string());
   EXPECT_FALSE(plain.moe.router_noise);
+  EXPECT_FALSE(plain.moe.aux_counts_padding);
   EXPECT_EQ(plain.upcycle.rope_theta, 0.0);
   // An explicit --set keeps the last word over the switch.
   const auto mixed = ExperimentConfig::load((configs / "tiny.json").string(), {"compat=reference", "upcycle.rope_theta=500000"});

@@ -315,7 +315,8 @@ TEST(Upcycle, RopeThetaOverrideAndScalingDrop) {
 }
 
 // The aux loss and the routing counts cover real tokens only: a padded batch with its token mask
-// gives what its real tokens alone give, and counting the padding (no mask) gives something else.
+// gives what its real tokens alone give, and counting the padding (no mask) gives something else,
+// which is what aux_counts_padding asks for.
 TEST(MoeLayer, AuxLossAndCountsIgnorePadding) {
   for (const char* aux : {"cv2", "switch"}) {
     auto c = moe_config(5, 3);
@@ -337,5 +338,16 @@ TEST(MoeLayer, AuxLossAndCountsIgnorePadding) {
     EXPECT_GT(max_abs_diff(layer->forward(x).aux_loss, alone.aux_loss), 1e-6) << aux;
     // The outputs of the real tokens do not depend on the mask.
     EXPECT_LE(max_abs_diff(masked.y[1].narrow(0, 0, 3), alone.y[0].narrow(0, 4, 3)), 1e-6) << aux;
+    // aux_counts_padding (compat "reference"): the mask is ignored for the aux loss and counts,
+    // every position counts as in the authors' code.
+    auto ref = c;
+    ref.aux_counts_padding = true;
+    torch::manual_seed(2);
+    MoeLayer counting(16, 24, ref);
+    counting->train();
+    const auto with_pads = counting->forward(x, mask);
+    EXPECT_EQ(with_pads.aux_loss.item<double>(), counting->forward(x).aux_loss.item<double>()) << aux;
+    EXPECT_EQ(counting->last_expert_counts().sum().item<int64_t>(), 12 * 3) << aux;
+    EXPECT_TRUE(torch::equal(with_pads.y, masked.y)) << aux;
   }
 }

@@ -119,7 +119,8 @@ const ConfigReader<MoeConfig>& moe_reader() {
                                                .field("load_estimate", &MoeConfig::load_estimate, kLoadEstimateNames)
                                                .field("router_init_std", &MoeConfig::router_init_std)
                                                .field("aux_loss", &MoeConfig::aux_loss, kAuxLossNames)
-                                               .field("aux_loss_coef", &MoeConfig::aux_loss_coef);
+                                               .field("aux_loss_coef", &MoeConfig::aux_loss_coef)
+                                               .field("aux_counts_padding", &MoeConfig::aux_counts_padding);
   return r;
 }
 

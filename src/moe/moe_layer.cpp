@@ -45,9 +45,11 @@ FfnOutput MoeLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& tok
   } else {
     y_TD = combine(routing.experts_TS, routing.weights_TS).to(x.scalar_type());
   }
-  // Padding is routed (the batch keeps its shape) but weighs 0 in the counts and the aux loss.
-  const auto valid_T = token_mask.defined() ? token_mask.reshape(-1).to(routing.weights_TS.scalar_type())
-                                            : torch::Tensor();
+  // Padding is routed (the batch keeps its shape) but weighs 0 in the counts and the aux loss,
+  // unless the config asks for the authors' behaviour (every position counts).
+  const auto valid_T = token_mask.defined() && !config_.aux_counts_padding
+                           ? token_mask.reshape(-1).to(routing.weights_TS.scalar_type())
+                           : torch::Tensor();
   // On the device either way: bincount would sync the host twice per layer on CUDA.
   if (valid_T.defined() || !counts_N.defined()) {
     const auto flat = routing.experts_TS.reshape(-1);

@@ -138,13 +138,13 @@ nlohmann::json read_with_includes(const std::string& path, int depth) {
 }
 
 // "compat": "reference" runs what the authors' code ran (method notes): noisy gating with its
-// load estimate, token-mean losses averaged per micro-batch, RoPE base 10000 in the upcycled
+// load estimate and padding counted in the aux loss, token-mean losses averaged per micro-batch, RoPE base 10000 in the upcycled
 // model (and so in the MoE and XFT models). Importance from the raw scores needs no switch.
 nlohmann::json compat_overlay(const std::string& compat, const std::string& source) {
   if (compat.empty()) return nlohmann::json::object();
   XFT_CHECK(compat == "reference", source, ": compat must be \"reference\" or absent, got '", compat, "'");
   const nlohmann::json micro = {{"loss_reduction", "micro_batch"}};
-  return {{"moe", {{"router_noise", true}, {"load_estimate", "reference"}}},
+  return {{"moe", {{"router_noise", true}, {"load_estimate", "reference"}, {"aux_counts_padding", true}}},
           {"upcycle", {{"rope_theta", 10000.0}}},
           {"sft_train", micro}, {"moe_train", micro}, {"merge_train", micro}, {"ewa_train", micro}};
 }

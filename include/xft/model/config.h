@@ -64,6 +64,9 @@ struct MoeConfig {
   double router_init_std = 0.02;
   AuxLossKind aux_loss = AuxLossKind::kCv2;  // "cv2" (importance + load, Shazeer) | "switch" | "none"
   double aux_loss_coef = 0.01;
+  // false: padding tokens are routed but weigh 0 in the aux loss, the counts and the telemetry;
+  // true: they count like real tokens, as in the authors' code (compat "reference" sets it).
+  bool aux_counts_padding = false;
 
   int64_t num_routed() const { return shared_expert ? num_experts - 1 : num_experts; }
   int64_t routed_k() const { return shared_expert ? top_k - 1 : top_k; }
