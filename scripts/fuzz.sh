@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Fuzzes one of xft's parsers of untrusted files with libFuzzer (clang):
-#   scripts/fuzz.sh safetensors|config|tokenizer|data|experiment SECONDS [libFuzzer flags...]
+#   scripts/fuzz.sh safetensors|config|tokenizer|data|experiment|problems SECONDS [libFuzzer flags...]
 # safetensors: arbitrary bytes as a .safetensors file (header validation, tensor ranges).
 # config:      arbitrary bytes as config.json, then checked against a tiny checkpoint's headers.
 # tokenizer:   arbitrary bytes as tokenizer.json, then encoding and decoding (byte-level BPE).
 # data:        arbitrary bytes as an instruction-data file (JSONL, JSON array, pretokenized).
 # experiment:  arbitrary bytes as an experiment config followed by --set lines.
-# (The last three share their bodies with tests/test_fuzz_corpus.cpp, which replays the
+# problems:    arbitrary bytes as a problems file (HumanEval, MBPP, EvalPlus) followed by samples.
+# (The last four share their bodies with tests/test_fuzz_corpus.cpp, which replays the
 # committed corpora in the normal suite: copy a crash-* input there once its bug is fixed.)
 # Builds build-fuzz/fuzz_TARGET from tests/fuzz/fuzz_TARGET.cpp and the library sources it
 # exercises (coverage, ASan and UBSan instrumented; the rest of the library comes uninstrumented
@@ -17,7 +18,7 @@
 # Needs clang with libFuzzer (Debian: clang-14, libclang-rt-14-dev).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-target=${1:?usage: scripts/fuzz.sh safetensors|config|tokenizer|data|experiment SECONDS [libFuzzer flags]}
+target=${1:?usage: scripts/fuzz.sh safetensors|config|tokenizer|data|experiment|problems SECONDS [libFuzzer flags]}
 seconds=${2:-60}
 shift $(( $# < 2 ? $# : 2 ))
 core="src/core/safetensors.cpp src/core/atomic_writer.cpp src/core/files.cpp"
@@ -30,7 +31,9 @@ case $target in
   experiment) sources="src/pipelines/experiment.cpp src/train/train_config.cpp src/model/config.cpp
                        src/methods/merge.cpp src/methods/ewa.cpp src/methods/upcycle.cpp src/data/instruction_data.cpp
                        src/core/files.cpp" ;;
-  *) echo "scripts/fuzz.sh: unknown target '$target' (safetensors, config, tokenizer, data or experiment)" >&2; exit 2 ;;
+  problems) sources="src/eval/problems.cpp src/eval/samples.cpp src/core/files.cpp" ;;
+  *) echo "scripts/fuzz.sh: unknown target '$target' (safetensors, config, tokenizer, data, experiment or problems)" >&2
+     exit 2 ;;
 esac
 [[ -f $root/build/src/libxft.so ]] || XFT_TARGETS=xft bash "$root/scripts/build.sh"
 cxx=${XFT_FUZZ_CXX:-$(command -v clang++-14 || command -v clang++ || true)}

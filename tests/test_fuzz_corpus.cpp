@@ -31,6 +31,7 @@ int replay(const std::string& target, const std::function<void(const uint8_t*, s
 TEST(FuzzCorpus, Tokenizer) { EXPECT_GE(replay("tokenizer", xft::fuzz::tokenizer_input), 2); }
 TEST(FuzzCorpus, InstructionData) { EXPECT_GE(replay("data", xft::fuzz::data_input), 5); }
 TEST(FuzzCorpus, ExperimentConfig) { EXPECT_GE(replay("experiment", xft::fuzz::experiment_input), 3); }
+TEST(FuzzCorpus, ProblemsAndSamples) { EXPECT_GE(replay("problems", xft::fuzz::problems_input), 3); }
 
 // The seeds exercise what they claim: the byte-level tokenizer loads and round-trips, and a
 // config including a device is refused by name instead of read forever.

@@ -89,6 +89,7 @@ std::string study_markdown(const nlohmann::json& r) {
   std::ostringstream md;
   md << std::setprecision(4) << std::fixed;
   md << "# Study: " << r["config"].get<std::string>() << ", seeds " << r["seeds"].dump() << "\n\n";
+  md << "Held-out loss: the mean over held-out examples of each example's mean loss per response token.\n\n";
   md << "| arm | held-out loss (mean +- std over seeds) | per seed | params | training: epochs, tokens, FLOPs per stage |\n"
      << "|---|---|---|---|---|\n";
   for (const auto& name : r["order"]) {

@@ -8,6 +8,8 @@
 //   data        the first byte picks the layout (jsonl, json array, auto, pretokenized) and
 //               strictness, the rest is the instruction-data file, read with a byte-level tokenizer
 //   experiment  an experiment config, then after a line "--" one --set assignment a line
+//   problems    a problems file (HumanEval, MBPP, EvalPlus; plain or gzip), then after a line
+//               "--" a samples file read against it; prompts and code extraction of each problem
 #pragma once
 #include <unistd.h>
 
@@ -24,6 +26,8 @@
 #include "xft/core/error.h"
 #include "xft/data/instruction_data.h"
 #include "xft/data/tokenizer.h"
+#include "xft/eval/problems.h"
+#include "xft/eval/samples.h"
 #include "xft/pipelines/experiment.h"
 
 namespace xft::fuzz {
@@ -139,6 +143,31 @@ inline void experiment_input(const uint8_t* data, size_t size) {
   try {
     const auto c = ExperimentConfig::load(path, sets);
     (void)ExperimentConfig::from_json(c.to_json(), "round trip");  // what it writes, it reads
+  } catch (const Error&) {
+  }
+}
+
+// The bytes before the first "\n--\n" (all of them when there is none), and those after it.
+inline std::pair<std::string, std::string> split_at_marker(const uint8_t* data, size_t size) {
+  const std::string text(reinterpret_cast<const char*>(data), size);
+  const auto cut = text.find("\n--\n");
+  if (cut == std::string::npos) return {text, ""};
+  return {text.substr(0, cut), text.substr(cut + 4)};
+}
+
+inline void problems_input(const uint8_t* data, size_t size) {
+  const auto [problems_text, samples_text] = split_at_marker(data, size);
+  const auto path = write_scratch("problems.jsonl", reinterpret_cast<const uint8_t*>(problems_text.data()),
+                                  problems_text.size());
+  try {
+    const auto problems = load_problems(path);
+    for (const auto& p : problems) {
+      (void)instruction_prompt(p);
+      (void)extract_code(response_prefix(p) + p.canonical_solution);
+    }
+    const auto samples = write_scratch("samples.jsonl", reinterpret_cast<const uint8_t*>(samples_text.data()),
+                                       samples_text.size());
+    (void)read_samples(samples, problems);
   } catch (const Error&) {
   }
 }
