@@ -599,3 +599,21 @@ TEST(BatchSampler, SetPositionResumesExactlyAcrossEpochs) {
     expect_error([&] { fresh.set_position(0, 14); }, {"position 14"});
   }
 }
+
+// A number past double's range makes the JSON parser throw out_of_range, not parse_error: that
+// line is skipped and reported like any malformed record (found by scripts/fuzz.sh data; the
+// input is in tests/fuzz/corpus/data), and strict mode names it.
+TEST(InstructionData, NumberOutOfRangeSkipsItsRecord) {
+  const auto& tok = tiny_tokenizer();
+  const std::string dir = scratch_dir("overflow");
+  write_file(dir + "/d.jsonl", "{\"instruction\": \"Add.\", \"response\": \"x + 1\", \"n\": 1e400}\n" +
+                                   jsonl({{{"instruction", "Add."}, {"response", "x + 1"}}}));
+  const auto data = InstructionDataset::load(config_for(dir + "/d.jsonl"), &tok);
+  EXPECT_EQ(data.size(), 1u);
+  ASSERT_EQ(data.report().skipped_records.size(), 1u);
+  EXPECT_EQ(data.report().skipped_records[0].line, 1);
+  EXPECT_NE(data.report().skipped_records[0].reason.find("invalid JSON"), std::string::npos);
+  auto strict = config_for(dir + "/d.jsonl");
+  strict.strict = true;
+  expect_error([&] { InstructionDataset::load(strict, &tok); }, {dir + "/d.jsonl:1", "invalid JSON"});
+}

@@ -199,7 +199,9 @@ std::string make_pretokenized_example(const json& rec, const DataConfig& c, int6
 
 // nlohmann's message repeats "line 1" (each JSONL line is parsed alone) and quotes the bytes it
 // read, which may be invalid UTF-8 or a whole line: keep it short and printable.
-std::string parse_reason(const json::parse_error& e) {
+// Also for the other exceptions the parser throws: a number past double's range (1e400) is
+// out_of_range, not parse_error, and must skip its record like any other malformed line.
+std::string parse_reason(const json::exception& e) {
   std::string msg = e.what();
   if (const auto p = msg.find("] "); p != std::string::npos) msg = msg.substr(p + 2);
   if (const auto p = msg.find("at line 1, column"); p != std::string::npos) msg.replace(p, 17, "at column");
@@ -255,7 +257,7 @@ void for_each_record(const DataConfig& c, bool array,
     std::string problem;
     try {
       rec = json::parse(line);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {
       problem = parse_reason(e);
     }
     fn(number, problem.empty() ? &rec : nullptr, problem);

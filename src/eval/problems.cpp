@@ -230,7 +230,7 @@ std::vector<Problem> load_problems(const std::string& path) {
     json rec;
     try {
       rec = parse_record(line);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e400
       fail(where, ": invalid JSON (", e.what(), ")");
     }
     XFT_CHECK(rec.is_object(), where, ": expected a JSON object per line, found ", rec.type_name());
