@@ -16,9 +16,13 @@ using namespace xft;
 
 namespace {
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
+// Rounds of 2 steps, stopping 3 rounds after the best.
+EarlyStopping short_rounds() {
+  EarlyStopping stop;
+  stop.eval_every = 2;
+  stop.patience = 3;
+  stop.max_steps = 200;
+  return stop;
 }
 
 struct Run {
@@ -43,7 +47,7 @@ Run train(const std::string& dir, const EarlyStopping& stop, bool resume, uint64
   r.best = dir + "/best";
   r.result = train_until_plateau(model, data, heldout, t, stop, dir + "/stage", 0, resume,
                                  [&](CausalLMImpl& m) { save_model(m, r.best, torch::kFloat32); });
-  r.curve = read_text(dir + "/stage/plateau.jsonl");
+  r.curve = xft::test::read_all(dir + "/stage/plateau.jsonl");
   return r;
 }
 
@@ -62,10 +66,7 @@ std::vector<std::pair<int64_t, double>> curve_of(const std::string& text) {
 
 TEST(EarlyStopping, StopsPatienceAfterTheBestAndKeepsTheBestModel) {
   const auto dir = xft::test::scratch_dir("plateau");
-  EarlyStopping stop;
-  stop.eval_every = 2;
-  stop.patience = 3;
-  stop.max_steps = 200;
+  const auto stop = short_rounds();
   const auto r = train(dir, stop, false);
   const auto curve = curve_of(r.curve);
   ASSERT_TRUE(r.result.plateaued) << r.curve;
@@ -84,10 +85,7 @@ TEST(EarlyStopping, StopsPatienceAfterTheBestAndKeepsTheBestModel) {
 
 TEST(EarlyStopping, AnInterruptedRunResumesToTheSameCurveAndModel) {
   const auto dir = xft::test::scratch_dir("resume");
-  EarlyStopping stop;
-  stop.eval_every = 2;
-  stop.patience = 3;
-  stop.max_steps = 200;
+  const auto stop = short_rounds();
   const auto whole = train(dir + "/whole", stop, false);
   // The "interrupted" run: the same training stopped after 3 rounds, then continued.
   EarlyStopping cut = stop;

@@ -32,13 +32,7 @@ void write_text(const std::string& path, const std::string& text) {
   out << text;
 }
 
-std::vector<json> read_json_lines(const std::string& path) {
-  std::ifstream in(path);
-  std::vector<json> out;
-  std::string line;
-  while (std::getline(in, line)) out.push_back(json::parse(line));
-  return out;
-}
+using xft::test::read_json_lines;
 
 using xft::test::test_limits;
 

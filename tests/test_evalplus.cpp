@@ -30,13 +30,7 @@ namespace {
 
 std::string data(const std::string& name) { return xft::test::env_or_empty("XFT_SOURCE_DIR") + "/tests/data/evalplus/" + name; }
 
-std::vector<json> read_json_lines(const std::string& path) {
-  std::ifstream in(path);
-  std::vector<json> out;
-  std::string line;
-  while (std::getline(in, line)) out.push_back(json::parse(line));
-  return out;
-}
+using xft::test::read_json_lines;
 
 // EvalPlus' verdicts on a samples file, grouped by task in file order: task -> [(base, plus)].
 std::map<std::string, std::vector<std::pair<std::string, std::string>>> evalplus_verdicts(const std::string& samples) {

@@ -4,7 +4,6 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <iterator>
 
 #include "fuzz/fuzz_inputs.h"
 #include "test_util.h"
@@ -17,8 +16,7 @@ int replay(const std::string& target, const std::function<void(const uint8_t*, s
   const fs::path dir = fs::path(xft::test::env_or_empty("XFT_SOURCE_DIR")) / "tests/fuzz/corpus" / target;
   int n = 0;
   for (const auto& e : fs::directory_iterator(dir)) {
-    std::ifstream in(e.path(), std::ios::binary);
-    const std::string bytes((std::istreambuf_iterator<char>(in)), {});
+    const std::string bytes = xft::test::read_all(e.path().string());
     SCOPED_TRACE(e.path().string());
     EXPECT_NO_THROW(body(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
     ++n;

@@ -57,12 +57,25 @@ inline int run(const std::string& command) {
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
+// A file's bytes ("" when it cannot be read).
+inline std::string read_all(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Every line of a JSON-lines file, parsed (a line that is not JSON fails the test with its text).
+inline std::vector<nlohmann::json> read_json_lines(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<nlohmann::json> out;
+  std::string line;
+  while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
 // Column `key` of every row of a trainer's metrics.jsonl, in order.
 inline std::vector<double> metric(const std::string& metrics, const std::string& key) {
   std::vector<double> out;
-  std::ifstream in(metrics);
-  std::string line;
-  while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line).at(key).get<double>());
+  for (const auto& row : read_json_lines(metrics)) out.push_back(row.at(key).get<double>());
   return out;
 }
 inline std::vector<double> losses(const std::string& metrics) { return metric(metrics, "loss"); }

@@ -12,11 +12,6 @@
 
 namespace xft::test {
 
-inline std::string read_all(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
 // A tiny base model with a sentencepiece tokenizer in `dir`/base, instruction data in `dir`.
 inline void make_tiny_world(const std::string& dir) {
   std::ofstream text(dir + "/text.txt");

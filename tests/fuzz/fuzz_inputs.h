@@ -125,14 +125,19 @@ inline void data_input(const uint8_t* data, size_t size) {
   }
 }
 
-inline void experiment_input(const uint8_t* data, size_t size) {
+// The bytes before the first "\n--\n" (all of them when there is none), and those after it.
+inline std::pair<std::string, std::string> split_at_marker(const uint8_t* data, size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);
   const auto cut = text.find("\n--\n");
-  const std::string config = text.substr(0, cut);
+  if (cut == std::string::npos) return {text, ""};
+  return {text.substr(0, cut), text.substr(cut + 4)};
+}
+
+inline void experiment_input(const uint8_t* data, size_t size) {
+  const auto [config, rest] = split_at_marker(data, size);
   std::vector<std::string> sets;
-  if (cut != std::string::npos) {
-    std::string rest = text.substr(cut + 4), line;
-    for (size_t start = 0; start <= rest.size();) {
+  if (config.size() < size) {  // a marker: one assignment a line after it
+    for (size_t start = 0;;) {
       const size_t end = rest.find('\n', start);
       sets.push_back(rest.substr(start, end == std::string::npos ? std::string::npos : end - start));
       if (end == std::string::npos) break;
@@ -145,14 +150,6 @@ inline void experiment_input(const uint8_t* data, size_t size) {
     (void)ExperimentConfig::from_json(c.to_json(), "round trip");  // what it writes, it reads
   } catch (const Error&) {
   }
-}
-
-// The bytes before the first "\n--\n" (all of them when there is none), and those after it.
-inline std::pair<std::string, std::string> split_at_marker(const uint8_t* data, size_t size) {
-  const std::string text(reinterpret_cast<const char*>(data), size);
-  const auto cut = text.find("\n--\n");
-  if (cut == std::string::npos) return {text, ""};
-  return {text.substr(0, cut), text.substr(cut + 4)};
 }
 
 inline void problems_input(const uint8_t* data, size_t size) {
