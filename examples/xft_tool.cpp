@@ -21,6 +21,7 @@
 #include "xft/eval/code_eval.h"
 #include "xft/core/error.h"
 #include "xft/eval/generation.h"
+#include "xft/eval/model_generator.h"
 #include "xft/eval/samples.h"
 #include "xft/eval/score.h"
 #include "xft/methods/upcycle.h"
@@ -124,22 +125,7 @@ int cmd_eval(const std::string& model_dir, const std::string& problems_path, con
   }
   auto model = xft::load_model(model_dir);
   auto tok = xft::Tokenizer::load(model_dir);
-  // The completion ends where the response's code block closes.
-  gen.stop = {"\n```"};
-  auto generate = [&](const std::vector<std::string>& prompts, int64_t n) {
-    std::vector<std::vector<std::string>> out(prompts.size());
-    for (int64_t sample = 0; sample < n; ++sample) {
-      xft::GenerationConfig g = gen;
-      g.seed = gen.seed + static_cast<uint64_t>(sample);
-      for (size_t start = 0; start < prompts.size(); start += batch) {
-        std::vector<std::string> part(prompts.begin() + start,
-                                      prompts.begin() + std::min(prompts.size(), start + static_cast<size_t>(batch)));
-        auto texts = xft::generate_text(*model, *tok, part, g);
-        for (size_t i = 0; i < texts.size(); ++i) out[start + i].push_back(texts[i]);
-      }
-    }
-    return out;
-  };
+  auto generate = xft::model_generator(*model, *tok, gen, batch);
   auto report = xft::evaluate_problems(problems, generate, options);
   std::cout << report.summary() << "\n";
   if (!options.samples_path.empty()) std::cerr << "samples (EvalPlus format): " << options.samples_path << "\n";

@@ -159,11 +159,13 @@ TEST(Study, TwoSeedsGiveArmsComparisonsAblationsAndBudgets) {
   EXPECT_TRUE(fs::exists(dir + "/study/seed-2/ablation-top3/xft/moe/final/config.json"));
   EXPECT_NE(r["arms"]["lam"]["per_seed"][0], r["arms"]["xft"]["per_seed"][0]);
   EXPECT_EQ(r["arms"]["lam"]["ablation"]["shares_moe"], true);
-  // xft vs sft, xft vs moe, xft vs xft_init, moe vs sft, lam vs xft, top3 vs moe.
-  ASSERT_EQ(r["comparisons"].size(), 6u);
-  EXPECT_EQ(r["comparisons"][4]["a"], "lam");
-  EXPECT_EQ(r["comparisons"][4]["b"], "xft");
-  EXPECT_EQ(r["comparisons"][5]["b"], "moe");
+  // xft vs sft, xft vs moe, xft vs xft_init, moe vs sft, sft vs base, lam vs xft, top3 vs moe.
+  ASSERT_EQ(r["comparisons"].size(), 7u);
+  EXPECT_EQ(r["comparisons"][4]["a"], "sft");
+  EXPECT_EQ(r["comparisons"][4]["b"], "base");
+  EXPECT_EQ(r["comparisons"][5]["a"], "lam");
+  EXPECT_EQ(r["comparisons"][5]["b"], "xft");
+  EXPECT_EQ(r["comparisons"][6]["b"], "moe");
   for (const auto& c : r["comparisons"]) {
     const double mean = c["mean_difference"].get<double>();
     EXPECT_LE(c["ci95"][0].get<double>(), mean);
@@ -188,4 +190,85 @@ TEST(Study, TwoSeedsGiveArmsComparisonsAblationsAndBudgets) {
   // A bad ablation spec is a clear error before anything runs.
   ASSERT_NE(driver("xft-study", args + " --ablation oops", dir + "/bad.log"), 0);
   EXPECT_NE(read_all(dir + "/bad.log").find("NAME[@ARM]:ITEM"), std::string::npos) << read_all(dir + "/bad.log");
+}
+
+// xft-study with a problems file (code_eval): every arm's per-task pass/fail per seed. What a
+// study records for a task is what `xft-tool eval` gets from the same model and settings; with
+// no generated tokens the answer is the prompt's own function, so which tasks pass is known by
+// hand; changing the code evaluation rescores the tasks without retraining.
+TEST(Study, CodeProblemsGivePerTaskPassFailPerArm) {
+  const auto dir = xft::test::scratch_dir("study_tasks");
+  xft::test::make_tiny_world(dir);
+  // Four HumanEval-style tasks; their prompts alone return None.
+  {
+    std::ofstream p(dir + "/tasks.jsonl");
+    for (int i = 0; i < 4; ++i) {
+      const bool passes = i % 2 == 0;
+      p << nlohmann::json({{"task_id", "T/" + std::to_string(i)},
+                           {"prompt", "def f" + std::to_string(i) + "(x):\n    \"\"\"Return x.\"\"\"\n"},
+                           {"entry_point", "f" + std::to_string(i)},
+                           {"test", std::string("def check(candidate):\n    assert candidate(1) ") +
+                                        (passes ? "is None" : "== 1") + "\n"}})
+               .dump()
+        << "\n";
+    }
+  }
+  const auto limits = xft::test::test_limits();
+  const auto config = xft::test::env_or_empty("XFT_SOURCE_DIR") + "/configs/tiny.json";
+  const std::string args = " --config " + config + " --set base_model=" + dir + "/base --set data.path=" + dir +
+                           "/data.jsonl --set eval_data=" + dir + "/data.jsonl --set data.max_length=512" +
+                           " --set code_eval.problems=" + dir + "/tasks.jsonl --set code_eval.python=" +
+                           limits.python + " --set code_eval.unsafe_no_isolation=" +
+                           (limits.unsafe_no_isolation ? "true" : "false") +
+                           " --seeds 1,2 --arms base,sft --bootstrap 500 --out " + dir + "/study";
+  ASSERT_EQ(driver("xft-study", args + " --set code_eval.max_new_tokens=6", dir + "/study.log"), 0)
+      << read_all(dir + "/study.log");
+  auto r = read_json_file(dir + "/study/results.json");
+  for (const auto* arm : {"base", "sft"}) {
+    ASSERT_TRUE(r["arms"][arm].contains("pass_at_1_mean")) << arm;
+    EXPECT_EQ(r["arms"][arm]["pass_at_1_per_seed"].size(), 2u);
+    EXPECT_EQ(r["arms"][arm]["tasks"].size(), 4u);
+  }
+  ASSERT_EQ(r["task_comparisons"].size(), 1u);  // sft vs base
+  EXPECT_EQ(r["task_comparisons"][0]["a"], "sft");
+  EXPECT_EQ(r["task_comparisons"][0]["examples"], 4);
+  EXPECT_EQ(r["code_eval"]["max_new_tokens"], 6);
+  // The study's per-task records for seed 2's SFT model equal xft-tool eval's on that model.
+  const auto tool = xft::test::env_or_empty("XFT_TOOL");
+  ASSERT_EQ(xft::test::run(tool + " eval --model " + dir + "/study/seed-2/sft/final --problems " + dir +
+                           "/tasks.jsonl --max-new-tokens 6 --python " + limits.python +
+                           (limits.unsafe_no_isolation ? " --unsafe-no-isolation" : "") + " --out " + dir +
+                           "/tool.jsonl > " + dir + "/tool.log 2>&1"),
+            0)
+      << read_all(dir + "/tool.log");
+  const auto tool_records = xft::test::read_json_lines(dir + "/tool.jsonl");
+  const auto study_records = xft::test::read_json_lines(dir + "/study/seed-2/tasks-sft.jsonl");
+  ASSERT_EQ(tool_records.size(), 4u);
+  ASSERT_EQ(study_records.size(), 4u);
+  double passed = 0.0;
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(study_records[i]["task_id"], tool_records[i]["task_id"]);
+    EXPECT_EQ(study_records[i]["completions"], tool_records[i]["completions"]) << i;
+    EXPECT_EQ(study_records[i]["correct"], tool_records[i]["correct"]) << i;
+    passed += study_records[i]["correct"].get<double>();
+  }
+  EXPECT_DOUBLE_EQ(r["arms"]["sft"]["pass_at_1_per_seed"][1].get<double>(), passed / 4.0);
+  // No generated tokens: tasks 0 and 2 pass and 1 and 3 fail for every arm and seed, so every
+  // paired difference is 0. Only the tasks are scored again; nothing is retrained.
+  ASSERT_EQ(driver("xft-study", args + " --set code_eval.max_new_tokens=0", dir + "/zero.log"), 0)
+      << read_all(dir + "/zero.log");
+  EXPECT_NE(read_all(dir + "/zero.log").find("not redone"), std::string::npos);
+  r = read_json_file(dir + "/study/results.json");
+  for (const auto* arm : {"base", "sft"}) {
+    EXPECT_EQ(r["arms"][arm]["pass_at_1_per_seed"], nlohmann::json({0.5, 0.5})) << arm;
+    EXPECT_EQ(r["arms"][arm]["tasks"], nlohmann::json({{"T/0", 1.0}, {"T/1", 0.0}, {"T/2", 1.0}, {"T/3", 0.0}}));
+  }
+  const auto md = read_all(dir + "/study/results.md");
+  EXPECT_NE(md.find("| sft | 0.5000 +- 0.0000 | 0.5000 0.5000 |"), std::string::npos) << md;
+  const auto& c = r["task_comparisons"][0];
+  EXPECT_EQ(c["mean_difference"].get<double>(), 0.0);
+  EXPECT_EQ(c["wilcoxon_p"].get<double>(), 1.0);
+  EXPECT_EQ(c["a_better_fraction"].get<double>(), 0.0);
+  // The held-out losses were reused, not recomputed with another result.
+  EXPECT_EQ(read_json_file(dir + "/study/seed-1/losses-sft.json")["code_eval"]["max_new_tokens"], 0);
 }

@@ -1,13 +1,15 @@
 // The study's paired tests against scipy on fixed vectors (tests/python/scipy_stats.py writes
 // scipy's numbers at test time): the Wilcoxon signed-rank statistic and p-value, exact and
 // normal-approximated with ties and zeros, and the percentile bootstrap interval of the mean;
-// the study's table and its ablation arms by hand.
+// the study's table (held-out losses and per-task pass/fail), its ablation arms and its code
+// evaluation settings by hand.
 #include <cmath>
 #include <fstream>
 #include <map>
 
 #include "study/study_table.h"
 #include "test_util.h"
+#include "xft/eval/code_eval_config.h"
 #include "xft/study/ablation.h"
 #include "xft/study/statistics.h"
 
@@ -108,4 +110,65 @@ TEST(StudyTable, MeansStdsAndPairedDifferencesByHand) {
   // Seeds that scored different held-out sets cannot be paired.
   arms["a"].losses[1].pop_back();
   xft::test::expect_error([&] { xft::study_table("cfg", {1, 2}, {"a", "b"}, arms, {}, 10); }, {"different numbers"});
+}
+
+// Per-task pass/fail by hand: two arms, two seeds, four tasks.
+TEST(StudyTable, PassRatesAndPairedTaskDifferencesByHand) {
+  std::map<std::string, xft::ArmScores> arms;
+  for (const auto* name : {"a", "b"}) {
+    arms[name].losses = {{1.0}, {1.0}};
+    arms[name].task_ids = {"T/0", "T/1", "T/2", "T/3"};
+  }
+  arms["a"].passes = {{1, 0, 1, 0}, {1, 1, 1, 0}};  // seed pass@1 0.5, 0.75; per task 1, 0.5, 1, 0
+  arms["b"].passes = {{0, 0, 1, 0}, {0, 0, 1, 1}};  // seed pass@1 0.25, 0.5; per task 0, 0, 1, 0.5
+  const auto t = xft::study_table("cfg", {1, 2}, {"a", "b"}, arms, {{"a", "b"}}, 2000);
+  const auto& a = t["arms"]["a"];
+  EXPECT_DOUBLE_EQ(a["pass_at_1_mean"].get<double>(), 0.625);
+  EXPECT_NEAR(a["pass_at_1_std"].get<double>(), 0.25 / std::sqrt(2.0), 1e-12);
+  EXPECT_EQ(a["pass_at_1_per_seed"], nlohmann::json({0.5, 0.75}));
+  EXPECT_EQ(a["tasks"], nlohmann::json({{"T/0", 1.0}, {"T/1", 0.5}, {"T/2", 1.0}, {"T/3", 0.0}}));
+  EXPECT_DOUBLE_EQ(t["arms"]["b"]["pass_at_1_mean"].get<double>(), 0.375);
+  ASSERT_EQ(t["task_comparisons"].size(), 1u);
+  const auto& c = t["task_comparisons"][0];
+  // Differences per task 1, 0.5, 0, -0.5: mean 0.25; a better on two tasks, b on one.
+  EXPECT_DOUBLE_EQ(c["mean_difference"].get<double>(), 0.25);
+  EXPECT_DOUBLE_EQ(c["a_better_fraction"].get<double>(), 0.5);
+  EXPECT_DOUBLE_EQ(c["b_better_fraction"].get<double>(), 0.25);
+  EXPECT_DOUBLE_EQ(c["wilcoxon_p"].get<double>(), xft::wilcoxon_signed_rank({1.0, 0.5, 0.0, -0.5}).p_value);
+  EXPECT_LE(c["ci95"][0].get<double>(), 0.25);
+  EXPECT_GE(c["ci95"][1].get<double>(), 0.25);
+  const auto md = xft::study_markdown(t);
+  EXPECT_NE(md.find("| a | 0.6250 +- 0.1768 | 0.5000 0.7500 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| a vs b | 0.2500 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("50.0% | 25.0% of 4"), std::string::npos) << md;
+  // Arms scored on different problems cannot be paired.
+  arms["b"].task_ids[3] = "T/9";
+  xft::test::expect_error([&] { xft::study_table("cfg", {1, 2}, {"a", "b"}, arms, {}, 10); }, {"arm b", "other problems"});
+  // Without passes there is no task table.
+  for (auto& [n, arm] : arms) arm.passes.clear();
+  EXPECT_FALSE(xft::study_table("cfg", {1, 2}, {"a", "b"}, arms, {{"a", "b"}}, 10).contains("task_comparisons"));
+}
+
+// The code_eval section: defaults, the options it makes, and errors naming the field.
+TEST(CodeEvalConfig, ReadsChecksAndMakesOptions) {
+  using xft::CodeEvalConfig;
+  const auto c = CodeEvalConfig::from_json({{"problems", "he.jsonl"}, {"limit", 3}, {"timeout_s", 2.5}}, "x.json");
+  EXPECT_TRUE(c.enabled());
+  const auto o = c.eval_options();
+  EXPECT_EQ(o.limit, 3);
+  EXPECT_EQ(o.samples, 1);
+  EXPECT_EQ(o.ks, std::vector<int64_t>({1}));
+  EXPECT_DOUBLE_EQ(o.limits.timeout_s, 2.5);
+  EXPECT_EQ(o.limits.memory_bytes, 1024LL * 1024 * 1024);
+  EXPECT_EQ(c.generation().temperature, 0.0);
+  EXPECT_EQ(CodeEvalConfig::from_json(c.to_json(), "again").to_json(), c.to_json());
+  EXPECT_FALSE(CodeEvalConfig::from_json(nlohmann::json::object(), "x.json").enabled());
+  EXPECT_EQ(CodeEvalConfig::from_json({{"samples", 5}, {"temperature", 0.8}}, "x").eval_options().ks,
+            std::vector<int64_t>({1, 5}));
+  using xft::test::expect_error;
+  expect_error([] { CodeEvalConfig::from_json({{"samples", 5}}, "x.json"); }, {"x.json", "code_eval.samples", "temperature"});
+  expect_error([] { CodeEvalConfig::from_json({{"limit", -1}}, "x.json"); }, {"x.json", "code_eval.limit"});
+  expect_error([] { CodeEvalConfig::from_json({{"batch", 0}}, "x.json"); }, {"code_eval.batch"});
+  expect_error([] { CodeEvalConfig::from_json({{"problem", "a"}}, "x.json"); }, {"x.json", "problem", "problems"});
+  expect_error([] { CodeEvalConfig::from_json({{"timeout_s", "10"}}, "x.json"); }, {"code_eval.timeout_s"});
 }

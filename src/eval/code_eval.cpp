@@ -168,6 +168,7 @@ EvalReport report_of(const std::vector<json>& records, const EvalOptions& o, boo
   for (const auto& r : records) {
     n.push_back(r["n"].get<int64_t>());
     c.push_back(r["correct"].get<int64_t>());
+    report.tasks.push_back({r["task_id"].get<std::string>(), n.back(), c.back()});
     if (plus) base.push_back(r.value("base_correct", int64_t{0}));
   }
   for (int64_t k : o.ks) {

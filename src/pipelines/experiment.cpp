@@ -73,6 +73,7 @@ const ConfigReader<ExperimentConfig>& experiment_reader() {
     add_section<MergeConfig, &E::merge>(r, "merge");
     add_section<EwaConfig, &E::ewa>(r, "ewa");
     add_section<DistributedConfig, &E::distributed>(r, "distributed");
+    add_section<CodeEvalConfig, &E::code_eval>(r, "code_eval");
     add_training<&E::sft_train>(r, "sft_train");
     add_training<&E::moe_train>(r, "moe_train");
     add_training<&E::merge_train>(r, "merge_train");

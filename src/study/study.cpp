@@ -9,6 +9,9 @@
 #include "study/study_table.h"
 #include "xft/core/error.h"
 #include "xft/core/files.h"
+#include "xft/eval/code_eval.h"
+#include "xft/eval/model_generator.h"
+#include "xft/eval/problems.h"
 #include "xft/model/model_io.h"
 #include "xft/pipelines/pipelines.h"
 #include "xft/train/loss.h"
@@ -99,31 +102,81 @@ std::pair<double, double> parameters(const std::string& model_dir) {
   return {total, total - static_cast<double>((c.moe->num_experts - c.moe->top_k) * c.num_hidden_layers) * ffn};
 }
 
-// One seed's score of one arm: per-example held-out losses, the budget and the size, cached
-// in `cache` so that a rerun (or a study adding arms) reuses it.
-void score_arm(const ExperimentConfig& c, const Workspace& ws, const std::string& kind, const fs::path& cache,
-               ArmScores* scores) {
-  if (fs::exists(cache)) {
-    auto j = read_json_file(cache.string());
-    scores->budget = j.at("budget");
-    scores->params = j.value("params", 0.0);
-    scores->losses.push_back(j.at("losses").get<std::vector<double>>());
-    return;
+// Per-task pass/fail of `model` on the config's problems: the problems file's per-task records
+// (completions, statuses) go to `records` (resumable after a kill), the outcomes are returned.
+nlohmann::json score_tasks(const ExperimentConfig& c, const Workspace& ws, CausalLMImpl& model,
+                           const fs::path& records) {
+  const auto problems = load_problems(c.code_eval.problems);
+  std::unique_ptr<Tokenizer> own;
+  const Tokenizer* tok = ws.tokenizer.get();
+  if (!tok) {
+    XFT_CHECK(!c.tokenizer.empty(), c.source, ": code_eval needs a tokenizer (set 'tokenizer')");
+    own = Tokenizer::load(c.tokenizer);
+    tok = own.get();
   }
-  const auto a = arm_run(kind, c);
-  nlohmann::json stages = nlohmann::json::array();
-  const fs::path run(c.run_dir);
-  for (const auto& [stage, trained] : a.stages)
-    stages.push_back(stage_budget(run / stage, parameters((run / trained).string()).second));
-  const auto& t = c.*a.train;
-  auto model = load_model(a.model);
-  prepare_model(*model, t);
-  auto losses = example_losses(*model, *ws.heldout, t.micro_batch, ws.pad_id, t.precision);
-  scores->budget = stages;
-  scores->params = parameters(a.model).first;
-  scores->losses.push_back(losses);
-  write_file_atomic(cache.string(),
-                    nlohmann::json({{"losses", losses}, {"budget", stages}, {"params", scores->params}}).dump() + "\n");
+  auto options = c.code_eval.eval_options();
+  options.results_path = records.string();
+  options.resume = true;
+  const auto report = evaluate_problems(problems, model_generator(model, *tok, c.code_eval.generation(), c.code_eval.batch),
+                                        options);
+  std::cerr << "[study] " << records.filename().string() << ": " << report.summary() << "\n";
+  nlohmann::json tasks = nlohmann::json::array();
+  for (const auto& t : report.tasks) tasks.push_back({{"task_id", t.task_id}, {"n", t.n}, {"correct", t.correct}});
+  return tasks;
+}
+
+// What decides a code evaluation's outcome: a cached one counts only under the same settings.
+nlohmann::json code_eval_key(const CodeEvalConfig& c) {
+  auto j = c.to_json();
+  j.erase("parallelism");
+  return j;
+}
+
+// One seed's score of one arm: per-example held-out losses, per-task pass/fail when the config
+// names a problems file, the budget and the size, cached in `cache` so that a rerun (or a study
+// adding arms or a problems file) reuses it.
+void score_arm(const ExperimentConfig& c, const Workspace& ws, const std::string& kind, const fs::path& seed_dir,
+               const std::string& label, ArmScores* scores) {
+  const fs::path cache = seed_dir / ("losses-" + label + ".json");
+  nlohmann::json j;
+  if (fs::exists(cache)) j = read_json_file(cache.string());
+  const bool want_tasks = c.code_eval.enabled();
+  const bool have_tasks = j.contains("tasks") && j.value("code_eval", nlohmann::json()) == code_eval_key(c.code_eval);
+  if (j.is_null() || (want_tasks && !have_tasks)) {
+    const auto a = arm_run(kind, c);
+    const auto& t = c.*a.train;
+    auto model = load_model(a.model);
+    prepare_model(*model, t);
+    if (j.is_null()) {
+      nlohmann::json stages = nlohmann::json::array();
+      const fs::path run(c.run_dir);
+      for (const auto& [stage, trained] : a.stages)
+        stages.push_back(stage_budget(run / stage, parameters((run / trained).string()).second));
+      j = {{"losses", example_losses(*model, *ws.heldout, t.micro_batch, ws.pad_id, t.precision)},
+           {"budget", stages},
+           {"params", parameters(a.model).first}};
+    }
+    if (want_tasks) {
+      j["tasks"] = score_tasks(c, ws, *model, seed_dir / ("tasks-" + label + ".jsonl"));
+      j["code_eval"] = code_eval_key(c.code_eval);
+    }
+    write_file_atomic(cache.string(), j.dump() + "\n");
+  }
+  scores->budget = j.at("budget");
+  scores->params = j.value("params", 0.0);
+  scores->losses.push_back(j.at("losses").get<std::vector<double>>());
+  if (want_tasks) {
+    std::vector<std::string> ids;
+    std::vector<double> pass;
+    for (const auto& t : j.at("tasks")) {
+      ids.push_back(t.at("task_id").get<std::string>());
+      pass.push_back(static_cast<double>(t.at("correct").get<int64_t>()) / static_cast<double>(t.at("n").get<int64_t>()));
+    }
+    XFT_CHECK(scores->task_ids.empty() || scores->task_ids == ids, "study: ", cache.string(),
+              " scored other problems than the arm's other seeds");
+    scores->task_ids = ids;
+    scores->passes.push_back(pass);
+  }
 }
 
 // Trains (or finds finished) what the arms `kinds` need in c's run directory.
@@ -140,7 +193,8 @@ void run_pipelines(const ExperimentConfig& c, Workspace& ws, const std::vector<s
 
 std::vector<std::pair<std::string, std::string>> comparisons(const StudyOptions& o) {
   std::vector<std::pair<std::string, std::string>> c = {{"xft", "sft"}, {"xft", "moe"},  {"xft", "ewa"},
-                                                        {"xft", "xft_init"}, {"moe", "sft"}, {"ewa", "sft"}};
+                                                        {"xft", "xft_init"}, {"moe", "sft"}, {"ewa", "sft"},
+                                                        {"sft", "base"}};
   for (const auto& ab : o.ablations) c.emplace_back(ab.name, ab.arm);
   return c;
 }
@@ -164,19 +218,21 @@ nlohmann::json run_study(const StudyOptions& o) {
     XFT_CHECK(ws.heldout.has_value(), o.config_path, ": a study needs held-out data (set 'heldout' or 'eval_data')");
     std::cerr << "[study] seed " << seed << " in " << c.run_dir << "\n";
     run_pipelines(c, ws, main_arms, o.resume);
-    for (const auto& arm : main_arms) score_arm(c, ws, arm, fs::path(c.run_dir) / ("losses-" + arm + ".json"), &scores[arm]);
+    for (const auto& arm : main_arms) score_arm(c, ws, arm, c.run_dir, arm, &scores[arm]);
     for (const auto& ab : o.ablations) {
       const auto v = seed_config(o, seed, &ab);
       auto vws = load_workspace(v);
       std::cerr << "[study] seed " << seed << ", ablation " << ab.name << " in " << v.run_dir << "/xft/" << v.merge_name
                 << "\n";
       run_pipelines(v, vws, {ab.arm}, o.resume);
-      score_arm(v, vws, ab.arm, fs::path(c.run_dir) / ("losses-" + ab.name + ".json"), &scores[ab.name]);
+      score_arm(v, vws, ab.arm, c.run_dir, ab.name, &scores[ab.name]);
       scores[ab.name].about = ab.to_json();
     }
   }
   for (const auto& ab : o.ablations) order.push_back(ab.name);
   auto result = study_table(o.config_path, o.seeds, order, scores, comparisons(o), o.bootstrap_resamples);
+  if (!scores.begin()->second.passes.empty())
+    result["code_eval"] = seed_config(o, o.seeds.front(), nullptr).code_eval.to_json();
   write_file_atomic((fs::path(o.out_dir) / "results.json").string(), result.dump(2) + "\n");
   write_file_atomic((fs::path(o.out_dir) / "results.md").string(), study_markdown(result));
   return result;

@@ -1,4 +1,4 @@
-// defines: EvalOptions, GenerateFn, EvalReport, evaluate_problems
+// defines: EvalOptions, GenerateFn, TaskOutcome, EvalReport, evaluate_problems
 //
 // The pass@k scoring loop behind `xft-tool eval`: prompts -> completions (from a caller-supplied
 // generator, so decoding stays outside) -> extracted code -> sandboxed test programs -> pass@k.
@@ -38,8 +38,15 @@ struct EvalOptions {
 // generate(prompts, n) returns, for each prompt, n completions: the text generated after the prompt.
 using GenerateFn = std::function<std::vector<std::vector<std::string>>(const std::vector<std::string>& prompts, int64_t n)>;
 
+// One problem's outcome: how many of its n completions passed (EvalPlus: base and plus tests).
+struct TaskOutcome {
+  std::string task_id;
+  int64_t n = 0, correct = 0;
+};
+
 struct EvalReport {
   int64_t problems = 0;
+  std::vector<TaskOutcome> tasks;            // in the problems file's order
   std::map<int64_t, double> pass_at_k;       // k -> mean pass@k over the problems (EvalPlus: base + plus tests)
   std::map<int64_t, double> base_pass_at_k;  // EvalPlus problems only: k -> mean pass@k on the base tests
   // "pass@1 = 0.8232 (164 problems)"; EvalPlus problems: "pass@1 base 0.8232 plus 0.7744 (164 problems)".

@@ -9,7 +9,8 @@
 //   "moe": {...MoeConfig},      "merge": {"shared_rate": 0.75, "fixed_shared_rate": true},
 //   "ewa": {"beta": 0.3, "schedule": "constant"},
 //   "sft_train": {...TrainConfig}, "moe_train": {...}, "merge_train": {...}, "ewa_train": {...},
-//   "distributed": {...DistributedConfig}   // used when launched by torchrun (distributed.h)
+//   "distributed": {...DistributedConfig},  // used when launched by torchrun (distributed.h)
+//   "code_eval": {...CodeEvalConfig}        // a problems file a study scores every arm on
 // }
 #pragma once
 #include <string>
@@ -19,6 +20,7 @@
 
 #include "xft/model/config.h"
 #include "xft/distributed/distributed.h"
+#include "xft/eval/code_eval_config.h"
 #include "xft/methods/ewa.h"
 #include "xft/data/instruction_data.h"
 #include "xft/methods/merge.h"
@@ -47,6 +49,7 @@ struct ExperimentConfig {
   EwaConfig ewa;
   TrainConfig sft_train, moe_train, merge_train, ewa_train;
   DistributedConfig distributed;
+  CodeEvalConfig code_eval;
 
   // Reads `path` over the files it includes ("include": "base.json" or a list, relative to it,
   // objects merged key by key), applies "a.b.c=value" overrides (value parsed as JSON, else

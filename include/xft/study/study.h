@@ -1,10 +1,13 @@
 // defines: StudyOptions, run_study (a multi-seed study: arms x seeds on one base, per-example
-//          held-out losses, paired comparisons with bootstrap intervals and Wilcoxon p-values,
+//          held-out losses (and per-task pass/fail on a problems file), paired comparisons with bootstrap intervals and Wilcoxon p-values,
 //          and each arm's training budget, as the paper's appendices A.4 and A.5 report)
 //
 // Layout of the output directory:
 //   seed-S/                      a run directory per seed (the pipelines' layout)
-//   seed-S/losses-<arm>.json     that arm's per-example held-out losses (cached: a rerun reuses it)
+//   seed-S/losses-<arm>.json     that arm's per-example held-out losses, and its per-task pass
+//                                counts when the config has a code_eval section (cached: a
+//                                rerun reuses it; adding code_eval later scores only the tasks)
+//   seed-S/tasks-<arm>.jsonl     per task: completions, statuses, how many passed
 //   seed-S/ablation-NAME/        an ablation's run directory (one that changes only the merge
 //                                shares seed-S's MoE and merges into seed-S/xft/merge-NAME)
 //   results.json, results.md     the table
