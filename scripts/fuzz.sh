@@ -30,6 +30,7 @@ case $target in
   data) sources="src/data/instruction_data.cpp $tokenizer src/core/files.cpp" ;;
   experiment) sources="src/pipelines/experiment.cpp src/train/train_config.cpp src/model/config.cpp
                        src/methods/merge.cpp src/methods/ewa.cpp src/methods/upcycle.cpp src/data/instruction_data.cpp
+                       src/eval/code_eval_config.cpp
                        src/core/files.cpp" ;;
   problems) sources="src/eval/problems.cpp src/eval/samples.cpp src/core/files.cpp" ;;
   *) echo "scripts/fuzz.sh: unknown target '$target' (safetensors, config, tokenizer, data, experiment or problems)" >&2
