@@ -254,7 +254,10 @@ TEST(Study, CodeProblemsGivePerTaskPassFailPerArm) {
   }
   EXPECT_DOUBLE_EQ(r["arms"]["sft"]["pass_at_1_per_seed"][1].get<double>(), passed / 4.0);
   // No generated tokens: tasks 0 and 2 pass and 1 and 3 fail for every arm and seed, so every
-  // paired difference is 0. Only the tasks are scored again; nothing is retrained.
+  // paired difference is 0. Only the tasks are scored again; nothing is retrained. Records a
+  // killed evaluation left under the old settings (here one claiming T/1 passed) are not reused.
+  std::ofstream(dir + "/study/seed-1/tasks-sft.jsonl.partial")
+      << nlohmann::json({{"task_id", "T/1"}, {"n", 1}, {"correct", 1}, {"statuses", {"passed"}}}).dump() << "\n";
   ASSERT_EQ(driver("xft-study", args + " --set code_eval.max_new_tokens=0", dir + "/zero.log"), 0)
       << read_all(dir + "/zero.log");
   EXPECT_NE(read_all(dir + "/zero.log").find("not redone"), std::string::npos);

@@ -102,10 +102,23 @@ std::pair<double, double> parameters(const std::string& model_dir) {
   return {total, total - static_cast<double>((c.moe->num_experts - c.moe->top_k) * c.num_hidden_layers) * ffn};
 }
 
+// What decides a code evaluation's outcome: a cached one counts only under the same settings.
+nlohmann::json code_eval_key(const CodeEvalConfig& c) {
+  auto j = c.to_json();
+  j.erase("parallelism");
+  return j;
+}
+
 // Per-task pass/fail of `model` on the config's problems: the problems file's per-task records
 // (completions, statuses) go to `records` (resumable after a kill), the outcomes are returned.
 nlohmann::json score_tasks(const ExperimentConfig& c, const Workspace& ws, CausalLMImpl& model,
                            const fs::path& records) {
+  // The records a killed evaluation left are reused only under the same settings.
+  const fs::path settings = records.string() + ".settings.json";
+  const std::string partial = records.string() + ".partial";
+  if (fs::exists(partial) && (!fs::exists(settings) || read_json_file(settings.string()) != code_eval_key(c.code_eval)))
+    fs::remove(partial);
+  write_file_atomic(settings.string(), code_eval_key(c.code_eval).dump() + "\n");
   const auto problems = load_problems(c.code_eval.problems);
   std::unique_ptr<Tokenizer> own;
   const Tokenizer* tok = ws.tokenizer.get();
@@ -123,13 +136,6 @@ nlohmann::json score_tasks(const ExperimentConfig& c, const Workspace& ws, Causa
   nlohmann::json tasks = nlohmann::json::array();
   for (const auto& t : report.tasks) tasks.push_back({{"task_id", t.task_id}, {"n", t.n}, {"correct", t.correct}});
   return tasks;
-}
-
-// What decides a code evaluation's outcome: a cached one counts only under the same settings.
-nlohmann::json code_eval_key(const CodeEvalConfig& c) {
-  auto j = c.to_json();
-  j.erase("parallelism");
-  return j;
 }
 
 // One seed's score of one arm: per-example held-out losses, per-task pass/fail when the config
