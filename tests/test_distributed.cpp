@@ -17,6 +17,7 @@
 #include "test_util.h"
 #include "tiny_world.h"
 #include "xft/distributed/distributed.h"
+#include "xft/distributed/expert_sharding.h"
 #include "xft/core/safetensors.h"
 
 namespace fs = std::filesystem;
@@ -300,6 +301,89 @@ TEST(Distributed, ExpertParallelXftMatchesSingleProcess) {
   }
 }
 
+// The layout by hand: 7 routed experts (8 with the shared expert 0) over 2, 4 and 8 ranks are
+// contiguous blocks, the first 7 % P one longer, and the eighth rank of 8 holds none; each
+// rank's slice of a stack is the shared row then its own, and tokens go to the holder.
+TEST(Distributed, UnevenExpertLayout) {
+  const BlockSplit three(7, 3);
+  EXPECT_EQ(std::vector<int64_t>({three.size(0), three.size(1), three.size(2)}), std::vector<int64_t>({3, 2, 2}));
+  EXPECT_EQ(std::vector<int64_t>({three.begin(0), three.begin(1), three.begin(2)}), std::vector<int64_t>({0, 3, 5}));
+  EXPECT_EQ(three.largest(), 3);
+  auto single = std::make_shared<const Distributed>();
+  const auto stack = torch::arange(8, torch::kFloat).view({8, 1, 1});
+  const auto routed = torch::arange(1, 8, torch::kInt64);
+  struct Case {
+    int P;
+    std::vector<std::vector<float>> rows;  // per rank: the global experts of its local stack
+    std::vector<int64_t> holder;           // of experts 1..7
+  };
+  const Case cases[] = {
+      {2, {{0, 1, 2, 3, 4}, {0, 5, 6, 7}}, {0, 0, 0, 0, 1, 1, 1}},
+      {4, {{0, 1, 2}, {0, 3, 4}, {0, 5, 6}, {0, 7}}, {0, 0, 1, 1, 2, 2, 3}},
+      {8, {{0, 1}, {0, 2}, {0, 3}, {0, 4}, {0, 5}, {0, 6}, {0, 7}, {0}}, {0, 1, 2, 3, 4, 5, 6}},
+  };
+  for (const auto& c : cases) {
+    for (int g = 0; g < c.P; ++g) {
+      const ExpertSharding sh(single, 8, 1, c.P, g);
+      const auto local = sh.slice(stack).reshape(-1).contiguous();
+      EXPECT_EQ(std::vector<float>(local.data_ptr<float>(), local.data_ptr<float>() + local.numel()), c.rows[g])
+          << "rank " << g << " of " << c.P;
+      EXPECT_EQ(sh.local_routed(), static_cast<int64_t>(c.rows[g].size()) - 1);
+      EXPECT_EQ(sh.first_routed(), c.rows[g].size() > 1 ? static_cast<int64_t>(c.rows[g][1]) : 8) << g;
+    }
+    const auto h = ExpertSharding(single, 8, 1, c.P, 0).holder_of(routed);
+    EXPECT_EQ(std::vector<int64_t>(h.data_ptr<int64_t>(), h.data_ptr<int64_t>() + h.numel()), c.holder) << c.P;
+  }
+  // Without a shared expert the idle rank's stack is empty (it still takes part in every collective).
+  EXPECT_EQ(ExpertSharding(single, 7, 0, 8, 7).slice(torch::zeros({7, 2, 3})).sizes(), torch::IntArrayRef({0, 2, 3}));
+  xft::test::expect_error([&] { ExpertSharding(single, 1, 1, 2, 0); }, {"no routed expert", "expert_parallel = 2"});
+}
+
+// 7 routed experts split unevenly: 4 + 3 over 2 ranks, 2 + 2 + 2 + 1 over 4, over 2 of 4
+// (pairs of ranks holding blocks of different sizes reduce apart) and 1 x 7 over 8, the eighth
+// rank holding none (and, with 4 micro-batches for 8 ranks, half the ranks running zero-weight
+// passes): the MoE stage and the merge after it equal the single-process run.
+TEST(Distributed, UnevenExpertParallelXftMatchesSingleProcess) {
+  const auto dir = xft::test::scratch_dir("ep-uneven");
+  const std::string moe = "--set moe.num_experts=8 --set moe.top_k=3 --set moe_train.max_grad_norm=0.5";
+  ASSERT_EQ(xft::test::driver("xft", args(dir + "/one", moe), dir + "/one.log"), 0) << read_all(dir + "/one.log");
+  struct Case {
+    const char* name;
+    int world, ep;
+  };
+  for (const auto& c : {Case{"ep2", 2, 2}, Case{"ep4", 4, 4}, Case{"ep2x2", 4, 2}, Case{"ep8", 8, 8}}) {
+    const auto run = dir + "/" + c.name;
+    fs::create_directories(run + "-logs");
+    ASSERT_EQ(run_ranks("xft", args(run, moe + " --set distributed.expert_parallel=" + std::to_string(c.ep)), c.world,
+                        run + "-logs"),
+              0)
+        << c.name;
+    expect_same_curves(dir + "/one/xft/moe/metrics.jsonl", run + "/xft/moe/metrics.jsonl");
+    expect_same_model(dir + "/one/xft/moe/final", run + "/xft/moe/final", 1e-5);
+    expect_same_model(dir + "/one/xft/merge/final", run + "/xft/merge/final", 1e-5);
+    auto ck = SafetensorsFile::open(run + "/xft/moe/checkpoints/step-00000003/trainable.safetensors");
+    EXPECT_EQ(ck->entry("model.layers.0.mlp.experts.gate_proj").shape[0], 8);
+    auto opt = SafetensorsFile::open(run + "/xft/moe/checkpoints/step-00000003/optimizer.safetensors");
+    EXPECT_EQ(opt->entry("model.layers.0.mlp.experts.down_proj/exp_avg").shape[0], 8);
+  }
+}
+
+// Without a shared expert (plain upcycling, Table 4's "- Shared Expert", and the learned soup
+// to merge it), 7 experts over 8 ranks leave the eighth with empty stacks: it still takes part
+// in every collective, and the MoE stage equals the single-process run.
+TEST(Distributed, IdleExpertRankWithEmptyStacksMatchesSingleProcess) {
+  const auto dir = xft::test::scratch_dir("ep-idle");
+  const std::string moe = "--set moe.num_experts=7 --set moe.top_k=2 --set moe.routing=vanilla "
+                          "--set moe.shared_expert=false --set merge.fixed_shared_rate=false --set merge.shared_rate=0.5";
+  ASSERT_EQ(xft::test::driver("xft", args(dir + "/one", moe), dir + "/one.log"), 0) << read_all(dir + "/one.log");
+  const auto run = dir + "/ep8";
+  fs::create_directories(run + "-logs");
+  ASSERT_EQ(run_ranks("xft", args(run, moe + " --set distributed.expert_parallel=8"), 8, run + "-logs"), 0);
+  expect_same_curves(dir + "/one/xft/moe/metrics.jsonl", run + "/xft/moe/metrics.jsonl");
+  for (const auto* st : {"/xft/moe", "/xft/merge"})
+    expect_same_model(dir + "/one" + st + "/final", run + st + "/final", 1e-5);
+}
+
 // bf16 weights (gradients and their all-reduce in bf16): the 2-rank run stays within bf16
 // rounding of the single-process one.
 TEST(Distributed, Bf16WeightsDataParallel) {
@@ -324,11 +408,12 @@ TEST(Distributed, EwaMatchesSingleProcessOnEveryRank) {
 }
 
 // A 2-rank run interrupted after step 2 resumes with 2 ranks to the uninterrupted result; a
-// different world size is refused.
+// different world size is refused. The 7 routed experts are split 4 + 3, so the checkpoint's
+// whole stacks and optimizer state are cut into uneven blocks on the way back.
 TEST(Distributed, ResumeWithTheSameWorldSize) {
   const auto dir = xft::test::scratch_dir("resume");
   // In loss_reduction micro_batch (the token mode's resume is tested in test_train).
-  const auto a = args(dir + "/run", "--set distributed.expert_parallel=2 --set moe.num_experts=5 --set moe.top_k=3 "
+  const auto a = args(dir + "/run", "--set distributed.expert_parallel=2 --set moe.num_experts=8 --set moe.top_k=3 "
                                     "--set moe_train.loss_reduction=micro_batch");
   fs::create_directories(dir + "/logs1");
   ASSERT_EQ(run_ranks("xft", a, 2, dir + "/logs1"), 0);

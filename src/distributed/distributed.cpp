@@ -210,6 +210,7 @@ void Distributed::broadcast(std::vector<torch::Tensor>& tensors, Group g, const 
   auto pg = process_group(*this, g);
   if (!pg) return;
   for (auto& t : tensors) {
+    if (t.numel() == 0) continue;  // empty on every member (the same rows everywhere in a group)
     std::vector<torch::Tensor> one{t};
     c10d::BroadcastOptions o;
     o.rootRank = 0;

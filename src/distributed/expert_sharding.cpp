@@ -13,13 +13,25 @@ namespace xft {
 using Group = Distributed::Group;
 
 ExpertSharding::ExpertSharding(std::shared_ptr<const Distributed> dist, int64_t num_experts, int64_t replicated)
-    : dist_(std::move(dist)), num_experts_(num_experts), replicated_(replicated) {
-  size_ = dist_->expert_size();
-  rank_ = dist_->expert_rank();
-  const int64_t routed = num_experts_ - replicated_;
-  XFT_CHECK(routed > 0 && routed % size_ == 0, "expert parallel: the ", routed,
-            " routed experts of each MoE layer must split evenly over distributed.expert_parallel = ", size_,
+    : ExpertSharding(dist, num_experts, replicated, dist->expert_size(), dist->expert_rank()) {}
+
+ExpertSharding::ExpertSharding(std::shared_ptr<const Distributed> dist, int64_t num_experts, int64_t replicated,
+                               int size, int rank)
+    : dist_(std::move(dist)), num_experts_(num_experts), replicated_(replicated), size_(size), rank_(rank),
+      split_(std::max<int64_t>(0, num_experts - replicated), size) {
+  // Any split works (uneven blocks, empty ones); only a layer without routed experts has
+  // nothing to split.
+  XFT_CHECK(num_experts_ - replicated_ > 0, "expert parallel: the MoE layers have ", num_experts_, " experts, ",
+            replicated_, " of them shared: no routed expert to split over distributed.expert_parallel = ", size_,
             " ranks");
+  XFT_CHECK(rank_ >= 0 && rank_ < size_, "expert parallel: rank ", rank_, " outside an expert group of ", size_);
+  std::vector<int64_t> holder(static_cast<size_t>(split_.items));
+  for (int64_t r = 0; r < split_.items; ++r) holder[static_cast<size_t>(r)] = split_.owner(r);
+  holder_R_ = torch::tensor(holder, torch::kInt64);
+}
+
+torch::Tensor ExpertSharding::holder_of(const torch::Tensor& experts) const {
+  return holder_R_.to(experts.device()).index_select(0, (experts - replicated_).reshape(-1)).view(experts.sizes());
 }
 
 bool ExpertSharding::is_sharded(const std::string& name, const torch::Tensor& t) const {
@@ -35,9 +47,18 @@ torch::Tensor ExpertSharding::slice(const torch::Tensor& full) const {
 torch::Tensor ExpertSharding::gather(const torch::Tensor& local, const std::string& name) const {
   XFT_CHECK(local.size(0) == replicated_ + local_routed(), "expert parallel: '", name, "' holds ", local.size(0),
             " experts on this rank, expected ", replicated_ + local_routed());
-  auto routed = dist_->all_gather_cat(local.narrow(0, replicated_, local_routed()), Group::kExpert,
-                                      "gathering the experts of '" + name + "'");
-  return torch::cat({local.narrow(0, 0, replicated_), routed});
+  // all-gather wants one shape from every member: each block padded to the largest, then trimmed.
+  const int64_t largest = split_.largest();
+  auto mine = local.narrow(0, replicated_, local_routed());
+  if (local_routed() < largest) {
+    auto pad_sizes = mine.sizes().vec();
+    pad_sizes[0] = largest - local_routed();
+    mine = torch::cat({mine, torch::zeros(pad_sizes, mine.options())});
+  }
+  auto padded = dist_->all_gather_cat(mine, Group::kExpert, "gathering the experts of '" + name + "'");
+  std::vector<torch::Tensor> parts{local.narrow(0, 0, replicated_)};
+  for (int g = 0; g < size_; ++g) parts.push_back(padded.narrow(0, g * largest, split_.size(g)));
+  return torch::cat(parts);
 }
 
 NamedTensors ExpertSharding::gather_all(const NamedTensors& local) const {

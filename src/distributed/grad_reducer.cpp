@@ -100,6 +100,9 @@ void GradReducer::launch(size_t b) {
   std::vector<torch::Tensor> parts;
   for (auto k : bucket.slices) parts.push_back(grad_view(slices_[k], true).reshape(-1));
   bucket.flat = torch::cat(parts);
+  // An empty bucket (the routed rows of a rank without routed experts, expert_sharding.h) has
+  // nothing to sum; the ranks it would meet in its group hold the same empty rows.
+  if (bucket.flat.numel() == 0) return;
   std::vector<torch::Tensor> v{bucket.flat};
   c10d::AllreduceOptions o;
   o.reduceOp = c10d::ReduceOp::SUM;
@@ -122,6 +125,7 @@ void GradReducer::finish() {
   torch::NoGradGuard ng;
   for (size_t b = 0; b < buckets_.size(); ++b) {
     auto& bucket = buckets_[b];
+    if (!bucket.work) continue;  // empty
     wait_for(*dist_, bucket.work, "gradient all-reduce (bucket " + std::to_string(b + 1) + "/" +
                                  std::to_string(buckets_.size()) + ", first tensor '" +
                                  slices_[bucket.slices.front()].name + "')",

@@ -58,9 +58,10 @@ torch::Tensor combine_expert_parallel(const ExpertsImpl& local, const torch::Ten
   using Group = Distributed::Group;
   const auto& dist = sh.dist();
   const int P = sh.size();
-  // 1. Rows sorted by expert, hence grouped by the rank that holds the expert.
+  // 1. Rows sorted by expert, hence grouped by the rank that holds the expert (contiguous
+  // blocks, possibly uneven or empty: expert_sharding.h).
   const auto o = sort_by_expert(experts_TS);
-  auto dest = (o.expert_of_row - sh.replicated()).div(sh.local_routed(), "floor");
+  auto dest = sh.holder_of(o.expert_of_row);
   auto send_t = dest.bincount({}, P);
   // 2. How many rows each member sends to each other member.
   auto recv_t = exchange_rows(send_t.to(x_TD.device()), std::vector<int64_t>(P, 1), std::vector<int64_t>(P, 1), dist,
@@ -72,6 +73,9 @@ torch::Tensor combine_expert_parallel(const ExpertsImpl& local, const torch::Ten
   auto local_row = e_recv - sh.first_routed() + sh.replicated();
   auto ones = torch::ones({x_recv.size(0), 1}, weights_TS.options());
   auto y_recv = moe_combine(local, x_recv, local_row.unsqueeze(1), ones);  // FFN_e(row), in acc
+  // A rank that received no row (no token chose its experts, or it holds none) computed plain
+  // zeros; tie them to x_recv so that its backward still runs both all-to-alls its peers wait in.
+  if (x_recv.requires_grad() && !y_recv.requires_grad()) y_recv = y_recv + x_recv.sum().to(y_recv.scalar_type()) * 0;
   // 4. Outputs back to the tokens' ranks.
   auto y_rows = all_to_all(y_recv, recv, send, dist, Group::kExpert);
   return scatter_to_tokens(y_rows, o, weights_TS, x_TD, combine_dtype(x_TD));

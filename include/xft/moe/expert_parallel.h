@@ -15,7 +15,7 @@ class CausalLMImpl;
 
 // Splits every MoE layer's expert stacks over the expert group and switches the layers to the
 // all-to-all dispatch. Returns null (and changes nothing) when the expert group has one rank.
-// Throws when the routed experts do not divide evenly over the group.
+// The blocks may be uneven (7 routed experts over 4 ranks: 2 + 2 + 2 + 1) or empty (over 8).
 std::shared_ptr<const ExpertSharding> shard_experts(CausalLMImpl& model, std::shared_ptr<const Distributed> dist);
 // Gathers the whole stacks back (collective) and returns the layers to local dispatch.
 void unshard_experts(CausalLMImpl& model, const ExpertSharding& sharding);
