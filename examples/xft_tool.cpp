@@ -152,7 +152,7 @@ std::string gib(double bytes) {
 // Per stage, one rank: parameters, gradients, optimizer state, expert stacks, activations
 // (without / with activation checkpointing), and whether the stage fits `gpu_gib`.
 int cmd_plan(const std::string& config_path, const std::string& base_config, int64_t world, int64_t expert_parallel,
-             double gpu_gib) {
+             bool shard_merge, double gpu_gib) {
   const auto c = xft::ExperimentConfig::load(config_path);
   const auto base = base_config.empty() ? c.base_model : base_config;
   XFT_CHECK(!base.empty(), config_path, ": no base_model (or pass --base-config)");
@@ -169,15 +169,18 @@ int cmd_plan(const std::string& config_path, const std::string& base_config, int
                       {"moe", &c.moe_train, xft::StageKind::kMoe},
                       {"merge", &c.merge_train, xft::StageKind::kMerge},
                       {"ewa", &c.ewa_train, xft::StageKind::kMoe}};
+  // The merge's stacks split over the world (distributed.shard_merge in the config, or --shard-merge).
+  const int64_t merge_shards = shard_merge || c.distributed.shard_merge ? world : 1;
   std::cout << "memory per rank (GiB) for " << config_path << ": world " << world << ", expert parallel "
-            << expert_parallel << ", micro-batch x " << c.data.max_length << " tokens"
+            << expert_parallel << ", merge stacks over " << merge_shards << " rank" << (merge_shards > 1 ? "s" : "")
+            << ", micro-batch x " << c.data.max_length << " tokens"
             << (c.data.packing ? " (packed rows)" : "") << ", fits = total with the config's checkpointing <= "
             << gpu_gib << " GiB\n";
   std::cout << "stage\tparams\tgrads\toptim\tstacks\tact\tact/ckpt\ttotal\ttotal/ckpt\tfits\n";
   for (const auto& r : rows) {
     xft::MemoryPlanInput in{dense, c.moe, *r.train, c.data.max_length, r.kind,
                             r.kind == xft::StageKind::kMoe && std::string(r.name) == "moe" ? expert_parallel : 1,
-                            stack_bytes};
+                            merge_shards, stack_bytes};
     const auto m = xft::plan_stage_memory(in);
     const double chosen = m.total(r.train->activation_checkpointing);
     std::cout << r.name << "\t" << gib(m.parameters) << "\t" << gib(m.gradients) << "\t" << gib(m.optimizer) << "\t"
@@ -283,12 +286,14 @@ int main(int argc, char** argv) {
 
   std::string plan_config, plan_base;
   int64_t plan_world = 1, plan_ep = 1;
+  bool plan_shard_merge = false;
   double plan_gpu = 80.0;
   auto* plan = app.add_subcommand("plan", "memory per rank of each training stage of an experiment config");
   plan->add_option("--config", plan_config, "experiment config (JSON)")->required();
   plan->add_option("--base-config", plan_base, "the base model's config.json or directory (default: base_model)");
   plan->add_option("--world", plan_world, "ranks")->capture_default_str();
-  plan->add_option("--expert-parallel", plan_ep, "ranks the MoE stage's routed experts are split over")->capture_default_str();
+  plan->add_option("--expert-parallel", plan_ep, "ranks the MoE stage's routed experts are split over (any split)")->capture_default_str();
+  plan->add_flag("--shard-merge", plan_shard_merge, "the merge's expert stacks split over the world (distributed.shard_merge)");
   plan->add_option("--gpu-memory", plan_gpu, "GiB per GPU")->capture_default_str();
 
   CLI11_PARSE(app, argc, argv);
@@ -304,7 +309,7 @@ int main(int argc, char** argv) {
       }
       return cmd_score(problems_path, samples_path, dataset, score_options);
     }
-    if (*plan) return cmd_plan(plan_config, plan_base, plan_world, plan_ep, plan_gpu);
+    if (*plan) return cmd_plan(plan_config, plan_base, plan_world, plan_ep, plan_shard_merge, plan_gpu);
     if (*up) {
       const auto moe = xft::MoeConfig::from_json(
           {{"num_experts", num_experts}, {"top_k", top_k}, {"shared_expert", routing != "vanilla"},

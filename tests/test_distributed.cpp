@@ -183,7 +183,7 @@ TEST(Distributed, ConfigAndLaunchErrorsAreClear) {
   xft::test::expect_error([] { DistributedConfig::from_json({{"backend", "mpi"}}, "c.json"); },
                           {"c.json", "backend", "gloo"});
   xft::test::expect_error([] { DistributedConfig::from_json({{"expert_paralel", 2}}, "c.json"); },
-                          {"c.json", "expert_paralel", "known: backend, bucket_mb, expert_parallel, timeout_s"});
+                          {"c.json", "expert_paralel", "known: backend, bucket_mb, expert_parallel, shard_merge, timeout_s"});
   xft::test::expect_error([] { DistributedConfig::from_json({{"timeout_s", "60"}}, "c.json"); },
                           {"c.json", "distributed.timeout_s", "number", "string"});
   xft::test::expect_error([] { DistributedConfig::from_json(nlohmann::json::array(), "c.json"); },
@@ -266,7 +266,7 @@ TEST(Distributed, MicroBatchLossReductionDataParallelMatchesSingleProcess) {
 
 // The XFT pipeline with the routed experts split over ranks: the MoE stage (expert parallel
 // 2 of 2; 4 of 4 with fewer micro-batches than ranks; 2 of 4, where pairs of ranks hold the
-// same experts) and the merge (data parallel) equal the single-process run.
+// same experts) and the merge (data parallel; sharded on 4 of 4) equal the single-process run.
 TEST(Distributed, ExpertParallelXftMatchesSingleProcess) {
   const auto dir = xft::test::scratch_dir("ep");
   // 4 routed experts (divisible by 2 and 4), top-3 with the shared one.
@@ -282,7 +282,11 @@ TEST(Distributed, ExpertParallelXftMatchesSingleProcess) {
     int world, ep;
     std::string extra, reference;
   };
-  const Case cases[] = {{"ep2", 2, 2, "", "one"}, {"ep4", 4, 4, big, "one-mb4"}, {"ep2x2", 4, 2, "", "one"}};
+  // On ep4 the merge also runs sharded (5 experts over 4 ranks: 2 + 1 + 1 + 1) with 2 micro-batches
+  // for 4 ranks, so two ranks take part in the merge's all-reduces with zero-weight passes.
+  const std::string sharded_merge = " --set distributed.shard_merge=true --set merge_train.micro_batch=4";
+  const Case cases[] = {
+      {"ep2", 2, 2, "", "one"}, {"ep4", 4, 4, big + sharded_merge, "one-mb4"}, {"ep2x2", 4, 2, "", "one"}};
   for (const auto& c : cases) {
     const auto run = dir + "/" + c.name;
     const auto one = dir + "/" + c.reference;
@@ -294,6 +298,7 @@ TEST(Distributed, ExpertParallelXftMatchesSingleProcess) {
     EXPECT_NE(read_all(run + "-logs/rank0.log").find("expert_parallel " + std::to_string(c.ep)), std::string::npos);
     expect_same_curves(one + "/xft/moe/metrics.jsonl", run + "/xft/moe/metrics.jsonl");
     expect_same_model(one + "/xft/moe/final", run + "/xft/moe/final", 1e-5);
+    expect_same_curves(one + "/xft/merge/metrics.jsonl", run + "/xft/merge/metrics.jsonl");
     expect_same_model(one + "/xft/merge/final", run + "/xft/merge/final", 1e-5);
     // The checkpoint holds whole stacks whatever the layout.
     auto ck = SafetensorsFile::open(run + "/xft/moe/checkpoints/step-00000003/trainable.safetensors");
@@ -339,28 +344,69 @@ TEST(Distributed, UnevenExpertLayout) {
   xft::test::expect_error([&] { ExpertSharding(single, 1, 1, 2, 0); }, {"no routed expert", "expert_parallel = 2"});
 }
 
+namespace {
+
+// The bytes of expert stacks rank `rank` reported holding in the merge stage (its log line).
+int64_t stack_bytes(const std::string& log, int rank) {
+  const std::string key = "[merge] rank " + std::to_string(rank) + " holds ";
+  const auto at = log.find(key);
+  EXPECT_NE(at, std::string::npos) << log;
+  return at == std::string::npos ? -1 : std::stoll(log.substr(at + key.size()));
+}
+
+// Every layer's merge coefficients of two runs within `tol`.
+void expect_same_coefficients(const std::string& a, const std::string& b, double tol) {
+  const auto x = nlohmann::json::parse(read_all(a)).at("layers"), y = nlohmann::json::parse(read_all(b)).at("layers");
+  ASSERT_EQ(x.size(), y.size()) << a << " vs " << b;
+  for (size_t l = 0; l < x.size(); ++l) {
+    ASSERT_EQ(x[l].size(), y[l].size());
+    for (size_t i = 0; i < x[l].size(); ++i)
+      EXPECT_NEAR(x[l][i].get<double>(), y[l][i].get<double>(), tol) << "layer " << l << " expert " << i << " of " << b;
+  }
+}
+
+}  // namespace
+
 // 7 routed experts split unevenly: 4 + 3 over 2 ranks, 2 + 2 + 2 + 1 over 4, over 2 of 4
 // (pairs of ranks holding blocks of different sizes reduce apart) and 1 x 7 over 8, the eighth
 // rank holding none (and, with 4 micro-batches for 8 ranks, half the ranks running zero-weight
-// passes): the MoE stage and the merge after it equal the single-process run.
+// passes): the MoE stage equals the single-process run. The merge after it (3 steps) runs
+// sharded on 2, 4 and 8 ranks (8 experts: 4 + 4, 2 x 4, 1 x 8) and data parallel with whole
+// stacks on the 2-of-4 run; each equals the single-process merge: losses, gradient norms (a
+// gradient counted twice would show there, AdamW's step would hide it), coefficients and the
+// exported dense model.
 TEST(Distributed, UnevenExpertParallelXftMatchesSingleProcess) {
   const auto dir = xft::test::scratch_dir("ep-uneven");
-  const std::string moe = "--set moe.num_experts=8 --set moe.top_k=3 --set moe_train.max_grad_norm=0.5";
+  const std::string moe = "--set moe.num_experts=8 --set moe.top_k=3 --set moe_train.max_grad_norm=0.5 "
+                          "--set merge_train.max_steps=3";
   ASSERT_EQ(xft::test::driver("xft", args(dir + "/one", moe), dir + "/one.log"), 0) << read_all(dir + "/one.log");
   struct Case {
     const char* name;
     int world, ep;
+    bool shard_merge;
   };
-  for (const auto& c : {Case{"ep2", 2, 2}, Case{"ep4", 4, 4}, Case{"ep2x2", 4, 2}, Case{"ep8", 8, 8}}) {
+  for (const auto& c : {Case{"ep2", 2, 2, true}, Case{"ep4", 4, 4, true}, Case{"ep2x2", 4, 2, false},
+                        Case{"ep8", 8, 8, true}}) {
     const auto run = dir + "/" + c.name;
     fs::create_directories(run + "-logs");
-    ASSERT_EQ(run_ranks("xft", args(run, moe + " --set distributed.expert_parallel=" + std::to_string(c.ep)), c.world,
-                        run + "-logs"),
+    ASSERT_EQ(run_ranks("xft",
+                        args(run, moe + " --set distributed.expert_parallel=" + std::to_string(c.ep) +
+                                      " --set distributed.shard_merge=" + (c.shard_merge ? "true" : "false")),
+                        c.world, run + "-logs"),
               0)
         << c.name;
     expect_same_curves(dir + "/one/xft/moe/metrics.jsonl", run + "/xft/moe/metrics.jsonl");
     expect_same_model(dir + "/one/xft/moe/final", run + "/xft/moe/final", 1e-5);
+    expect_same_curves(dir + "/one/xft/merge/metrics.jsonl", run + "/xft/merge/metrics.jsonl");
+    expect_same_coefficients(dir + "/one/xft/merge/coefficients.json", run + "/xft/merge/coefficients.json", 1e-5);
+    expect_same_model(dir + "/one/xft/merge/init", run + "/xft/merge/init", 1e-5);
     expect_same_model(dir + "/one/xft/merge/final", run + "/xft/merge/final", 1e-5);
+    // Sharded, rank 1 of 2 holds 4 of the 8 experts' rows (rank 1 of 4: 2); whole stacks otherwise.
+    const auto log1 = read_all(run + "-logs/rank1.log");
+    EXPECT_EQ(log1.find("(sharded)") != std::string::npos, c.shard_merge) << log1;
+    if (c.shard_merge) {
+      EXPECT_EQ(stack_bytes(log1, 1) * c.world, stack_bytes(read_all(dir + "/one.log"), 0)) << log1;
+    }
     auto ck = SafetensorsFile::open(run + "/xft/moe/checkpoints/step-00000003/trainable.safetensors");
     EXPECT_EQ(ck->entry("model.layers.0.mlp.experts.gate_proj").shape[0], 8);
     auto opt = SafetensorsFile::open(run + "/xft/moe/checkpoints/step-00000003/optimizer.safetensors");
@@ -369,19 +415,26 @@ TEST(Distributed, UnevenExpertParallelXftMatchesSingleProcess) {
 }
 
 // Without a shared expert (plain upcycling, Table 4's "- Shared Expert", and the learned soup
-// to merge it), 7 experts over 8 ranks leave the eighth with empty stacks: it still takes part
-// in every collective, and the MoE stage equals the single-process run.
+// to merge it), 7 experts over 8 ranks leave the eighth with empty stacks in the MoE stage and
+// in the sharded merge: it still takes part in every collective, and both stages equal the
+// single-process run.
 TEST(Distributed, IdleExpertRankWithEmptyStacksMatchesSingleProcess) {
   const auto dir = xft::test::scratch_dir("ep-idle");
   const std::string moe = "--set moe.num_experts=7 --set moe.top_k=2 --set moe.routing=vanilla "
-                          "--set moe.shared_expert=false --set merge.fixed_shared_rate=false --set merge.shared_rate=0.5";
+                          "--set moe.shared_expert=false --set merge.fixed_shared_rate=false --set merge.shared_rate=0.5 "
+                          "--set merge_train.max_steps=2";
   ASSERT_EQ(xft::test::driver("xft", args(dir + "/one", moe), dir + "/one.log"), 0) << read_all(dir + "/one.log");
   const auto run = dir + "/ep8";
   fs::create_directories(run + "-logs");
-  ASSERT_EQ(run_ranks("xft", args(run, moe + " --set distributed.expert_parallel=8"), 8, run + "-logs"), 0);
-  expect_same_curves(dir + "/one/xft/moe/metrics.jsonl", run + "/xft/moe/metrics.jsonl");
-  for (const auto* st : {"/xft/moe", "/xft/merge"})
+  ASSERT_EQ(run_ranks("xft", args(run, moe + " --set distributed.expert_parallel=8 --set distributed.shard_merge=true"), 8,
+                      run + "-logs"),
+            0);
+  EXPECT_EQ(stack_bytes(read_all(run + "-logs/rank7.log"), 7), 0);
+  for (const auto* st : {"/xft/moe", "/xft/merge"}) {
+    expect_same_curves(dir + "/one" + st + "/metrics.jsonl", run + st + "/metrics.jsonl");
     expect_same_model(dir + "/one" + st + "/final", run + st + "/final", 1e-5);
+  }
+  expect_same_coefficients(dir + "/one/xft/merge/coefficients.json", run + "/xft/merge/coefficients.json", 1e-5);
 }
 
 // bf16 weights (gradients and their all-reduce in bf16): the 2-rank run stays within bf16

@@ -771,3 +771,28 @@ TEST(MemoryPlan, StepPeakWithin15PercentOfTheMeasuredPeak) {
     }
   }
 }
+
+// The merge's frozen stacks per rank by hand: 8 experts x 3 projections x F x D in bf16, whole
+// (1 shard), 4 + 4 rows (2 shards), 2 per rank (4), and the busiest rank's 3 for 3 shards
+// (3 + 3 + 2); the fp32 merged W (3 x F x D per layer) stays on every rank. Uneven expert
+// parallelism counts the busiest rank's ceil(7 / 4) = 2 routed experts.
+TEST(MemoryPlan, ShardedMergeStacksAndUnevenExpertParallel) {
+  auto cfg = tiny_dense(1024);
+  cfg.hidden_size = 128;
+  cfg.intermediate_size = 352;
+  cfg.num_hidden_layers = 4;
+  cfg.head_dim = 32;
+  MoeConfig moe;
+  moe.num_experts = 8;
+  moe.top_k = 3;
+  const double L = 4, F = 352, D = 128;
+  for (const auto& [shards, rows] : {std::pair{1, 8}, std::pair{2, 4}, std::pair{4, 2}, std::pair{3, 3}}) {
+    MemoryPlanInput in{cfg, moe, TrainConfig{}, 128, StageKind::kMerge};
+    in.merge_shards = shards;
+    EXPECT_EQ(plan_stage_memory(in).expert_stacks, L * 3 * rows * F * D * 2 + L * 3 * F * D * 4) << shards;
+  }
+  MemoryPlanInput one{cfg, moe, TrainConfig{}, 128, StageKind::kMoe}, four = one;
+  four.expert_parallel = 4;
+  // The shared expert plus 7 routed on one rank; the shared one plus 2 on the busiest of 4.
+  EXPECT_EQ(plan_stage_memory(one).parameters - plan_stage_memory(four).parameters, L * 3 * (8 - 3) * F * D * 4);
+}

@@ -23,7 +23,8 @@ const ConfigReader<DistributedConfig>& distributed_reader() {
                                                        .field("backend", &DistributedConfig::backend, kBackendNames)
                                                        .field("timeout_s", &DistributedConfig::timeout_s)
                                                        .field("expert_parallel", &DistributedConfig::expert_parallel)
-                                                       .field("bucket_mb", &DistributedConfig::bucket_mb);
+                                                       .field("bucket_mb", &DistributedConfig::bucket_mb)
+                                                       .field("shard_merge", &DistributedConfig::shard_merge);
   return r;
 }
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "xft/distributed/sum_across_ranks.h"
 #include "xft/model/model_io.h"
 #include "core/config_reader.h"
 #include "xft/methods/fold_experts.h"
@@ -43,13 +44,20 @@ MergeConfig MergeConfig::from_json(const nlohmann::json& j, const std::string& s
 nlohmann::json MergeConfig::to_json() const { return merge_reader().write(*this); }
 
 MergedFeedForwardImpl::MergedFeedForwardImpl(const torch::Tensor& gate, const torch::Tensor& up,
-                                             const torch::Tensor& down, const MergeConfig& c)
-    : config_(c) {
-  const int64_t N = gate.size(0);
+                                             const torch::Tensor& down, const MergeConfig& c,
+                                             std::shared_ptr<const MergeSharding> sharding)
+    : config_(c), sharding_(std::move(sharding)) {
+  const int64_t N = sharding_ ? sharding_->split.items : gate.size(0);
   XFT_CHECK(N >= 2, "merge: a layer needs at least 2 experts, got ", N);
-  gate_stack = register_buffer("gate_stack", gate.detach());
-  up_stack = register_buffer("up_stack", up.detach());
-  down_stack = register_buffer("down_stack", down.detach());
+  XFT_CHECK(!sharding_ || (gate.size(0) == sharding_->rows() && up.size(0) == sharding_->rows() &&
+                           down.size(0) == sharding_->rows()),
+            "merge: rank ", sharding_ ? sharding_->dist->rank() : 0, " holds ", sharding_ ? sharding_->rows() : 0,
+            " of the ", N, " experts, got stacks of ", gate.size(0), ", ", up.size(0), ", ", down.size(0));
+  // A copy when sharded, so that the whole stacks the rows came from can go.
+  auto keep = [&](const torch::Tensor& t) { return sharding_ ? t.detach().clone() : t.detach(); };
+  gate_stack = register_buffer("gate_stack", keep(gate));
+  up_stack = register_buffer("up_stack", keep(up));
+  down_stack = register_buffer("down_stack", keep(down));
   torch::Tensor init;
   if (c.fixed_shared_rate) {
     // Equal logits: alpha_i = (1 - lambda) / (N - 1), the paper's uniform initialisation.
@@ -73,7 +81,21 @@ torch::Tensor MergedFeedForwardImpl::coefficients() const {
 std::array<torch::Tensor, 3> MergedFeedForwardImpl::merged_weights() const {
   // Eq. 5: sum_i c_i W_i over the expert dim; the same c for gate, up and down.
   const auto c = coefficients();
-  return {fold_stack(c, gate_stack), fold_stack(c, up_stack), fold_stack(c, down_stack)};
+  if (!sharding_) return {fold_stack(c, gate_stack), fold_stack(c, up_stack), fold_stack(c, down_stack)};
+  // This rank's experts' share of the sum, then the other ranks' shares added: one all-reduce
+  // of [gate | up | down] (see the header for why the gradients come out right).
+  const auto mine = c.narrow(0, sharding_->first(), sharding_->rows());
+  const std::array<torch::Tensor, 3> part = {fold_stack(mine, gate_stack), fold_stack(mine, up_stack),
+                                             fold_stack(mine, down_stack)};
+  auto whole = sum_across_ranks(torch::cat({part[0].reshape(-1), part[1].reshape(-1), part[2].reshape(-1)}),
+                                *sharding_->dist, Distributed::Group::kWorld, "all-reduce of the merged FFN weights");
+  std::array<torch::Tensor, 3> out;
+  int64_t offset = 0;
+  for (size_t k = 0; k < 3; ++k) {
+    out[k] = whole.narrow(0, offset, part[k].numel()).view(part[k].sizes());
+    offset += part[k].numel();
+  }
+  return out;
 }
 
 FfnOutput MergedFeedForwardImpl::forward(const torch::Tensor& x, const torch::Tensor&) {
@@ -83,20 +105,28 @@ FfnOutput MergedFeedForwardImpl::forward(const torch::Tensor& x, const torch::Te
 }
 
 std::vector<std::pair<std::string, torch::Tensor>> attach_merge(CausalLMImpl& model, const MergeConfig& config,
-                                                                std::optional<torch::Dtype> stack_dtype) {
+                                                                std::optional<torch::Dtype> stack_dtype,
+                                                                std::shared_ptr<const Distributed> shard_over) {
   XFT_CHECK(model.config().moe.has_value(), "merge: the model is not an MoE (its config has no 'moe' section)");
   XFT_CHECK(model.config().moe->shared_expert || !config.fixed_shared_rate,
             "merge: a fixed shared_rate needs a shared expert; set merge.fixed_shared_rate=false for vanilla MoEs");
   config.validate("merge");
   for (auto& p : model.parameters()) p.set_requires_grad(false);
   std::vector<std::pair<std::string, torch::Tensor>> trainable;
+  const auto sharding = shard_over && shard_over->world() > 1
+                            ? std::make_shared<const MergeSharding>(shard_over, model.config().moe->num_experts)
+                            : nullptr;
   for (int64_t l = 0; l < model.config().num_hidden_layers; ++l) {
     auto layer = model.layer(l);
     auto moe = std::dynamic_pointer_cast<MoeLayerImpl>(layer->mlp);
     XFT_CHECK(moe != nullptr, "merge: layer ", l, " has no MoE layer to merge");
-    auto store = [&](const torch::Tensor& t) { return stack_dtype ? t.to(*stack_dtype) : t; };
+    // Sharded, the rows are cut before the dtype changes: no whole copy in the stack dtype.
+    auto store = [&](const torch::Tensor& t) {
+      auto rows = sharding ? t.narrow(0, sharding->first(), sharding->rows()) : t;
+      return stack_dtype ? rows.to(*stack_dtype) : rows;
+    };
     auto merged = std::make_shared<MergedFeedForwardImpl>(store(moe->experts->gate_proj), store(moe->experts->up_proj),
-                                                          store(moe->experts->down_proj), config);
+                                                          store(moe->experts->down_proj), config, sharding);
     merged->to(moe->experts->gate_proj.device());
     layer->set_mlp(merged);
     trainable.emplace_back(hf::merge_logits(l), merged->logits);
@@ -123,20 +153,43 @@ nlohmann::json merge_coefficients_json(CausalLMImpl& model, const MergeConfig& c
   return j;
 }
 
-void export_merged(CausalLMImpl& model, const std::string& dir, torch::Dtype save_dtype) {
-  torch::NoGradGuard ng;
-  NamedTensors moe;
-  for (const auto& [name, t] : model_tensors(model))
-    if (!hf::is_ffn(name)) moe.emplace_back(name, t);
-  std::vector<torch::Tensor> coefficients;
+int64_t merge_stack_bytes(CausalLMImpl& model) {
+  int64_t bytes = 0;
   for (int64_t l = 0; l < model.config().num_hidden_layers; ++l) {
     const auto& m = merged_layer(model, l);
-    moe.emplace_back(hf::expert_stack(l, "gate_proj"), m.gate_stack);
-    moe.emplace_back(hf::expert_stack(l, "up_proj"), m.up_stack);
-    moe.emplace_back(hf::expert_stack(l, "down_proj"), m.down_stack);
-    coefficients.push_back(m.coefficients());
+    for (const auto* t : {&m.gate_stack, &m.up_stack, &m.down_stack}) bytes += t->numel() * t->element_size();
   }
-  save_model_tensors(model.config().dense(), fold_experts(moe, torch::stack(coefficients)), dir, save_dtype);
+  return bytes;
+}
+
+void export_merged(CausalLMImpl& model, const std::string& dir, torch::Dtype save_dtype) {
+  torch::NoGradGuard ng;
+  const bool sharded = merged_layer(model, 0).sharding() != nullptr;
+  if (!sharded) {
+    NamedTensors moe;
+    for (const auto& [name, t] : model_tensors(model))
+      if (!hf::is_ffn(name)) moe.emplace_back(name, t);
+    std::vector<torch::Tensor> coefficients;
+    for (int64_t l = 0; l < model.config().num_hidden_layers; ++l) {
+      const auto& m = merged_layer(model, l);
+      moe.emplace_back(hf::expert_stack(l, "gate_proj"), m.gate_stack);
+      moe.emplace_back(hf::expert_stack(l, "up_proj"), m.up_stack);
+      moe.emplace_back(hf::expert_stack(l, "down_proj"), m.down_stack);
+      coefficients.push_back(m.coefficients());
+    }
+    save_model_tensors(model.config().dense(), fold_experts(moe, torch::stack(coefficients)), dir, save_dtype);
+    return;
+  }
+  // No rank holds a whole stack: each layer's W is the all-reduced sum of the ranks' parts, the
+  // same W the forward uses; in fold_experts' order (everything else, then the layers' FFNs).
+  NamedTensors dense;
+  for (const auto& [name, t] : model_tensors(model))
+    if (!hf::is_ffn(name)) dense.emplace_back(name, t);
+  for (int64_t l = 0; l < model.config().num_hidden_layers; ++l) {
+    const auto w = merged_layer(model, l).merged_weights();
+    for (size_t k = 0; k < 3; ++k) dense.emplace_back(hf::dense_ffn(l, hf::kProjections[k]), w[k]);
+  }
+  if (merged_layer(model, 0).sharding()->dist->is_lead()) save_model_tensors(model.config().dense(), dense, dir, save_dtype);
 }
 
 }  // namespace xft

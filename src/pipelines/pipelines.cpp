@@ -173,22 +173,29 @@ std::string run_xft(const ExperimentConfig& c, Workspace& ws, bool resume) {
     auto model = load_model(moe_final);
     prepare_model(*model, t);
     // The frozen expert stacks stay in the checkpoint's dtype: the values on disk, half of fp32.
-    auto logits = attach_merge(*model, c.merge, dtype_from_name(c.save_dtype));
-    if (ws.dist->is_lead()) {
-      if (!fs::exists(mdir / "init" / "config.json"))
-        export_merged(*model, (mdir / "init").string(), dtype_from_name(c.save_dtype));  // the INIT ablation
-      copy_tokenizer_files(c, mdir / "init");
+    // distributed.shard_merge: each rank keeps its block of the experts (methods/merge.h), and
+    // the exports become collective (rank 0 writes).
+    const bool sharded = c.distributed.shard_merge && ws.dist->world() > 1;
+    auto logits = attach_merge(*model, c.merge, dtype_from_name(c.save_dtype), sharded ? ws.dist : nullptr);
+    if (sharded || ws.dist->is_lead())
+      std::cerr << "[merge] rank " << ws.dist->rank() << " holds " << merge_stack_bytes(*model)
+                << " bytes of expert stacks" << (sharded ? " (sharded)" : "") << "\n";
+    // Every rank looks before any writes (a sharded export needs them all, so none can finish first).
+    const bool init_missing = !fs::exists(mdir / "init" / "config.json");
+    if (ws.dist->is_lead() || sharded) {
+      if (init_missing) export_merged(*model, (mdir / "init").string(), dtype_from_name(c.save_dtype));  // the INIT ablation
+      if (ws.dist->is_lead()) copy_tokenizer_files(c, mdir / "init");
     }
     Trainer trainer("merge", model, logits, *ws.train, t, mdir.string(), ws.pad_id);
     if (c.data.packing) trainer.set_packing(c.data.max_length);
     trainer.set_parallel(ws.dist);
+    trainer.set_lockstep(sharded);
     trainer.set_telemetry([&] { return nlohmann::json{{"coefficients", merge_coefficients_json(*model, c.merge)["layers"]}}; });
     trainer.run(resume);
-    if (ws.dist->is_lead()) {
+    if (ws.dist->is_lead())
       write_file_atomic((mdir / "coefficients.json").string(), merge_coefficients_json(*model, c.merge).dump(2) + "\n");
-      export_merged(*model, final_dir.string(), dtype_from_name(c.save_dtype));
-      copy_tokenizer_files(c, final_dir);
-    }
+    if (ws.dist->is_lead() || sharded) export_merged(*model, final_dir.string(), dtype_from_name(c.save_dtype));
+    if (ws.dist->is_lead()) copy_tokenizer_files(c, final_dir);
     ws.dist->barrier("merge export");
   }
   write_eval(ws, (mdir / "init").string(), mdir / "eval_init.json", c.merge_train);

@@ -79,6 +79,7 @@ StageMemory plan_stage_memory(const MemoryPlanInput& in) {
   const auto& c = in.dense;
   XFT_CHECK(in.kind == StageKind::kDense || in.moe.has_value(), "memory plan: an MoE or merge stage needs the moe section");
   XFT_CHECK(in.expert_parallel >= 1, "memory plan: expert_parallel must be >= 1, got ", in.expert_parallel);
+  XFT_CHECK(in.merge_shards >= 1, "memory plan: merge_shards must be >= 1, got ", in.merge_shards);
   const double w = in.train.precision == Precision::kBf16 ? 2.0 : 4.0;
   const double D = static_cast<double>(c.hidden_size), F = static_cast<double>(c.intermediate_size);
   const double L = static_cast<double>(c.num_hidden_layers);
@@ -97,8 +98,10 @@ StageMemory plan_stage_memory(const MemoryPlanInput& in) {
       if (m.router_noise) weights.push_back({L, 1, R, D, true});
     } else {
       weights.push_back({L, 1, static_cast<double>(m.num_experts), 0, true});  // the merge logits
-      // Frozen stacks, and each layer's merged fp32 W (kept for the backward).
-      s.expert_stacks = L * 3 * static_cast<double>(m.num_experts) * F * D * static_cast<double>(in.stack_bytes) + L * 3 * F * D * 4;
+      // Frozen stacks (this rank's block when sharded: the busiest holds ceil(N / shards)), and
+      // each layer's merged fp32 W (kept for the backward).
+      const double held = static_cast<double>((m.num_experts + in.merge_shards - 1) / in.merge_shards);
+      s.expert_stacks = L * 3 * held * F * D * static_cast<double>(in.stack_bytes) + L * 3 * F * D * 4;
     }
   }
   for (const auto& t : weights) {

@@ -13,9 +13,9 @@ namespace xft {
 
 TrainStep::TrainStep(std::string stage, std::string stage_dir, CausalLM model, const InstructionDataset& data,
                      const TrainConfig& config, int64_t pad_id, std::shared_ptr<const Distributed> dist,
-                     bool expert_parallel, GradReducer* reducer, int64_t packing_row_length)
+                     bool lockstep, GradReducer* reducer, int64_t packing_row_length)
     : stage_(std::move(stage)), dir_(std::move(stage_dir)), model_(std::move(model)), data_(data), config_(config), pad_id_(pad_id),
-      dist_(std::move(dist)), expert_parallel_(expert_parallel), reducer_(reducer),
+      dist_(std::move(dist)), lockstep_(lockstep), reducer_(reducer),
       packing_row_length_(packing_row_length) {}
 
 std::string TrainStep::describe_bad(double loss, const std::vector<int64_t>& indices, int64_t m, int64_t M,
@@ -42,7 +42,7 @@ TrainStep::Pass TrainStep::backward_passes(const std::vector<int64_t>& indices) 
   const int64_t M = (static_cast<int64_t>(indices.size()) + mb - 1) / mb;
   const int64_t W = dist_->world(), R = dist_->rank();
   const int64_t m_begin = M * R / W, m_end = M * (R + 1) / W;
-  const int64_t passes = expert_parallel_ ? (M + W - 1) / W : m_end - m_begin;
+  const int64_t passes = lockstep_ ? (M + W - 1) / W : m_end - m_begin;
   Pass p;
   p.first_micro_batch = m_begin;
   for (int64_t k = 0; k < passes; ++k) {
@@ -77,7 +77,7 @@ TrainStep::Pass TrainStep::backward_passes(const std::vector<int64_t>& indices) 
       aux = aux / static_cast<double>(micro_per_step);
       total = total + aux;
     }
-    // Dummy passes (expert parallel) are not this rank's micro-batches: not reported.
+    // Dummy passes (lockstep) are not this rank's micro-batches: not reported.
     if (!dummy) {
       p.loss.push_back(loss.detach().to(torch::kFloat64));
       p.aux.push_back(aux.defined() ? aux.detach().to(torch::kFloat64) : torch::zeros({}, p.loss.back().options()));

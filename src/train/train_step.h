@@ -24,11 +24,12 @@ namespace xft {
 
 class TrainStep {
  public:
-  // `expert_parallel`: every rank runs the same number of passes (the all-to-all needs all of
-  // them); a rank short of micro-batches repeats one with zero weight. `reducer` may be null.
+  // `lockstep`: every rank runs the same number of passes (collectives in the forward, the expert
+  // all-to-all or the sharded merge's all-reduce, need all of them); a rank short of
+  // micro-batches repeats one with zero weight. `reducer` may be null.
   // `packing_row_length` > 0: micro-batches are packed into rows of that many tokens (data/packing.h).
   TrainStep(std::string stage, std::string stage_dir, CausalLM model, const InstructionDataset& data, const TrainConfig& config,
-            int64_t pad_id, std::shared_ptr<const Distributed> dist, bool expert_parallel, GradReducer* reducer,
+            int64_t pad_id, std::shared_ptr<const Distributed> dist, bool lockstep, GradReducer* reducer,
             int64_t packing_row_length = 0);
 
   // Accumulates the gradients of global batch `indices` (step `step`, 0-based, of epoch
@@ -55,7 +56,7 @@ class TrainStep {
   TrainConfig config_;
   int64_t pad_id_;
   std::shared_ptr<const Distributed> dist_;
-  bool expert_parallel_;
+  bool lockstep_;
   GradReducer* reducer_;
   int64_t packing_row_length_;
 };

@@ -1,8 +1,9 @@
 // defines: BlockSplit (n items cut into P contiguous blocks, as even as can be: the first n % P
 //          blocks one item longer; blocks may be empty when P > n)
 //
-// The rule by which the MoE stage's routed experts are spread over the expert group
-// (expert_sharding.h). 7 routed experts over 2 ranks: 4 + 3; over 4: 2 + 2 + 2 + 1; over 8:
+// The one rule by which expert rows are spread over ranks: the MoE stage's routed experts over
+// the expert group (expert_sharding.h) and the merge stage's frozen stacks over the world
+// (methods/merge.h). 7 routed experts over 2 ranks: 4 + 3; over 4: 2 + 2 + 2 + 1; over 8:
 // 1 x 7 and one empty block, whose rank still joins every collective.
 #pragma once
 #include <algorithm>

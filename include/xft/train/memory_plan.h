@@ -10,7 +10,8 @@
 //   optimizer    fp32 state: AdamW two moments per trainable weight; Adafactor (no momentum)
 //                a row and a column mean per matrix, a full second moment per vector;
 //   expert stacks  the merge stage's frozen expert stacks (N x [gate, up, down] per layer, in
-//                the saved dtype) and its fp32 merged FFN weights per layer;
+//                the saved dtype; ceil(N / merge_shards) experts per rank when the merge is
+//                sharded, distributed.shard_merge) and its fp32 merged FFN weights per layer;
 //   activations  what a micro-batch of micro_batch x max_length tokens keeps for its backward
 //                (a count of the tensors each op saves, at the compute width: 2 bytes under
 //                bf16 or autocast, 4 in fp32), plus the loss's fp32 log-softmax and its
@@ -36,7 +37,9 @@ struct MemoryPlanInput {
   TrainConfig train;
   int64_t max_length = 1024;
   StageKind kind = StageKind::kDense;
-  int64_t expert_parallel = 1;    // ranks the routed experts are split over (kMoe)
+  int64_t expert_parallel = 1;    // ranks the routed experts are split over (kMoe); any split,
+                                  // the busiest rank holds ceil(R / expert_parallel)
+  int64_t merge_shards = 1;       // ranks the merge's frozen stacks are split over (kMerge)
   int64_t stack_bytes = 2;        // bytes per element of the merge stage's frozen stacks
 };
 

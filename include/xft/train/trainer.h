@@ -51,6 +51,10 @@ class Trainer {
     dist_ = std::move(dist);
     sharding_ = std::move(sharding);
   }
+  // Every rank runs the same number of forward/backward passes per step (a rank short of
+  // micro-batches repeats one at zero weight): needed when the forward itself communicates, as
+  // the sharded merge's does. Expert parallelism implies it.
+  void set_lockstep(bool lockstep) { lockstep_ = lockstep; }
   // data.packing: each micro-batch's examples packed into rows of at most `row_length` tokens
   // (data/packing.h; the config's data.max_length). 0: one example per row (the default).
   void set_packing(int64_t row_length) { packing_row_length_ = row_length; }
@@ -69,6 +73,7 @@ class Trainer {
   int64_t pad_id_;
   int64_t total_steps_ = 0;
   int64_t packing_row_length_ = 0;
+  bool lockstep_ = false;
   AfterStep after_step_;
   Telemetry telemetry_;
   std::shared_ptr<const Distributed> dist_ = std::make_shared<Distributed>();
