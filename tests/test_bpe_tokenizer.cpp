@@ -208,6 +208,10 @@ TEST(BpeTokenizer, UnsupportedOrBrokenFilesAreClearErrors) {
   expect_error(load, {path, "merges", "no-such-token"});
   with([](json& j) { j["model"]["vocab"] = json::array(); });
   expect_error(load, {path, "model.vocab"});
+  with([](json& j) { j["model"]["vocab"]["far-away"] = 60000000; });  // 50 bytes that would cost 2 GB
+  expect_error(load, {path, "model.vocab", "ids reach 60000000", "without large gaps"});
+  with([](json& j) { j["model"]["vocab"]["near"] = j["model"]["vocab"].size() + 1000; });  // a small gap is fine
+  EXPECT_NO_THROW(load());
   with([](json& j) { j["added_tokens"] = {{{"content", 7}}}; });
   expect_error(load, {path, "unexpected tokenizer.json content"});
 

@@ -41,6 +41,7 @@ using namespace bpe;  // the text side: bpe_text.h
 namespace {
 
 constexpr int64_t kMaxId = int64_t{1} << 26;  // a sanity bound: ids index a vector
+constexpr int64_t kMaxHoles = 65536;          // unused ids a vocabulary may leave beyond one per token
 constexpr size_t kCacheWords = 10000;         // tokenizers' BPE cache capacity
 constexpr size_t kCacheMaxWordBytes = 256;    // longer words are rare and not worth caching
 
@@ -412,6 +413,13 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::from_file(const std::string& tokeniz
   int64_t size = 0;
   for (const auto& [token, id] : t->model.vocab) size = std::max<int64_t>(size, id + 1);
   for (const AddedToken& a : t->added) size = std::max(size, a.id + 1);
+  // Ids index vectors of size max id + 1, so a few bytes naming one huge id would cost gigabytes
+  // (found by scripts/fuzz.sh tokenizer). Real files number their tokens 0..N-1, holes at most a
+  // handful of reserved ids; allow up to as many holes as tokens, plus kMaxHoles.
+  const int64_t named = static_cast<int64_t>(t->model.vocab.size() + t->added.size());
+  XFT_CHECK(size <= 2 * named + kMaxHoles, tokenizer_json, ": model.vocab and added_tokens name ", named,
+            " tokens but their ids reach ", size - 1, "; expected ids numbered from 0 without large gaps (at most ",
+            named + kMaxHoles, " unused ids)");
   t->tokens.resize(size);
   t->known.assign(size, 0);
   t->special.assign(size, 0);
