@@ -25,23 +25,12 @@ import subprocess
 import sys
 import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_runs  # noqa: E402  (bench/ is not a package)
 
+ROOT = bench_runs.ROOT
 
-def run(cmd, env, log):
-    """Runs cmd; returns its peak RSS in bytes (wait4's rusage of that child alone)."""
-    with open(log, "w") as out:
-        p = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(p.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.stderr.write(open(log).read()[-3000:])
-        raise SystemExit(f"cpu_train_bench: {' '.join(cmd)} failed")
-    return usage.ru_maxrss * 1024
-
-
-def xft_rates(metrics):
-    rows = [json.loads(l) for l in open(metrics)]
-    return [r["tokens_per_s"] for r in rows[1:]]
+WHO = "cpu_train_bench"
 
 
 def main():
@@ -80,30 +69,23 @@ def main():
             else:
                 cmd = [os.path.join(a.build, "examples", "xft"), "--config", config, "--set", f"run_dir={run_dir}"]
                 metrics = os.path.join(run_dir, "xft", "moe", "metrics.jsonl")
-            xm.append(run(cmd, env, run_dir + ".log"))
-            xs += xft_rates(metrics)
+            xm.append(bench_runs.run_measured(cmd, env, run_dir + ".log", WHO))
+            xs += bench_runs.step_rates(metrics)
             log = run_dir + "-torch.log"
-            tm.append(run([py, os.path.join(ROOT, "bench", "torch_eager_train.py"), world, "--stage", stage, "--steps",
-                           str(a.steps), "--threads", str(a.threads), "--micro-batch", str(a.micro_batch)], env, log))
+            tm.append(bench_runs.run_measured([py, os.path.join(ROOT, "bench", "torch_eager_train.py"), world, "--stage", stage, "--steps",
+                           str(a.steps), "--threads", str(a.threads), "--micro-batch", str(a.micro_batch)], env, log, WHO))
             ts += json.loads(open(log).read().strip().splitlines()[-1])["tokens_per_s"][1:]
         results[stage] = {"xft_tokens_per_s": statistics.median(xs), "torch_tokens_per_s": statistics.median(ts),
                           "xft_peak_rss": statistics.median(xm), "torch_peak_rss": statistics.median(tm),
                           "steps": len(xs)}
-    cpu = "CPU"
-    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-        if line.startswith("Model name:"):
-            cpu = line.split(":", 1)[1].strip()
-    cores = os.cpu_count()
-    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    if subprocess.run(["git", "-C", ROOT, "diff", "--quiet", "--", "src", "include"]).returncode != 0:
-        commit += "-dirty"
+    cpu, cores, measured = bench_runs.cpu_name(), os.cpu_count(), bench_runs.commit()
     now = datetime.datetime.now(datetime.timezone.utc)
-    tag = "".join(c if c.isalnum() or c in "._-" else "-" for c in cpu.split("@")[0].strip())
+    tag = bench_runs.file_tag(cpu)
     out = os.path.join(a.out, f"{now:%Y-%m-%d}-{tag}-{cores}-cores-{a.threads}-threads-cpu-train.md")
-    lines = [f"# CPU training throughput: xft against PyTorch eager\n",
+    lines = ["# CPU training throughput: xft against PyTorch eager\n",
              f"- date (UTC): {now:%Y-%m-%d %H:%M}",
-             f"- machine: {cpu} ({cores} cores, shared with other work: expect noise)",
-             f"- commit: {commit}",
+             f"- machine: {cpu} ({cores} cores; the load average says what else ran)",
+             f"- commit: {measured}",
              f"- load average (1 min) before / after the runs: {load_before:.1f} / {os.getloadavg()[0]:.1f}",
              f"- model: random Llama {a.layers} layers x {a.hidden} hidden, vocab {a.vocab}; micro-batch "
              f"{a.micro_batch} x {a.length} tokens (no padding), AdamW lr 1e-4, fp32, {a.threads} threads",

@@ -27,23 +27,10 @@ import subprocess
 import sys
 import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_runs  # noqa: E402  (bench/ is not a package)
 
-
-def run(cmd, env, log):
-    """Runs cmd; returns its peak RSS in bytes (wait4's rusage of that child alone)."""
-    with open(log, "w") as out:
-        p = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(p.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.stderr.write(open(log).read()[-3000:])
-        raise SystemExit(f"packing_checkpoint_bench: {' '.join(cmd)} failed")
-    return usage.ru_maxrss * 1024
-
-
-def rates(metrics):
-    rows = [json.loads(l) for l in open(metrics)]
-    return [r["tokens_per_s"] for r in rows[1:]]
+ROOT = bench_runs.ROOT
 
 
 def variable_records(path, n, length, median, vocab, seed):
@@ -103,27 +90,20 @@ def main():
                        "--set", f"sft_train.max_steps={a.steps}"]
                 for s in sets:
                     cmd += ["--set", s]
-                got[label]["rss"].append(run(cmd, env, run_dir + ".log"))
-                got[label]["rates"] += rates(os.path.join(run_dir, "sft", "metrics.jsonl"))
+                got[label]["rss"].append(bench_runs.run_measured(cmd, env, run_dir + ".log", "packing_checkpoint_bench"))
+                got[label]["rates"] += bench_runs.step_rates(os.path.join(run_dir, "sft", "metrics.jsonl"))
         results[name] = {label: {"tokens_per_s": statistics.median(v["rates"]), "peak_rss": statistics.median(v["rss"]),
                                  "steps": len(v["rates"])} for label, v in got.items()}
-    cpu = "CPU"
-    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-        if line.startswith("Model name:"):
-            cpu = line.split(":", 1)[1].strip()
-    cores = os.cpu_count()
-    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    if subprocess.run(["git", "-C", ROOT, "diff", "--quiet", "--", "src", "include"]).returncode != 0:
-        commit += "-dirty"
+    cpu, cores, measured = bench_runs.cpu_name(), os.cpu_count(), bench_runs.commit()
     now = datetime.datetime.now(datetime.timezone.utc)
-    tag = "".join(c if c.isalnum() or c in "._-" else "-" for c in cpu.split("@")[0].strip())
+    tag = bench_runs.file_tag(cpu)
     out = os.path.join(a.out, f"{now:%Y-%m-%d}-{tag}-{cores}-cores-packing-checkpointing.md")
     mean_len = sum(lengths) / len(lengths)
     p, c = results["packing"], results["checkpointing"]
     lines = ["# Sequence packing and activation checkpointing: SFT stage on CPU\n",
              f"- date (UTC): {now:%Y-%m-%d %H:%M}",
-             f"- machine: {cpu} ({cores} cores, shared with other work: expect noise)",
-             f"- commit: {commit}",
+             f"- machine: {cpu} ({cores} cores; the load average says what else ran)",
+             f"- commit: {measured}",
              f"- load average (1 min) before / after the runs: {load_before:.1f} / {os.getloadavg()[0]:.1f}",
              f"- model: random Llama {a.layers} layers x {a.hidden} hidden, vocab {a.vocab}; micro-batch "
              f"{a.micro_batch} rows x up to {a.length} tokens, AdamW, fp32, {a.threads} thread(s)",

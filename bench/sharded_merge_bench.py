@@ -24,7 +24,10 @@ import subprocess
 import sys
 import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_runs  # noqa: E402  (bench/ is not a package)
+
+ROOT = bench_runs.ROOT
 
 
 def free_port():
@@ -91,17 +94,13 @@ def main():
     worst = max(abs(x - y) for w in coefficients for l, layer in enumerate(coefficients[w])
                 for x, y in zip(layer, base[l]))
 
-    names = [l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")]
-    machine = f"{names[0] if names else platform.processor()} ({len(names)} cores), {platform.system()}"
-    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
-    dirty = subprocess.run(["git", "-C", ROOT, "diff", "--quiet"]).returncode != 0
+    machine = f"{bench_runs.cpu_name()} ({os.cpu_count()} cores), {platform.system()}"
     date = datetime.datetime.now(datetime.timezone.utc)
     out = a.out or os.path.join(ROOT, "bench", "results", f"{date:%Y-%m-%d}-sharded-merge.md")
     whole = [b for w, r, b, _ in rows if w == 1][0] if any(w == 1 for w, *_ in rows) else None
     with open(out, "w") as f:
         f.write("# Sharded merge: expert stacks per rank\n\n")
-        f.write(f"- date (UTC): {date:%Y-%m-%d %H:%M}\n- machine: {machine}\n- commit: {commit}{'-dirty' if dirty else ''}\n")
+        f.write(f"- date (UTC): {date:%Y-%m-%d %H:%M}\n- machine: {machine}\n- commit: {bench_runs.commit()}\n")
         f.write(f"- model: bench world (bench/make_bench_world.py), Llama {a.layers} layers x hidden {a.hidden}, "
                 "8 experts (1 shared), stacks saved in bf16\n")
         f.write("- run: `bench/sharded_merge_bench.py` — the merge stage alone (2 steps, global batch 8, micro-batch 2) "
