@@ -72,8 +72,9 @@ def main():
             xm.append(bench_runs.run_measured(cmd, env, run_dir + ".log", WHO))
             xs += bench_runs.step_rates(metrics)
             log = run_dir + "-torch.log"
-            tm.append(bench_runs.run_measured([py, os.path.join(ROOT, "bench", "torch_eager_train.py"), world, "--stage", stage, "--steps",
-                           str(a.steps), "--threads", str(a.threads), "--micro-batch", str(a.micro_batch)], env, log, WHO))
+            torch_cmd = [py, os.path.join(ROOT, "bench", "torch_eager_train.py"), world, "--stage", stage, "--steps",
+                         str(a.steps), "--threads", str(a.threads), "--micro-batch", str(a.micro_batch)]
+            tm.append(bench_runs.run_measured(torch_cmd, env, log, WHO))
             ts += json.loads(open(log).read().strip().splitlines()[-1])["tokens_per_s"][1:]
         results[stage] = {"xft_tokens_per_s": statistics.median(xs), "torch_tokens_per_s": statistics.median(ts),
                           "xft_peak_rss": statistics.median(xm), "torch_peak_rss": statistics.median(tm),
