@@ -1,5 +1,6 @@
 // The text side of BpeTokenizer (see bpe_text.h): UTF-8, the byte table, PCRE2 regexes with
-// the semantics tokenizers gets from Oniguruma, pre-tokenizer splits and added-token matching.
+// the semantics tokenizers gets from Oniguruma, pre-tokenizer splits (Metaspace's included) and
+// added-token matching.
 #include "data/bpe_text.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -147,18 +148,42 @@ namespace {
 // decides whether a single_word added token stands alone.
 bool is_word_char(std::string_view s, size_t i) {
   static const Regex word(R"([\p{L}\p{Nl}\p{Nd}\p{M}\p{Pc}\x{200C}\x{200D}])", false, "word-character class");
-  return word.matches_at_start(s.substr(i, char_len(s, i)));
+  const size_t n = utf8_len(s, i);  // a byte that is not UTF-8 is no letter (and PCRE2 must not see it)
+  return n > 0 && word.matches_at_start(s.substr(i, n));
 }
+
+// Start of the character that ends at s[i - 1] (i > 0); a byte that ends no valid sequence counts
+// as one character, as char_len counts it going forward.
+size_t char_before(std::string_view s, size_t i) {
+  for (size_t n = 2; n <= 4 && n <= i; ++n)
+    if (utf8_len(s, i - n) == n) return i - n;
+  return i - 1;
+}
+
+// Whitespace at s[i]; a byte that is not UTF-8 (only pipelines without regexes see one) is none.
+bool is_white_space_at(std::string_view s, size_t i) { return utf8_len(s, i) > 0 && is_white_space(code_point(s, i)); }
 
 }  // namespace
 
 // ------------------------------------------------------------------------------ pre-tokenizers
 
+std::string replace_all(const std::string& s, const std::string& from, const std::string& to) {
+  std::string out;
+  size_t done = 0;
+  for (size_t k = s.find(from); k != std::string::npos; k = s.find(from, done)) {
+    out.append(s, done, k - done).append(to);
+    done = k + from.size();
+  }
+  return out.append(s, done, std::string::npos);
+}
+
+
 namespace {
 
 // tokenizers' NormalizedString::split: the matches and the gaps between them cover s; the
 // behaviour decides which are kept and what is merged. Empty pieces are dropped.
-void split(const Regex& re, Behavior behavior, bool invert, const std::string& s, std::vector<Piece>& out) {
+void split(const Regex& re, Behavior behavior, bool invert, const Piece& piece, std::vector<Piece>& out) {
+  const std::string& s = piece.text;
   struct Part {
     size_t begin, end;
     bool is_match;
@@ -186,21 +211,40 @@ void split(const Regex& re, Behavior behavior, bool invert, const std::string& s
   }
   if (behavior == Behavior::MergedWithNext) std::reverse(kept.begin(), kept.end());
   for (const Part& p : kept)
-    if (!p.is_match && p.end > p.begin) out.push_back({s.substr(p.begin, p.end - p.begin)});
+    if (!p.is_match && p.end > p.begin) out.push_back({s.substr(p.begin, p.end - p.begin), -1, piece.at_start && p.begin == 0});
+}
+
+// tokenizers' Metaspace pre-tokenizer. The replacement is one character, so its occurrences never
+// overlap and a bytewise search finds exactly the character matches; split is MergedWithNext on
+// it: a piece starts at every occurrence.
+void metaspace(const Step& step, const Piece& s, std::vector<Piece>& out) {
+  const std::string& rep = step.replacement;
+  std::string t = replace_all(s.text, " ", rep);
+  const bool prepend = step.prepend == PrependScheme::Always || (step.prepend == PrependScheme::First && s.at_start);
+  if (prepend && t.compare(0, rep.size(), rep) != 0) t.insert(0, rep);
+  if (!step.split) return out.push_back({std::move(t), -1, s.at_start});
+  size_t begin = 0;
+  for (size_t k = t.find(rep, 1); k != std::string::npos; k = t.find(rep, k + rep.size())) {
+    out.push_back({t.substr(begin, k - begin), -1, s.at_start && begin == 0});
+    begin = k;
+  }
+  if (begin < t.size()) out.push_back({t.substr(begin), -1, s.at_start && begin == 0});
 }
 
 }  // namespace
 
-void apply(const Step& step, const std::string& s, std::vector<Piece>& out) {
+void apply(const Step& step, const Piece& s, std::vector<Piece>& out) {
+  if (step.metaspace) return metaspace(step, s, out);
   if (!step.byte_level) return split(*step.regex, step.behavior, step.invert, s, out);
   std::vector<Piece> words;
-  const std::string text = step.add_prefix_space && !s.empty() && s[0] != ' ' ? " " + s : s;
+  Piece text = s;
+  if (step.add_prefix_space && !s.text.empty() && s.text[0] != ' ') text.text.insert(0, " ");
   if (step.regex) split(*step.regex, Behavior::Isolated, false, text, words);
-  else words.push_back({text});
+  else words.push_back(text);
   for (const Piece& w : words) {
     std::string mapped;
     for (const char c : w.text) mapped += byte_table().chr[static_cast<unsigned char>(c)];
-    out.push_back({std::move(mapped)});
+    out.push_back({std::move(mapped), -1, w.at_start});
   }
 }
 
@@ -209,7 +253,8 @@ void apply(const Step& step, const std::string& s, std::vector<Piece>& out) {
 // tokenizers' AddedVocabulary::find_matches: leftmost-longest matches; a single_word token next
 // to a word character is dropped (the scan still resumes after it); lstrip/rstrip take in the
 // whitespace around the token.
-void split_added(const std::string& s, const AddedSet& set, std::vector<Piece>& out) {
+void split_added(const Piece& piece, const AddedSet& set, std::vector<Piece>& out) {
+  const std::string& s = piece.text;
   size_t pos = 0, done = 0;
   while (pos < s.size()) {
     const AddedToken* tok = nullptr;
@@ -225,28 +270,20 @@ void split_added(const std::string& s, const AddedSet& set, std::vector<Piece>& 
     size_t start = pos, stop = pos + tok->content.size();
     pos = stop;
     if (tok->single_word) {
-      size_t before = start;
-      while (before > 0 && (static_cast<unsigned char>(s[--before]) & 0xC0) == 0x80) {
-      }
-      if ((start > 0 && is_word_char(s, before)) || (stop < s.size() && is_word_char(s, stop))) continue;
+      if ((start > 0 && is_word_char(s, char_before(s, start))) || (stop < s.size() && is_word_char(s, stop))) continue;
     }
     if (tok->lstrip) {
       size_t b = start;
-      for (size_t k = b; k > 0;) {
-        while (k > 0 && (static_cast<unsigned char>(s[--k]) & 0xC0) == 0x80) {
-        }
-        if (!is_white_space(code_point(s, k))) break;
-        b = k;
-      }
+      while (b > 0 && is_white_space_at(s, char_before(s, b))) b = char_before(s, b);
       start = std::max(b, done);
     }
     if (tok->rstrip)
-      while (stop < s.size() && is_white_space(code_point(s, stop))) stop += char_len(s, stop);
-    if (done < start) out.push_back({s.substr(done, start - done)});
+      while (stop < s.size() && is_white_space_at(s, stop)) stop += char_len(s, stop);
+    if (done < start) out.push_back({s.substr(done, start - done), -1, piece.at_start && done == 0});
     out.push_back({s.substr(start, stop - start), tok->id});
     done = stop;
   }
-  if (done < s.size()) out.push_back({s.substr(done)});
+  if (done < s.size()) out.push_back({s.substr(done), -1, piece.at_start && done == 0});
 }
 
 }  // namespace xft::bpe

@@ -1,7 +1,7 @@
 // defines (private to src/, not installed): xft::bpe — the text side of BpeTokenizer: UTF-8
 // helpers, GPT-2's byte table, Regex (PCRE2 behaving as the Oniguruma regexes of `tokenizers`),
-// pre-tokenizer steps and the added-token matcher. bpe_tokenizer.cpp holds the BPE model and
-// the reading of tokenizer.json.
+// pre-tokenizer steps and the added-token matcher. bpe_pipeline.h reads the normalizer,
+// pre-tokenizer and decoder of tokenizer.json; bpe_tokenizer.cpp holds the BPE model.
 #pragma once
 #include <array>
 #include <cstdint>
@@ -55,12 +55,21 @@ class Regex {
 // ByteLevel's use_regex split (GPT-2's pattern).
 const std::shared_ptr<const Regex>& gpt2_regex();
 
+// Every occurrence of `from` (not empty) in s, left to right and not overlapping, replaced by `to`:
+// a Replace normalizer or decoder with a String pattern.
+std::string replace_all(const std::string& s, const std::string& from, const std::string& to);
+
 struct Piece {
   std::string text;
-  int64_t id = -1;  // >= 0: an added token, left alone by later steps
+  int64_t id = -1;        // >= 0: an added token, left alone by later steps
+  bool at_start = false;  // begins at byte 0 of the input (Metaspace's prepend_scheme "first" asks)
 };
 
 enum class Behavior { Removed, Isolated, MergedWithPrevious, MergedWithNext, Contiguous };
+
+// Where Metaspace puts its replacement in front of a piece that does not start with it: every
+// piece, the piece at the start of the input only, or none.
+enum class PrependScheme { Always, First, Never };
 
 // One pre-tokenizer (Sequences are flattened); Digits is a Split on \p{N} (Rust's is_numeric).
 struct Step {
@@ -69,10 +78,16 @@ struct Step {
   bool invert = false;
   bool byte_level = false;
   bool add_prefix_space = false;
+  // Metaspace: spaces become `replacement`, which is prepended per `prepend` and, with `split`,
+  // starts a new piece at each occurrence. Needs no regex, so it also runs on bytes that are not UTF-8.
+  bool metaspace = false;
+  std::string replacement;
+  PrependScheme prepend = PrependScheme::Always;
+  bool split = true;
 };
 
 // Appends the non-empty pieces `step` makes of s.
-void apply(const Step& step, const std::string& s, std::vector<Piece>& out);
+void apply(const Step& step, const Piece& s, std::vector<Piece>& out);
 
 struct AddedToken {
   std::string content;
@@ -84,6 +99,7 @@ struct AddedToken {
 using AddedSet = std::array<std::vector<const AddedToken*>, 256>;
 
 // Appends the pieces of s: the added tokens of `set` found in it, and the text between them.
-void split_added(const std::string& s, const AddedSet& set, std::vector<Piece>& out);
+// Matching is bytewise, so s may hold bytes that are not UTF-8.
+void split_added(const Piece& s, const AddedSet& set, std::vector<Piece>& out);
 
 }  // namespace xft::bpe

