@@ -22,6 +22,7 @@
 #include "xft/core/error.h"
 #include "xft/eval/generation.h"
 #include "xft/eval/model_generator.h"
+#include "xft/eval/prompt.h"
 #include "xft/eval/samples.h"
 #include "xft/eval/score.h"
 #include "xft/methods/upcycle.h"
@@ -81,9 +82,13 @@ int cmd_inspect(const std::string& dir) {
 }
 
 int cmd_generate(const std::string& model_dir, const std::vector<std::string>& prompts,
-                 const std::vector<std::string>& prompt_ids, xft::GenerationConfig config) {
+                 const std::vector<std::string>& prompt_ids, xft::GenerationConfig config, const std::string& dtype,
+                 bool ignore_eos) {
   XFT_CHECK(prompts.empty() != prompt_ids.empty(), "generate: give --prompt or --prompt-ids (one kind)");
-  auto model = xft::load_model(model_dir);
+  xft::LoadOptions load;
+  load.dtype = dtype == "bfloat16" ? torch::kBFloat16 : torch::kFloat32;
+  if (ignore_eos) config.stop_token_ids = {-1};  // no token id is -1: every row runs --max-new-tokens
+  auto model = xft::load_model(model_dir, load);
   const auto t0 = std::chrono::steady_clock::now();
   int64_t produced = 0;
   if (!prompt_ids.empty()) {
@@ -115,7 +120,10 @@ void check_dataset(const std::vector<xft::Problem>& problems, const std::string&
 }
 
 int cmd_eval(const std::string& model_dir, const std::string& problems_path, const std::string& dataset,
-             xft::EvalOptions options, xft::GenerationConfig gen, int64_t batch) {
+             xft::EvalOptions options, xft::GenerationConfig gen, int64_t batch, const std::string& prompt) {
+  const auto mode = xft::parse_prompt_mode(prompt, "--prompt");
+  options.prompt = xft::prompt_style(mode, model_dir, options.limits);
+  for (const auto& s : xft::stop_sequences(mode)) gen.stop.push_back(s);
   auto problems = xft::load_problems(problems_path);
   check_dataset(problems, dataset, problems_path);
   if (options.samples_path.empty() && !options.results_path.empty()) {
@@ -237,18 +245,30 @@ int main(int argc, char** argv) {
   gn->add_option("--top-p", gen.top_p, "nucleus sampling mass")->capture_default_str();
   gn->add_option("--seed", gen.seed, "sampling seed")->capture_default_str();
   gn->add_option("--stop", gen.stop, "stop sequence (repeatable)");
+  std::string gen_dtype = "float32";
+  bool gen_ignore_eos = false;
+  gn->add_option("--dtype", gen_dtype, "weights and compute dtype")
+      ->check(CLI::IsMember({"float32", "bfloat16"}))
+      ->capture_default_str();
+  gn->add_flag("--ignore-eos", gen_ignore_eos, "generate --max-new-tokens tokens whatever comes (benchmarks)");
 
   xft::EvalOptions eval_options;
+  std::string eval_prompt = "instruction";
   xft::GenerationConfig eval_gen;
   std::string problems_path, dataset;
   int64_t eval_batch = 8;
   const std::vector<std::string> datasets = {"humaneval+", "mbpp+", "humaneval", "mbpp"};
-  auto* ev = app.add_subcommand("eval", "pass@k on HumanEval / MBPP-style problems (the paper's instruction prompt)");
+  auto* ev = app.add_subcommand("eval", "pass@k on HumanEval / MBPP-style problems (--prompt: instruction, completion or chat)");
   ev->add_option("--model", model_dir, "model directory with its tokenizer")->required();
   ev->add_option("--problems", problems_path,
                  "problems (.jsonl or .jsonl.gz: HumanEvalPlus/MbppPlus as EvalPlus ships them, or HumanEval/MBPP)")
       ->required();
   ev->add_option("--dataset", dataset, "what --problems must hold")->check(CLI::IsMember(datasets));
+  ev->add_option("--prompt", eval_prompt,
+                 "instruction (the paper's template), completion (the task's prompt as is, for base models) or chat "
+                 "(the model's own chat template)")
+      ->check(CLI::IsMember({"instruction", "completion", "chat"}))
+      ->capture_default_str();
   ev->add_option("--samples", eval_options.samples, "completions per problem (n)")->capture_default_str();
   ev->add_option("--k", eval_options.ks, "k of pass@k (repeatable; each <= samples)");
   ev->add_option("--temperature", eval_gen.temperature, "0 = greedy (the paper's pass@1)")->capture_default_str();
@@ -300,8 +320,8 @@ int main(int argc, char** argv) {
   try {
     if (*fwd) return cmd_forward(model_dir, tokens, out_path);
     if (*insp) return cmd_inspect(inspect_dir);
-    if (*gn) return cmd_generate(model_dir, prompts, prompt_ids, gen);
-    if (*ev) return cmd_eval(model_dir, problems_path, dataset, eval_options, eval_gen, eval_batch);
+    if (*gn) return cmd_generate(model_dir, prompts, prompt_ids, gen, gen_dtype, gen_ignore_eos);
+    if (*ev) return cmd_eval(model_dir, problems_path, dataset, eval_options, eval_gen, eval_batch, eval_prompt);
     if (*sc) {
       if (score_options.plus.cache_dir.empty() && !score_options.results_path.empty()) {
         const auto parent = std::filesystem::path(score_options.results_path).parent_path();

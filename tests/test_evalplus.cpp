@@ -17,6 +17,7 @@
 #include "xft/core/error.h"
 #include "xft/eval/code_eval.h"
 #include "xft/eval/evalplus.h"
+#include "xft/eval/interpreter.h"
 #include "xft/eval/pass_at_k.h"
 #include "xft/eval/problems.h"
 #include "xft/eval/samples.h"
@@ -41,19 +42,21 @@ std::map<std::string, std::vector<std::pair<std::string, std::string>>> evalplus
   return by_task;
 }
 
-xft::ScoreOptions score_options(const std::string& scratch) {
+xft::ScoreOptions score_options(const std::string& scratch, const std::string& python = "") {
   xft::ScoreOptions o;
   o.plus.limits = xft::test::test_limits();
+  if (!python.empty()) o.plus.limits.python = python;
   o.plus.cache_dir = scratch;
   o.results_path = scratch + "/results.jsonl";
   return o;
 }
 
 // Scores `samples` for `dataset` with xft and checks every per-sample verdict against EvalPlus'.
-void expect_parity(const std::string& dataset, const std::string& samples) {
+// `python`: the interpreter asked for (empty: the tests' own).
+void expect_parity(const std::string& dataset, const std::string& samples, const std::string& python = "") {
   const auto scratch = xft::test::scratch_dir("parity");
   const auto problems = xft::load_problems(data(dataset));
-  const auto options = score_options(scratch);
+  const auto options = score_options(scratch, python);
   xft::score_samples(problems, xft::read_samples(data(samples), problems), options);
   const auto expected = evalplus_verdicts(samples);
   const auto results = read_json_lines(options.results_path);
@@ -68,6 +71,42 @@ void expect_parity(const std::string& dataset, const std::string& samples) {
     }
   }
   EXPECT_GE(compared, 16u);
+}
+
+// A Python with the standard library and nothing else (no numpy): a venv made from the tests'
+// interpreter without its site-packages, as a fresh Debian's python3 is.
+std::string python_without_numpy(const std::string& scratch) {
+  const std::string venv = scratch + "/bare-venv";
+  EXPECT_EQ(xft::test::run(xft::test::env_or_empty("XFT_PYTHON") + " -m venv --without-pip " + venv), 0);
+  EXPECT_NE(xft::test::run(venv + "/bin/python -c 'import numpy' 2>/dev/null"), 0) << "the bare venv has numpy";
+  return venv + "/bin/python";
+}
+
+// `xft-tool score` on the MBPP+ fixture prints EvalPlus' own pass@1 (base and plus).
+void expect_tool_prints_evalplus_numbers(const std::string& scratch, const std::string& python) {
+  const std::string out = scratch + "/results.jsonl", log = scratch + "/log.txt";
+  const int rc = xft::test::run(xft::test::env_or_empty("XFT_TOOL") + " score --problems " + data("MbppPlus-fixture.jsonl") +
+                                " --samples " + data("MbppPlus-fixture-samples.jsonl") + " --out " + out +
+                                (xft::test::test_limits().unsafe_no_isolation ? " --unsafe-no-isolation" : "") +
+                                " --python " + python + " > " + log + " 2>&1");
+  const std::string printed = xft::test::read_all(log);
+  ASSERT_EQ(rc, 0) << printed;
+  // pass@1 from EvalPlus' verdicts: per task the fraction of samples passing, averaged.
+  double base = 0, plus = 0;
+  const auto verdicts = evalplus_verdicts("MbppPlus-fixture-samples.jsonl");
+  for (const auto& [task, v] : verdicts) {
+    double b = 0, p = 0;
+    for (const auto& [bs, ps] : v) {
+      b += bs == "pass";
+      p += bs == "pass" && ps == "pass";
+    }
+    base += b / static_cast<double>(v.size()) / static_cast<double>(verdicts.size());
+    plus += p / static_cast<double>(v.size()) / static_cast<double>(verdicts.size());
+  }
+  char want[128];
+  std::snprintf(want, sizeof want, "pass@1 base %.4f plus %.4f (%zu problems)", base, plus, verdicts.size());
+  EXPECT_NE(printed.find(want), std::string::npos) << "expected '" << want << "' in: " << printed;
+  EXPECT_EQ(read_json_lines(out).size(), verdicts.size());
 }
 
 }  // namespace
@@ -106,31 +145,47 @@ TEST(EvalPlus, ExpectedOutputsAreCachedPerDataset) {
 }
 
 TEST(EvalPlus, XftToolScorePrintsBaseAndPlusPassAt1) {
-  const auto scratch = xft::test::scratch_dir("tool");
-  const std::string out = scratch + "/results.jsonl", log = scratch + "/log.txt";
-  const int rc = xft::test::run(xft::test::env_or_empty("XFT_TOOL") + " score --problems " + data("MbppPlus-fixture.jsonl") +
-                                " --samples " + data("MbppPlus-fixture-samples.jsonl") + " --out " + out +
-                                (xft::test::test_limits().unsafe_no_isolation ? " --unsafe-no-isolation" : "") +
-                                " --python " + xft::test::test_limits().python + " > " + log + " 2>&1");
-  std::ifstream in(log);
-  const std::string printed((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  ASSERT_EQ(rc, 0) << printed;
-  // pass@1 from EvalPlus' verdicts: per task the fraction of samples passing, averaged.
-  double base = 0, plus = 0;
-  const auto verdicts = evalplus_verdicts("MbppPlus-fixture-samples.jsonl");
-  for (const auto& [task, v] : verdicts) {
-    double b = 0, p = 0;
-    for (const auto& [bs, ps] : v) {
-      b += bs == "pass";
-      p += bs == "pass" && ps == "pass";
-    }
-    base += b / static_cast<double>(v.size()) / static_cast<double>(verdicts.size());
-    plus += p / static_cast<double>(v.size()) / static_cast<double>(verdicts.size());
-  }
-  char want[128];
-  std::snprintf(want, sizeof want, "pass@1 base %.4f plus %.4f (%zu problems)", base, plus, verdicts.size());
-  EXPECT_NE(printed.find(want), std::string::npos) << "expected '" << want << "' in: " << printed;
-  EXPECT_EQ(read_json_lines(out).size(), verdicts.size());
+  expect_tool_prints_evalplus_numbers(xft::test::scratch_dir("tool"), xft::test::test_limits().python);
+}
+
+// A fresh machine's python3 has no numpy: scoring must not count every float task as failed.
+// Asked for an interpreter without numpy, scoring falls back to one that has it (the project's
+// venv) and gives EvalPlus' verdicts; with no fallback it stops with an error naming numpy.
+TEST(EvalPlus, InterpreterWithoutNumpyFallsBackOrStopsNamingNumpy) {
+  const auto scratch = xft::test::scratch_dir("bare");
+  const std::string bare = python_without_numpy(scratch);
+  xft::SandboxLimits limits = xft::test::test_limits();
+  limits.python = bare;
+  expect_error([&] { xft::interpreter_with(limits, {"numpy"}, {}); },
+               {"the interpreter '" + bare + "'", "cannot import numpy", "No module named 'numpy'", "pip install numpy"});
+  // Plain HumanEval needs nothing beyond the standard library: the bare interpreter is kept.
+  EXPECT_EQ(xft::interpreter_with(limits, {}, {}).python, bare);
+  // The fallback is taken, and its verdicts are EvalPlus' (the HumanEval+ fixture has float tasks).
+  const auto chosen = xft::interpreter_with(limits, {"numpy"}, {xft::test::env_or_empty("XFT_PYTHON")});
+  EXPECT_NE(chosen.python, bare);
+  expect_parity("HumanEvalPlus-fixture.jsonl", "HumanEvalPlus-fixture-samples.jsonl", bare);
+  expect_tool_prints_evalplus_numbers(scratch, bare);
+}
+
+// A harness that fails before it can run the sample (here: expected outputs that do not decode,
+// as a damaged cache would give) is an error of the evaluation, never a "fail" or "timeout".
+TEST(EvalPlus, AHarnessFailureStopsTheEvaluationInsteadOfScoring) {
+  const auto problems = xft::load_problems(data("HumanEvalPlus-fixture.jsonl"));
+  xft::PlusOptions o;
+  o.limits = xft::test::test_limits();
+  auto truth = xft::ground_truth(problems, o);
+  const xft::Problem& p = problems.front();
+  const std::string solution = p.prompt + "    pass\n";
+  // Untouched, the same call scores (a wrong solution: a verdict, no error).
+  const auto verdicts = xft::check_solutions({&p}, {solution}, truth, o);
+  EXPECT_NE(verdicts[0].base, "pass");
+  truth.at(p.task_id).base = "not base64 of a pickle";
+  expect_error([&] { xft::check_solutions({&p}, {solution}, truth, o); },
+               {"evaluator failed on " + p.task_id, "base check", "preparing the check failed", "not a verdict"});
+  // Time limits that do not match the inputs: the harness refuses rather than guessing.
+  truth = xft::ground_truth(problems, o);
+  truth.at(p.task_id).plus_time.push_back(1.0);
+  expect_error([&] { xft::check_solutions({&p}, {solution}, truth, o); }, {"evaluator failed on " + p.task_id, "plus check"});
 }
 
 TEST(Problems, EvalPlusRecordsGetTheAuthorsPrompts) {

@@ -160,7 +160,15 @@ TEST(CodeEvalConfig, ReadsChecksAndMakesOptions) {
   EXPECT_EQ(o.ks, std::vector<int64_t>({1}));
   EXPECT_DOUBLE_EQ(o.limits.timeout_s, 2.5);
   EXPECT_EQ(o.limits.memory_bytes, 1024LL * 1024 * 1024);
-  EXPECT_EQ(c.generation().temperature, 0.0);
+  EXPECT_EQ(c.generation(c.prompt_mode(false)).temperature, 0.0);
+  // The prompt modes: the paper's instruction prompt for every arm unless the base gets its own.
+  EXPECT_EQ(c.prompt_mode(true), xft::PromptMode::kInstruction);
+  EXPECT_EQ(c.generation(xft::PromptMode::kInstruction).stop, std::vector<std::string>({"\n```"}));
+  const auto chat_base = CodeEvalConfig::from_json({{"problems", "he.jsonl"}, {"base_prompt", "chat"}}, "x.json");
+  EXPECT_EQ(chat_base.prompt_mode(true), xft::PromptMode::kChat);
+  EXPECT_EQ(chat_base.prompt_mode(false), xft::PromptMode::kInstruction);
+  EXPECT_EQ(CodeEvalConfig::from_json({{"prompt", "completion"}}, "x").generation(xft::PromptMode::kCompletion).stop,
+            xft::stop_sequences(xft::PromptMode::kCompletion));
   EXPECT_EQ(CodeEvalConfig::from_json(c.to_json(), "again").to_json(), c.to_json());
   EXPECT_FALSE(CodeEvalConfig::from_json(nlohmann::json::object(), "x.json").enabled());
   EXPECT_EQ(CodeEvalConfig::from_json({{"samples", 5}, {"temperature", 0.8}}, "x").eval_options().ks,
@@ -171,4 +179,6 @@ TEST(CodeEvalConfig, ReadsChecksAndMakesOptions) {
   expect_error([] { CodeEvalConfig::from_json({{"batch", 0}}, "x.json"); }, {"code_eval.batch"});
   expect_error([] { CodeEvalConfig::from_json({{"problem", "a"}}, "x.json"); }, {"x.json", "problem", "problems"});
   expect_error([] { CodeEvalConfig::from_json({{"timeout_s", "10"}}, "x.json"); }, {"code_eval.timeout_s"});
+  expect_error([] { CodeEvalConfig::from_json({{"prompt", "plain"}}, "x.json"); }, {"x.json", "code_eval.prompt", "'plain'"});
+  expect_error([] { CodeEvalConfig::from_json({{"base_prompt", "x"}}, "x.json"); }, {"code_eval.base_prompt"});
 }

@@ -11,6 +11,7 @@
 
 #include "xft/core/error.h"
 #include "xft/core/files.h"
+#include "xft/eval/interpreter.h"
 #include "xft/eval/pass_at_k.h"
 #include "xft/eval/samples.h"
 #include "xft/eval/score.h"
@@ -91,8 +92,7 @@ std::vector<json> plus_records(const std::vector<const Problem*>& chunk, const s
 // Generates and runs one chunk of problems; returns their records in order.
 std::vector<json> run_chunk(const std::vector<const Problem*>& chunk, const GenerateFn& generate, const EvalOptions& o,
                             const std::map<std::string, GroundTruth>& truth) {
-  std::vector<std::string> prompts;
-  for (const Problem* p : chunk) prompts.push_back(instruction_prompt(*p));
+  const std::vector<std::string> prompts = model_inputs(chunk, o.prompt);
   const auto completions = generate(prompts, o.samples);
   XFT_CHECK(completions.size() == prompts.size(), "eval: the generator returned completions for ", completions.size(),
             " prompts, expected ", prompts.size());
@@ -100,14 +100,16 @@ std::vector<json> run_chunk(const std::vector<const Problem*>& chunk, const Gene
   for (size_t i = 0; i < chunk.size(); ++i) {
     XFT_CHECK(static_cast<int64_t>(completions[i].size()) == o.samples, "eval: the generator returned ",
               completions[i].size(), " completions for ", chunk[i]->task_id, ", expected ", o.samples);
-    for (const auto& c : completions[i]) solutions[i].push_back(extract_code(response_prefix(*chunk[i]) + c));
+    for (const auto& c : completions[i]) solutions[i].push_back(solution_of(*chunk[i], c, o.prompt.mode));
   }
   if (!chunk.empty() && is_evalplus(*chunk.front())) return plus_records(chunk, completions, solutions, truth, o);
+  const std::string marker = new_test_marker();
   std::vector<std::string> programs;
   for (size_t i = 0; i < chunk.size(); ++i) {
-    for (const auto& code : solutions[i]) programs.push_back(test_program(*chunk[i], code));
+    for (const auto& code : solutions[i]) programs.push_back(test_program(*chunk[i], code, marker));
   }
-  const auto results = run_many(programs, o.limits, o.parallelism);
+  auto results = run_many(programs, o.limits, o.parallelism);
+  require_test_marker(results, marker);
   std::vector<json> records;
   for (size_t i = 0; i < chunk.size(); ++i) {
     const auto first = results.begin() + static_cast<std::ptrdiff_t>(i * static_cast<size_t>(o.samples));
@@ -141,17 +143,13 @@ std::string EvalReport::summary() const {
 
 namespace {
 
-// The options a run uses: checked, with the interpreter resolved behind any shim (after making
-// sure the sandbox runs it at all, since every problem would otherwise quietly score 0).
-EvalOptions resolve(const EvalOptions& options) {
+// The options a run uses: checked, with an interpreter the sandbox runs and that has what
+// scoring `problems` imports (every problem would otherwise quietly score 0).
+EvalOptions resolve(const EvalOptions& options, const std::vector<Problem>& problems) {
   check_options(options);
   EvalOptions o = options;
-  const SandboxResult probe = run_python("import sys\nprint(sys.executable)\n", o.limits);
-  XFT_CHECK(probe.passed, "eval: the sandbox cannot run '", o.limits.python, "' (status ", probe.status, "): ",
-            probe.output_tail);
-  // Run the interpreter itself from now on: a pyenv-style shim in front of it costs ~0.2 s per start.
-  const std::string executable = probe.output_tail.substr(0, probe.output_tail.find('\n'));
-  if (!executable.empty() && executable[0] == '/' && fs::exists(executable)) o.limits.python = executable;
+  o.limits = interpreter_with(o.limits, required_modules(problems));
+  o.prompt.limits = o.limits;
   o.plus.limits = o.limits;
   o.plus.parallelism = o.parallelism;
   if (o.plus.cache_dir.empty() && !o.results_path.empty()) {
@@ -196,7 +194,7 @@ EvalReport evaluate_problems(const std::vector<Problem>& problems, const Generat
   size_t count = problems.size();
   if (options.limit > 0) count = std::min(count, static_cast<size_t>(options.limit));
   XFT_CHECK(count > 0, "eval: no problems to evaluate");
-  const EvalOptions o = resolve(options);
+  const EvalOptions o = resolve(options, problems);
   const bool plus = is_evalplus(problems.front());
   for (size_t i = 0; i < count; ++i) {
     XFT_CHECK(is_evalplus(problems[i]) == plus, "eval: ", problems[i].task_id, " is a ", problems[i].kind,

@@ -20,7 +20,9 @@ const ConfigReader<CodeEvalConfig>& code_eval_reader() {
                                        .field("timeout_s", &C::timeout_s)
                                        .field("memory_mb", &C::memory_mb)
                                        .field("python", &C::python)
-                                       .field("unsafe_no_isolation", &C::unsafe_no_isolation);
+                                       .field("unsafe_no_isolation", &C::unsafe_no_isolation)
+                                       .field("prompt", &C::prompt)
+                                       .field("base_prompt", &C::base_prompt);
   return r;
 }
 
@@ -39,6 +41,8 @@ CodeEvalConfig CodeEvalConfig::from_json(const nlohmann::json& j, const std::str
   XFT_CHECK(c.timeout_s > 0.0, source, ": code_eval.timeout_s must be > 0, got ", c.timeout_s);
   XFT_CHECK(c.memory_mb >= 16, source, ": code_eval.memory_mb must be >= 16, got ", c.memory_mb);
   XFT_CHECK(!c.python.empty(), source, ": code_eval.python must name an interpreter");
+  parse_prompt_mode(c.prompt, source + ": code_eval.prompt");
+  if (!c.base_prompt.empty()) parse_prompt_mode(c.base_prompt, source + ": code_eval.base_prompt");
   return c;
 }
 
@@ -58,11 +62,16 @@ EvalOptions CodeEvalConfig::eval_options() const {
   return o;
 }
 
-GenerationConfig CodeEvalConfig::generation() const {
+GenerationConfig CodeEvalConfig::generation(PromptMode mode) const {
   GenerationConfig g;
   g.max_new_tokens = max_new_tokens;
   g.temperature = temperature;
+  g.stop = stop_sequences(mode);
   return g;
+}
+
+PromptMode CodeEvalConfig::prompt_mode(bool base) const {
+  return parse_prompt_mode(base && !base_prompt.empty() ? base_prompt : prompt, "code_eval.prompt");
 }
 
 }  // namespace xft

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "eval/evalplus_harness.h"
+#include "eval/python_program.h"
 #include "xft/core/error.h"
 #include "xft/core/files.h"
 
@@ -23,44 +24,49 @@ namespace {
 
 using nlohmann::json;
 
-// Bumped when the harness changes what the expected outputs are, so that old caches are not reused.
-constexpr const char* kTruthVersion = "1";
 // The expected outputs of a task can be large (long lists, big strings): room for all of them.
 constexpr int64_t kReportBytes = int64_t{1} << 30;
 // The canonical solutions are trusted to end: a generous limit, only against a hang.
 constexpr double kTruthTimeout = 600.0;
 
-std::string base64(const std::string& bytes) {
-  static const char* const kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
-  for (size_t i = 0; i < bytes.size(); i += 3) {
-    const size_t n = std::min<size_t>(3, bytes.size() - i);
-    uint32_t v = 0;
-    for (size_t j = 0; j < 3; ++j) v = (v << 8) | (j < n ? static_cast<unsigned char>(bytes[i + j]) : 0u);
-    for (size_t j = 0; j < 4; ++j) out += j <= n ? kAlphabet[(v >> (18 - 6 * j)) & 63] : '=';
-  }
-  return out;
-}
-
 // "humaneval" | "mbpp": the dataset names EvalPlus' checker switches its special oracles on.
 std::string dataset_of(const Problem& p) { return p.kind == "mbpp+" ? "mbpp" : "humaneval"; }
 
-std::string harness_program(const json& args) {
-  const std::string text = args.dump(-1, ' ', false, json::error_handler_t::replace);
-  return "ARGS = \"" + base64(text) + "\"\n" + evalplus_harness();
-}
+std::string harness_program(const json& args) { return python_program(args, evalplus_harness()); }
 
-// The harness's report: the first line of the program's output that is a JSON object.
-json report_of(const SandboxResult& r) {
+// What the harness wrote: whether it got ready to run the solution, and its report (the first
+// JSON object other than the ready line), null when it wrote none.
+struct HarnessOutput {
+  bool ready = false;
+  json report;
+};
+
+HarnessOutput output_of(const SandboxResult& r) {
+  HarnessOutput out;
   std::istringstream in(r.output);
   std::string line;
   while (std::getline(in, line)) {
     if (line.empty() || line[0] != '{') continue;
     json j = json::parse(line, nullptr, false);
-    if (!j.is_discarded() && j.is_object()) return j;
+    if (j.is_discarded() || !j.is_object()) continue;
+    if (j.contains("ready")) {
+      out.ready = true;
+    } else {
+      out.report = std::move(j);
+      break;
+    }
   }
-  return nullptr;
+  return out;
+}
+
+// The evaluator's own failures stop the evaluation: they say nothing about the sample.
+void check_harness(const HarnessOutput& h, const SandboxResult& r, const std::string& task, const std::string& what,
+                   const SandboxLimits& limits) {
+  const std::string where = "evalplus: the evaluator failed on " + task + " (" + what + ", interpreter " + limits.python + "): ";
+  XFT_CHECK(!(h.report.is_object() && h.report.contains("error")), where, h.report.value("error", std::string()),
+            ". This is not a verdict on the sample; nothing was scored");
+  XFT_CHECK(h.ready || h.report.is_object(), where, "the harness ended (", r.status, ", exit ", r.exit_code,
+            ") before it could run the sample; nothing was scored. Output: ", r.output_tail);
 }
 
 std::vector<double> times_of(const json& j, const char* key, const std::string& task) {
@@ -123,6 +129,10 @@ int64_t evalplus_memory_cap() {
 }
 
 std::string dataset_key(const std::vector<Problem>& problems) {
+  // The harness's text is part of the key: a change to how outputs are computed is a new cache.
+  const std::string harness = evalplus_harness();
+  const uLong harness_crc = ::crc32(::crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(harness.data()),
+                                    static_cast<uInt>(harness.size()));
   uLong crc = ::crc32(0L, Z_NULL, 0);
   uint64_t bytes = 0, count = 0;
   for (const auto& p : problems) {
@@ -133,7 +143,7 @@ std::string dataset_key(const std::vector<Problem>& problems) {
     ++count;
   }
   char key[64];
-  std::snprintf(key, sizeof key, "v%s-%08lx-%llu-%llu", kTruthVersion, static_cast<unsigned long>(crc),
+  std::snprintf(key, sizeof key, "h%08lx-%08lx-%llu-%llu", static_cast<unsigned long>(harness_crc), static_cast<unsigned long>(crc),
                 static_cast<unsigned long long>(count), static_cast<unsigned long long>(bytes));
   return key;
 }
@@ -158,7 +168,9 @@ std::map<std::string, GroundTruth> ground_truth(const std::vector<Problem>& prob
   const auto results = run_many(programs, limits, o.parallelism);
   std::map<std::string, GroundTruth> truth;
   for (size_t i = 0; i < tasks.size(); ++i) {
-    const json j = report_of(results[i]);
+    const HarnessOutput h = output_of(results[i]);
+    check_harness(h, results[i], tasks[i]->task_id, "expected outputs", limits);
+    const json& j = h.report;
     XFT_CHECK(j.is_object() && j.contains("base") && j.contains("plus"), "evalplus: the canonical solution of ",
               tasks[i]->task_id, " did not produce its outputs (", results[i].status, "): ", results[i].output_tail);
     GroundTruth t;
@@ -206,9 +218,10 @@ std::vector<PlusVerdict> check_solutions(const std::vector<const Problem*>& prob
     for (const bool plus : {false, true}) {
       const SandboxResult& r = results[2 * i + (plus ? 1 : 0)];
       XFT_CHECK(r.status != "error", "evalplus: cannot run the check of ", problems[i]->task_id, ": ", r.output_tail);
-      const json j = report_of(r);
-      // No report: killed at the timeout or crashed, which EvalPlus calls a timeout too.
-      const std::string status = j.is_object() && j.contains("status") ? j.at("status").get<std::string>() : "timeout";
+      const HarnessOutput h = output_of(r);
+      check_harness(h, r, problems[i]->task_id, plus ? "plus check" : "base check", limits[2 * i + (plus ? 1 : 0)]);
+      // Ready but no report: the sample crashed or was killed at the timeout, which EvalPlus calls a timeout too.
+      const std::string status = h.report.is_object() ? h.report.value("status", std::string("timeout")) : "timeout";
       (plus ? verdicts[i].plus : verdicts[i].base) = status;
     }
   }

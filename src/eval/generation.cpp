@@ -99,7 +99,17 @@ std::vector<std::string> generate_text(CausalLMImpl& model, const Tokenizer& tok
     ids.push_back(std::move(row));
   }
   GenerationConfig cfg = c;
-  if (cfg.stop_token_ids.empty() && tok.eos_id() >= 0) cfg.stop_token_ids.push_back(tok.eos_id());
+  // The model's own end of sequence first, as transformers' generate takes it from the model's
+  // config: a converted tokenizer may name another token (SmolLM2's GGUF import: <|im_start|>
+  // for the tokenizer, <|im_end|> for the model, which ends its answers with the latter).
+  if (cfg.stop_token_ids.empty()) {
+    const auto& eos = model.config().eos_token_id;
+    if (eos && *eos >= 0) {
+      cfg.stop_token_ids.push_back(*eos);
+    } else if (tok.eos_id() >= 0) {
+      cfg.stop_token_ids.push_back(tok.eos_id());
+    }
+  }
   if (!c.stop.empty()) {
     // Stop a row as soon as its text holds a stop sequence: only the tail can hold a new one.
     size_t longest = 0;

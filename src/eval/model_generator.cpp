@@ -8,7 +8,6 @@ namespace xft {
 
 GenerateFn model_generator(CausalLMImpl& model, const Tokenizer& tokenizer, GenerationConfig config, int64_t batch) {
   XFT_CHECK(batch >= 1, "eval: the generation batch must be >= 1, got ", batch);
-  config.stop.push_back("\n```");
   return [&model, &tokenizer, config, batch](const std::vector<std::string>& prompts, int64_t n) {
     std::vector<std::vector<std::string>> out(prompts.size());
     for (int64_t sample = 0; sample < n; ++sample) {

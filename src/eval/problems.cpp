@@ -6,6 +6,8 @@
 #include <cctype>
 #include <cerrno>
 #include <cstring>
+#include <random>
+#include <sstream>
 #include <string>
 #include <set>
 
@@ -309,15 +311,36 @@ std::string extract_code(const std::string& response_text) {
   return have_fallback ? fallback : response_text;
 }
 
-std::string test_program(const Problem& p, const std::string& code) {
+std::string test_program(const Problem& p, const std::string& code, const std::string& marker) {
   XFT_CHECK(!is_evalplus(p), p.task_id, ": an EvalPlus (", p.kind,
             ") problem has no test program; it is scored by comparing outputs (check_solutions, evalplus.h)");
+  std::string program;
   if (p.kind == "mbpp") {
     std::string setup = p.test;
     if (!setup.empty() && setup.back() != '\n') setup += "\n";
-    return code + "\n\n" + setup + joined(p.test_list);
+    program = code + "\n\n" + setup + joined(p.test_list);
+  } else {
+    program = code + "\n\n" + p.test + "\n\ncheck(" + p.entry_point + ")\n";
   }
-  return code + "\n\n" + p.test + "\n\ncheck(" + p.entry_point + ")\n";
+  if (!marker.empty()) program += "\nprint(\"\\n" + marker + "\", flush=True)\n";
+  return program;
+}
+
+std::string new_test_marker() {
+  std::random_device rd;
+  std::ostringstream os;
+  os << "xft-tests-done-" << std::hex << rd() << rd() << rd();
+  return os.str();
+}
+
+void require_test_marker(std::vector<SandboxResult>& results, const std::string& marker) {
+  for (auto& r : results) {
+    if (r.passed && r.output_tail.find(marker) == std::string::npos) {
+      r.passed = false;
+      r.status = "failed";
+      r.output_tail += "\n[xft: the program exited 0 before its tests finished]";
+    }
+  }
 }
 
 }  // namespace xft

@@ -9,6 +9,7 @@
 
 #include "xft/core/error.h"
 #include "xft/core/files.h"
+#include "xft/eval/interpreter.h"
 #include "xft/eval/pass_at_k.h"
 
 namespace xft {
@@ -18,12 +19,15 @@ namespace {
 // Plain HumanEval / MBPP: one test program per solution, its sandbox status as EvalPlus words.
 std::vector<std::string> run_tests(const std::vector<const Problem*>& tasks, const std::vector<std::string>& solutions,
                                    const ScoreOptions& o) {
+  const std::string marker = new_test_marker();
   std::vector<std::string> programs;
-  for (size_t i = 0; i < tasks.size(); ++i) programs.push_back(test_program(*tasks[i], solutions[i]));
+  for (size_t i = 0; i < tasks.size(); ++i) programs.push_back(test_program(*tasks[i], solutions[i], marker));
   SandboxLimits limits = o.plus.limits;
   limits.timeout_s = o.timeout_s;
   std::vector<std::string> statuses;
-  for (const auto& r : run_many(programs, limits, o.plus.parallelism)) {
+  auto results = run_many(programs, limits, o.plus.parallelism);
+  require_test_marker(results, marker);
+  for (const auto& r : results) {
     XFT_CHECK(r.status != "error", "score: cannot run a test program: ", r.output_tail);
     statuses.push_back(r.passed ? "pass" : r.status == "timeout" ? "timeout" : "fail");
   }
@@ -120,8 +124,10 @@ ScoreReport score_samples(const std::vector<Problem>& problems, const std::vecto
     plus = plus || is_evalplus(p);
   }
   XFT_CHECK(!tasks.empty(), "score: no sample names a task of the problems file");
-  const auto truth = plus ? ground_truth(problems, o.plus) : std::map<std::string, GroundTruth>{};
-  const auto scores = score_tasks(tasks, solutions, truth, o);
+  ScoreOptions so = o;
+  so.plus.limits = interpreter_with(o.plus.limits, required_modules(problems));
+  const auto truth = plus ? ground_truth(problems, so.plus) : std::map<std::string, GroundTruth>{};
+  const auto scores = score_tasks(tasks, solutions, truth, so);
   if (!o.results_path.empty()) {
     std::string text;
     for (const auto& t : scores) {

@@ -112,7 +112,7 @@ nlohmann::json code_eval_key(const CodeEvalConfig& c) {
 // Per-task pass/fail of `model` on the config's problems: the problems file's per-task records
 // (completions, statuses) go to `records` (resumable after a kill), the outcomes are returned.
 nlohmann::json score_tasks(const ExperimentConfig& c, const Workspace& ws, CausalLMImpl& model,
-                           const fs::path& records) {
+                           const fs::path& records, bool base) {
   // The records a killed evaluation left are reused only under the same settings.
   const fs::path settings = records.string() + ".settings.json";
   const std::string partial = records.string() + ".partial";
@@ -130,7 +130,9 @@ nlohmann::json score_tasks(const ExperimentConfig& c, const Workspace& ws, Causa
   auto options = c.code_eval.eval_options();
   options.results_path = records.string();
   options.resume = true;
-  const auto report = evaluate_problems(problems, model_generator(model, *tok, c.code_eval.generation(), c.code_eval.batch),
+  const PromptMode mode = c.code_eval.prompt_mode(base);
+  options.prompt = prompt_style(mode, c.tokenizer.empty() ? c.base_model : c.tokenizer, options.limits);
+  const auto report = evaluate_problems(problems, model_generator(model, *tok, c.code_eval.generation(mode), c.code_eval.batch),
                                         options);
   std::cerr << "[study] " << records.filename().string() << ": " << report.summary() << "\n";
   nlohmann::json tasks = nlohmann::json::array();
@@ -163,7 +165,7 @@ void score_arm(const ExperimentConfig& c, const Workspace& ws, const std::string
            {"params", parameters(a.model).first}};
     }
     if (want_tasks) {
-      j["tasks"] = score_tasks(c, ws, *model, seed_dir / ("tasks-" + label + ".jsonl"));
+      j["tasks"] = score_tasks(c, ws, *model, seed_dir / ("tasks-" + label + ".jsonl"), kind == "base");
       j["code_eval"] = code_eval_key(c.code_eval);
     }
     write_file_atomic(cache.string(), j.dump() + "\n");

@@ -10,6 +10,7 @@
 #include "xft/train/metrics_log.h"
 #include "xft/train/optimizer.h"
 #include "xft/train/resume_state.h"
+#include "xft/train/step_profiler.h"
 #include "xft/train/stop_signal.h"
 
 namespace fs = std::filesystem;
@@ -104,7 +105,9 @@ TrainResult Trainer::run(bool resume) {
   StageClock clock(elapsed, step);
   model_->train();
   StepStats stats;
+  StepProfiler profiler(name_);
   while (step < total_steps_) {
+    profiler.before_step(step);
     clock.start_step();
     const int64_t epoch = sampler.epoch();
     const auto indices = sampler.next();
@@ -114,6 +117,7 @@ TrainResult Trainer::run(bool resume) {
     stats.grad_norm = parallel.clip_and_norm(config_.max_grad_norm);
     opt->step();
     ++step;
+    profiler.after_step(step);
     if (after_step_) after_step_(step, total_steps_);
     stats.lr = schedule.at(step - 1);
     stats.seconds = clock.step_s();

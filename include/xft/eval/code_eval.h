@@ -11,6 +11,7 @@
 
 #include "xft/eval/evalplus.h"
 #include "xft/eval/problems.h"
+#include "xft/eval/prompt.h"
 #include "xft/eval/sandbox.h"
 
 namespace xft {
@@ -33,6 +34,9 @@ struct EvalOptions {
   // HumanEval+ / MBPP+: EvalPlus' time limits, and where the expected outputs are cached (empty:
   // next to results_path; both empty: not cached). limits and parallelism above apply.
   PlusOptions plus;
+  // How the model is asked and how its answer becomes a program (prompt.h); the generator must
+  // stop at stop_sequences(prompt.mode).
+  PromptStyle prompt;
 };
 
 // generate(prompts, n) returns, for each prompt, n completions: the text generated after the prompt.
@@ -53,7 +57,7 @@ struct EvalReport {
   std::string summary() const;
 };
 
-// Prompts come from instruction_prompt(p); the code run is extract_code(response_prefix(p) + completion)
+// Prompts come from model_inputs(problems, options.prompt); the code run is solution_of(p, completion, mode)
 // inside test_program(p, code), or, for HumanEval+ / MBPP+, checked with the EvalPlus protocol
 // (check_solutions; expected outputs computed first, or read from their cache). Checks first that the sandbox can run Python at all, since every
 // problem would otherwise quietly score 0. Errors: bad options, a generator returning the wrong

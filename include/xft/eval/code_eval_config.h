@@ -3,7 +3,7 @@
 //
 // {"problems": "HumanEvalPlus-v0.1.10.jsonl.gz", "limit": 0, "samples": 1, "max_new_tokens": 512,
 //  "batch": 8, "parallelism": 2, "timeout_s": 10, "memory_mb": 1024, "python": "python3",
-//  "unsafe_no_isolation": false}
+//  "unsafe_no_isolation": false, "prompt": "instruction", "base_prompt": ""}
 // Greedy decoding with one sample per problem is the paper's pass@1 setting (section 4.2).
 #pragma once
 #include <cstdint>
@@ -13,6 +13,7 @@
 
 #include "xft/eval/code_eval.h"
 #include "xft/eval/generation.h"
+#include "xft/eval/prompt.h"
 
 namespace xft {
 
@@ -28,13 +29,22 @@ struct CodeEvalConfig {
   int64_t memory_mb = 1024;
   std::string python = "python3";
   bool unsafe_no_isolation = false;  // run the programs without namespaces where these are refused
+  // How every arm is asked (prompt.h): "instruction" (the paper's), "completion" or "chat" (the
+  // base model's own template).
+  std::string prompt = "instruction";
+  // The base arm alone, when it needs a prompt it understands (an instruct base: "chat"; a
+  // pretrained base: "completion"); empty: `prompt`.
+  std::string base_prompt;
 
   bool enabled() const { return !problems.empty(); }
   static CodeEvalConfig from_json(const nlohmann::json& j, const std::string& source);
   nlohmann::json to_json() const;
   // The scoring options (pass@1, and pass@samples when samples > 1) and the decoding settings.
   EvalOptions eval_options() const;
-  GenerationConfig generation() const;
+  // The generation settings for an arm asked in `mode` (its stop sequences).
+  GenerationConfig generation(PromptMode mode) const;
+  // The mode of the base arm (base = true) or of the others.
+  PromptMode prompt_mode(bool base) const;
 };
 
 }  // namespace xft

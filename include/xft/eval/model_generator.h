@@ -10,8 +10,8 @@
 namespace xft {
 
 // Prompts in batches of `batch`; sample s of n decodes with seed config.seed + s. The answer
-// ends where the response's code block closes ("\n```"), as the prompts open one
-// (response_prefix). The model and the tokenizer must outlive the returned function.
+// ends at config.stop (stop_sequences(mode) of the prompt mode, prompt.h). The model and the
+// tokenizer must outlive the returned function.
 GenerateFn model_generator(CausalLMImpl& model, const Tokenizer& tokenizer, GenerationConfig config, int64_t batch);
 
 }  // namespace xft

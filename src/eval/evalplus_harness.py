@@ -1,22 +1,22 @@
-// defines: evalplus_harness (the Python half of the EvalPlus protocol, run inside the sandbox)
-//
-// The C++ side (evalplus.cpp) prepends one line, `ARGS = "<base64 of a JSON object>"`, and runs
-// the result as a sandboxed program. Two modes:
-//   truth: prompt + canonical solution on a deep copy of every base and plus input, timing each
-//          call; reports the outputs (pickled) and the times: the expected outputs of a task.
-//   check: one solution on every input of one split (base or plus) under a per-input time
-//          limit, compared with the expected outputs as EvalPlus 0.3.1 compares them (exact, or
-//          np.allclose with atol for floats, special oracles for a handful of tasks); stops at
-//          the first failing input (EvalPlus' default fast check). Reports "pass" or "fail".
-// A check that never reports (crashed, killed at the process timeout) counts as "timeout",
-// again as in EvalPlus. The report goes to a duplicate of stdout taken before the solution runs;
-// what the solution prints (through Python or straight to the descriptors) is discarded.
-#include "eval/evalplus_harness.h"
-
-namespace xft {
-
-const char* evalplus_harness() {
-  return R"PY(
+# The Python half of the EvalPlus protocol (evalplus.cpp runs it in the sandbox; embedded into the
+# library at build time, and the expected-output cache is keyed on a hash of this file's text).
+#
+# evalplus.cpp prepends one line, `ARGS = "<base64 of a JSON object>"`. Two modes:
+#   truth: prompt + canonical solution on a deep copy of every base and plus input, timing each
+#          call; reports the outputs (pickled) and the times: the expected outputs of a task.
+#   check: one solution on every input of one split (base or plus) under a per-input time
+#          limit, compared with the expected outputs as EvalPlus 0.3.1 compares them (exact, or
+#          np.allclose with atol for floats, special oracles for a handful of tasks); stops at
+#          the first failing input (EvalPlus' default fast check). Reports "pass" or "fail".
+# The report goes to a duplicate of stdout taken before the solution runs; what the solution
+# prints (through Python or straight to the descriptors) is discarded.
+#
+# The evaluator's own failures are never verdicts. Everything the harness does before the
+# solution runs (decoding the task, importing numpy, the guard) either succeeds, and then the
+# harness writes a {"ready": true} line, or reports {"error": ...}: evalplus.cpp stops the whole
+# evaluation on an error, and on a process that ended without ever being ready. After "ready", a
+# process that never reports (crashed, killed at the timeout) is the sample's "timeout", as in
+# EvalPlus.
 import base64, contextlib, copy, io, json, math, os, pickle, signal, sys, time
 
 A = json.loads(base64.b64decode(ARGS))
@@ -33,6 +33,15 @@ def report(obj):
     _report.write(json.dumps(obj) + "\n")
     _report.flush()
     _exit(0)  # at once: threads the solution left behind must not hold the verdict back
+
+
+def ready():
+    _report.write(json.dumps({"ready": True}) + "\n")
+    _report.flush()
+
+
+def evaluator_error(what):
+    report({"error": what})
 
 
 # MBPP+ inputs that JSON cannot spell (tuples, sets, complex numbers), rebuilt per task the way
@@ -221,16 +230,32 @@ def exact(out, exp, inp, atol):
     return match
 
 
-def check():
+def prepare():
+    # The harness's own work before the solution runs; any failure here is the evaluator's.
     global numpy
-    inputs = inputs_of(A["split"])
-    expected = pickle.loads(base64.b64decode(A["expected"]))
-    limits = A["time_limits"]
-    atol = R["atol"]
-    if atol != 0 or any(is_floats(e) for e in expected):
-        import numpy  # before the guard, which would break its import
+    try:
+        inputs = inputs_of(A["split"])
+        expected = pickle.loads(base64.b64decode(A["expected"]))
+        limits = A["time_limits"]
+        if len(limits) != len(inputs) or len(expected) != len(inputs):
+            raise ValueError("%d inputs, %d expected outputs, %d time limits" % (len(inputs), len(expected), len(limits)))
+        atol = R["atol"]
+        if atol != 0 or any(is_floats(e) for e in expected):
+            try:
+                import numpy  # before the guard, which would break its import
+            except ImportError as e:
+                evaluator_error("the interpreter %s cannot import numpy (%s), which comparing float outputs needs"
+                                % (sys.executable, e))
+        guard(A["memory"])
+    except Exception as e:
+        evaluator_error("preparing the check failed: %s: %s" % (type(e).__name__, e))
+    return inputs, expected, limits, atol
+
+
+def check():
+    inputs, expected, limits, atol = prepare()
     passed = []  # per input, in order; the run stops at the first failure
-    guard(A["memory"])
+    ready()
     try:
         scope = {}
         with swallowed():
@@ -268,7 +293,3 @@ def check():
 
 
 truth() if A["mode"] == "truth" else check()
-)PY";
-}
-
-}  // namespace xft
