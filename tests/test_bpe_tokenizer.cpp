@@ -325,6 +325,41 @@ TEST(BpeTokenizer, SmolLM2DirectoryLoadsEndToEnd) {
   EXPECT_EQ(bpe->decode(ids, /*skip_special_tokens=*/true), "user\ndef f(x):\n\treturn x  # 😀 中文\nassistant\n");
 }
 
+// Decoder and byte-fallback details the trained files do not reach; the expected strings and ids
+// are what tokenizers 0.22 gives for this file (its "<0x+F>" is byte 0x0F to u8::from_str_radix).
+TEST(BpeTokenizer, ByteFallbackEdgesAsTokenizers) {
+  const std::string path = scratch_dir("byte_fallback") + "/tokenizer.json";
+  const std::vector<std::string> tokens = {"<unk>", "<0x+F>", "<0xe4>", "<0xBD>", "<0xA0>", "x", "<0x41>", "<0xE4>", " ",
+                                           "\xE2\x96\x81", "\xE2\x96\x81\xE2\x96\x81" "a", "<0x4G>"};
+  json vocab = json::object();
+  for (size_t i = 0; i < tokens.size(); ++i) vocab[tokens[i]] = i;
+  const auto with_decoder = [&](const json& decoder) {
+    const json j = {{"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", json::array()}, {"unk_token", "<unk>"},
+                               {"byte_fallback", true}}},
+                    {"decoder", decoder}};
+    write_file(path, j.dump());
+    return BpeTokenizer::from_file(path);
+  };
+  const std::vector<std::vector<int64_t>> seqs = {{1, 2, 3, 4, 5, 7, 6}, {8, 8, 5, 8, 8}, {10, 9, 10, 11}, {7, 3, 4, 5}, {3, 4}};
+  const auto bf = with_decoder({{"type", "ByteFallback"}});
+  const std::vector<std::string> want = {"\x0f\xE4\xBD\xA0x\xEF\xBF\xBD\xEF\xBF\xBD", "  x  ",
+                                         "\xE2\x96\x81\xE2\x96\x81" "a\xE2\x96\x81\xE2\x96\x81\xE2\x96\x81" "a<0x4G>",
+                                         "\xE4\xBD\xA0x", "\xEF\xBF\xBD\xEF\xBF\xBD"};
+  for (size_t i = 0; i < seqs.size(); ++i) EXPECT_EQ(show(bf->decode(seqs[i])), show(want[i])) << i;
+  // A character outside the vocab whose bytes have no tokens is <unk>; it waits while the next
+  // character falls back to bytes ("A" is <0x41>), and comes after them.
+  EXPECT_EQ(bf->encode("x\xC3\xA4" "A"), (std::vector<int64_t>{5, 6, 0}));
+
+  const json strip = {{"type", "Sequence"},
+                      {"decoders", {{{"type", "Fuse"}}, {{"type", "Strip"}, {"content", " "}, {"start", 2}, {"stop", 1}}}}};
+  EXPECT_EQ(with_decoder(strip)->decode(seqs[1]), "x ");
+  const auto metaspace = [&](const char* scheme) {
+    return with_decoder({{"type", "Metaspace"}, {"replacement", "\xE2\x96\x81"}, {"prepend_scheme", scheme}, {"split", true}});
+  };
+  EXPECT_EQ(metaspace("never")->decode(seqs[2]), "  a   a<0x4G>");
+  EXPECT_EQ(metaspace("first")->decode(seqs[2]), "a   a<0x4G>");  // every ▁ of the first token goes
+}
+
 // encode() is const and shares a word cache: threads must get the same ids.
 TEST(BpeTokenizer, ConcurrentEncodingAgrees) {
   const std::string dir = fixture("bpe/deepseek");
