@@ -22,7 +22,7 @@ target=${1:?usage: scripts/fuzz.sh safetensors|config|tokenizer|data|experiment|
 seconds=${2:-60}
 shift $(( $# < 2 ? $# : 2 ))
 core="src/core/safetensors.cpp src/core/atomic_writer.cpp src/core/files.cpp"
-tokenizer="src/data/tokenizer.cpp src/data/bpe_tokenizer.cpp src/data/bpe_text.cpp"
+tokenizer="src/data/tokenizer.cpp src/data/bpe_tokenizer.cpp src/data/bpe_text.cpp src/data/bpe_pipeline.cpp"
 case $target in
   safetensors) sources="$core" ;;
   config) sources="src/model/config.cpp src/model/config_check.cpp $core" ;;

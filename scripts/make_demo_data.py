@@ -2,10 +2,15 @@
 the installed Python standard library. The docstring and signature make the instruction, the
 body the response. Also writes the source text the demo's tokenizer and base model learn from.
 
-usage: make_demo_data.py OUT_DIR [--max-examples N] [--max-chars C]
+usage: make_demo_data.py OUT_DIR [--max-examples N] [--max-chars C] [--format body|humaneval]
 writes OUT_DIR/train.jsonl and OUT_DIR/heldout.jsonl ({"instruction", "response", "source"} a
 line; every --heldout-every'th function is held out) and OUT_DIR/corpus.txt (the training
 functions' sources only, for tokenizer training and pretraining: the held-out bodies stay unseen).
+--format body (default): the instruction asks for the body of the signature and docstring, the
+response is the body. --format humaneval: each function as a HumanEval task asked with the paper's
+instruction (xft's instruction prompt: "Write a solution to the following problem:" and the
+signature + docstring in a code block), the response the whole function in a code block, as the
+prompt's response prefix opens it; for tuning a real model that is then scored on HumanEval.
 """
 import argparse
 import ast
@@ -42,6 +47,7 @@ def main():
     ap.add_argument("--max-examples", type=int, default=2500)
     ap.add_argument("--max-chars", type=int, default=1200)
     ap.add_argument("--heldout-every", type=int, default=10)
+    ap.add_argument("--format", choices=["body", "humaneval"], default="body")
     args = ap.parse_args()
     stdlib = sysconfig.get_paths()["stdlib"]
     files = []
@@ -57,8 +63,16 @@ def main():
             for signature, doc, body, rel in functions(path):
                 if len(body) > args.max_chars or len(doc) > args.max_chars:
                     continue
-                instruction = f"Write the body of this Python function.\n\n{signature}\n\"\"\"{doc}\"\"\""
-                record = json.dumps({"instruction": instruction, "response": body, "source": rel}) + "\n"
+                if args.format == "humaneval":
+                    doc_lines = "\n".join("    " + l if l.strip() else "" for l in doc.split("\n")).lstrip()
+                    task = f"{signature}\n    \"\"\"{doc_lines}\n    \"\"\"\n"
+                    code = task + "".join("    " + l + "\n" if l.strip() else "\n" for l in body.split("\n"))
+                    instruction = f"Write a solution to the following problem:\n```python\n{task.strip()}\n```"
+                    response = f"```python\n{code}```"
+                else:
+                    instruction = f"Write the body of this Python function.\n\n{signature}\n\"\"\"{doc}\"\"\""
+                    response = body
+                record = json.dumps({"instruction": instruction, "response": response, "source": rel}) + "\n"
                 n += 1
                 if n % args.heldout_every == 0:
                     heldout.write(record)
