@@ -9,6 +9,10 @@ WORLD/data.jsonl (BOS + prompt + response + EOS, prompt tokens out of the loss),
 stage trains them. moe: the same model with every MLP upcycled to the world's MoE (8 experts,
 expert 0 shared, top-6, paper Eq. 2 weights, cv2 aux loss 0.01), written the way the authors'
 reference code runs its experts: a Python loop over the experts, each gathering its tokens.
+--autocast bf16 runs forward and loss under torch.autocast (bf16 matmuls, fp32 weights and
+optimizer), --adamw foreach|fused picks torch's multi-tensor or fused AdamW (default: torch's
+choice), --profile FILE writes the torch profiler's Chrome trace of the steps after the first
+(bench/profile_summary.py reads it, and xft's XFT_PROFILE traces, the same way).
 Prints one JSON line: tokens/s of each step, the peak RSS of the process (bytes).
 """
 import argparse
@@ -89,6 +93,9 @@ def main():
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--micro-batch", type=int, default=8)
+    ap.add_argument("--autocast", choices=["none", "bf16"], default="none")
+    ap.add_argument("--adamw", choices=["default", "foreach", "fused"], default="default")
+    ap.add_argument("--profile", help="write the profiler's Chrome trace (steps after the first) here")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -100,21 +107,30 @@ def main():
             layer.mlp = LoopMoe(layer.mlp, cfg["num_experts"], cfg["top_k"])
             moes.append(layer.mlp)
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0)
+    impl = {"default": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}[a.adamw]
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0, **impl)
     data = batches(a.world, a.micro_batch, 0)
     rates = []
-    for _ in range(a.steps):
+    prof = None
+    for step in range(a.steps):
+        if a.profile and step == 1:
+            prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+            prof.__enter__()
         ids, labels = next(data)
         t0 = time.perf_counter()
-        logits = model(input_ids=ids).logits
-        loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1),
-                               ignore_index=-100)
-        for m in moes:
-            loss = loss + m.aux
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.autocast == "bf16"):
+            logits = model(input_ids=ids).logits
+            loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1),
+                                   ignore_index=-100)
+            for m in moes:
+                loss = loss + m.aux
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         rates.append(ids.numel() / (time.perf_counter() - t0))
+    if prof is not None:
+        prof.__exit__(None, None, None)
+        prof.export_chrome_trace(a.profile)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"tokens_per_s": rates, "peak_rss": peak, "loss": loss.item()}))
 

@@ -144,11 +144,15 @@ TEST(AdamW, TwoStepsWithAndWithoutWeightDecay) {
   const Vec p0 = {1, -2, 0.5}, p1 = {0.3, -0.7, 1.5, 2, -1, 0};
   const std::vector<Vec> ga = {{0.5, -3, 0.01}, {-1, 2, 0.2}};
   const std::vector<Vec> gb = {{1, -1, 2, 0.5, 0.25, -4}, {0.1, 0.3, -2, 1, 0.5, 1}};
+  // Twice: the op sequence, then torch's fused kernel (fused_optimizer), against the same hand values.
+  for (const bool fused : {false, true})
   for (const bool decay : {false, true}) {
     auto a = param(p0, {3}), b = param(p1, {2, 3}), n = param(p0, {3});
     const double w = decay ? wd : 0.0;
     // "n" gets the same grads as "a" but is exempt from decay.
-    auto opt = xft::make_adamw({{"a", a}, {"b", b}, {"n", n}}, adamw_options(lr, w, {"n"}));
+    auto o = adamw_options(lr, w, {"n"});
+    o.fused = fused;
+    auto opt = xft::make_adamw({{"a", a}, {"b", b}, {"n", n}}, o);
     for (int s = 0; s < 2; ++s) {
       set_grad(a, ga[s]);
       set_grad(b, gb[s]);

@@ -61,6 +61,10 @@ class AdamW final : public Optimizer {
  protected:
   // torch/optim/adam.py, _single_tensor_adam with decoupled_weight_decay=True, same op order.
   void update(ParamState& s, const torch::Tensor& grad) override {
+    if (o_.fused && s.param.scalar_type() == torch::kFloat && grad.scalar_type() == torch::kFloat) {
+      fused_update(s, grad);
+      return;
+    }
     const auto g = grad.to(torch::kFloat);
     auto p = fp32_view(s.param);
     auto& exp_avg = s.slots[0].second;
@@ -77,6 +81,15 @@ class AdamW final : public Optimizer {
     const auto denom = (exp_avg_sq.sqrt() / std::pow(bias_correction2, 0.5)).add_(o_.eps);
     p.addcdiv_(exp_avg, denom, -step_size);
     write_back(s.param, p);
+  }
+
+  // torch.optim.AdamW(fused=True): the kernel takes the step count as a float tensor, as torch
+  // keeps it, and applies decay, moments, bias corrections and the update in one pass.
+  void fused_update(ParamState& s, const torch::Tensor& grad) {
+    auto step = torch::full({}, static_cast<double>(s.step), torch::kFloat);
+    at::Tensor param = s.param.detach();
+    at::_fused_adamw_({param}, {grad}, {s.slots[0].second}, {s.slots[1].second}, {}, {step}, lr_, o_.beta1, o_.beta2,
+                      s.decay ? o_.weight_decay : 0.0, o_.eps, /*amsgrad=*/false, /*maximize=*/false);
   }
 
  private:

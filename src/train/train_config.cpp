@@ -37,6 +37,7 @@ const ConfigReader<TrainConfig>& train_reader() {
                                                  .field("log_every", &TrainConfig::log_every)
                                                  .field("group_by_length", &TrainConfig::group_by_length)
                                                  .field("activation_checkpointing", &TrainConfig::activation_checkpointing)
+                                                 .field("fused_optimizer", &TrainConfig::fused_optimizer)
                                                  .field("seed", &TrainConfig::seed);
   return r;
 }

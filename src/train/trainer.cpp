@@ -29,6 +29,7 @@ std::unique_ptr<Optimizer> make_optimizer(const TrainConfig& c, const NamedTenso
     o.lr = c.lr;
     o.weight_decay = c.weight_decay;
     o.no_decay = no_decay;
+    o.fused = c.fused_optimizer;
     return make_adamw(params, o);
   }
   AdafactorOptions o;

@@ -72,6 +72,9 @@ class Optimizer {
 struct AdamWOptions {
   double lr = 5e-5, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
   std::vector<std::string> no_decay;  // parameter names exempt from weight decay
+  // torch's fused kernel (torch.optim.AdamW(fused=True)) for fp32 parameters: the same update
+  // up to rounding, in one pass; false: the op sequence below, bitwise torch's default.
+  bool fused = false;
 };
 // torch.optim.AdamW (amsgrad=False, foreach/fused off), per parameter with t its step count:
 //   p *= 1 - lr*wd;  m = lerp(m, g, 1-b1);  v = b2 v + (1-b2) g^2

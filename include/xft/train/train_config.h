@@ -46,6 +46,10 @@ struct TrainConfig {
   // Recompute each decoder layer's forward in the backward instead of keeping its activations
   // (model/activation_checkpoint.h): same loss and gradients, less memory, about one more forward.
   bool activation_checkpointing = false;
+  // AdamW as one fused kernel per parameter (torch's _fused_adamw_, what torch.optim.AdamW(fused=True)
+  // runs) instead of the single-tensor op sequence: the same update up to rounding, several times
+  // fewer passes over the optimizer state. Off: bitwise torch's default AdamW.
+  bool fused_optimizer = false;
   uint64_t seed = 42;
 
   // `section` names it in messages ("sft_train", ...). Unknown keys, wrong types and values
