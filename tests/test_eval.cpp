@@ -346,3 +346,43 @@ TEST(Eval, RealHumanEvalVerdictsEqualHumanEvalsChecker) {
   EXPECT_GT(passed, 20);
   EXPECT_DOUBLE_EQ(report.base_pass_at_k.at(1), passed / 164.0);
 }
+
+// DS-1000 in its own schema (tests/data/ds1000: one problem per library, written for this project
+// in DS-1000's layout; make_fixture.py): recognised by itself, every sample's verdict as built
+// (right code passes, wrong code and code failing test_string fail), pass@1 per library, and the
+// TensorFlow problem skipped and reported where the interpreter has no tensorflow.
+TEST(Eval, Ds1000ScoresFromItsOwnSchemaPerLibrary) {
+  XFT_REQUIRE_ISOLATION();
+  const std::string dir = xft::test::env_or_empty("XFT_SOURCE_DIR") + "/tests/data/ds1000/";
+  const auto problems = xft::load_problems(dir + "ds1000-fixture.jsonl");
+  ASSERT_EQ(problems.size(), 6u);
+  EXPECT_EQ(problems[0].kind, "ds1000");
+  EXPECT_EQ(problems[0].task_id, "DS1000/0");
+  EXPECT_EQ(problems[1].group, "Pandas");
+  const auto scratch = xft::test::scratch_dir("ds1000");
+  xft::ScoreOptions o;
+  o.plus.limits = test_limits(60.0);
+  o.plus.limits.memory_bytes = int64_t{4} << 30;  // torch and pandas map more than the default 1 GiB
+  o.timeout_s = 60.0;
+  o.results_path = scratch + "/results.jsonl";
+  const auto report = xft::score_samples(problems, xft::read_samples(dir + "ds1000-fixture-samples.jsonl", problems), o);
+  std::map<std::string, std::vector<std::string>> expected;
+  for (const auto& s : read_json_lines(dir + "ds1000-fixture-samples.jsonl")) expected[s["task_id"]].push_back(s["expect"]);
+  const bool have_tf = xft::test::run(xft::test::env_or_empty("XFT_PYTHON") + " -c 'import tensorflow' 2>/dev/null") == 0;
+  int checked = 0;
+  for (const auto& r : read_json_lines(o.results_path)) {
+    const auto& want = expected.at(r["task_id"]);
+    ASSERT_EQ(r["base_status"].size(), want.size());
+    for (size_t i = 0; i < want.size(); ++i, ++checked)
+      EXPECT_EQ(r["base_status"][i] == "pass", want[i] == "pass") << r["task_id"] << " sample " << i << ": " << r.dump();
+  }
+  EXPECT_EQ(checked, have_tf ? 12 : 10);
+  // One right and one wrong sample per problem: pass@1 0.5 in every library scored.
+  for (const std::string lib : {"Numpy", "Pandas", "Scipy", "Sklearn", "Pytorch"})
+    EXPECT_DOUBLE_EQ(report.group_pass_at_1.at(lib).second, 0.5) << lib;
+  if (!have_tf) {
+    EXPECT_EQ(report.skipped.at("Tensorflow"), 1);
+    EXPECT_NE(report.summary().find("Tensorflow: skipped (1 problems"), std::string::npos) << report.summary();
+  }
+  EXPECT_NE(report.summary().find("Numpy: pass@1 0.5000 (1 problems)"), std::string::npos) << report.summary();
+}

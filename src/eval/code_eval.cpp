@@ -138,6 +138,8 @@ std::string EvalReport::summary() const {
     first = false;
   }
   os << " (" << problems << " problems)";
+  for (const auto& [group, g] : group_pass_at_1) os << "\n  " << group << ": pass@1 " << g.second << " (" << g.first << " problems)";
+  for (const auto& [group, c] : skipped) os << "\n  " << group << ": skipped (" << c << " problems)";
   return os.str();
 }
 
@@ -188,13 +190,17 @@ void write_generations(const std::string& path, const std::vector<json>& records
 
 }  // namespace
 
-EvalReport evaluate_problems(const std::vector<Problem>& problems, const GenerateFn& generate, const EvalOptions& options) {
+EvalReport evaluate_problems(const std::vector<Problem>& all_problems, const GenerateFn& generate, const EvalOptions& options) {
   check_options(options);
   XFT_CHECK(static_cast<bool>(generate), "eval: no generate function given");
-  size_t count = problems.size();
+  size_t count = all_problems.size();
   if (options.limit > 0) count = std::min(count, static_cast<size_t>(options.limit));
   XFT_CHECK(count > 0, "eval: no problems to evaluate");
+  std::vector<Problem> problems(all_problems.begin(), all_problems.begin() + static_cast<std::ptrdiff_t>(count));
   const EvalOptions o = resolve(options, problems);
+  const auto skipped = drop_unavailable_frameworks(problems, o.limits);
+  count = problems.size();
+  XFT_CHECK(count > 0, "eval: every problem was skipped");
   const bool plus = is_evalplus(problems.front());
   for (size_t i = 0; i < count; ++i) {
     XFT_CHECK(is_evalplus(problems[i]) == plus, "eval: ", problems[i].task_id, " is a ", problems[i].kind,
@@ -250,7 +256,17 @@ EvalReport evaluate_problems(const std::vector<Problem>& problems, const Generat
     std::error_code ec;
     fs::remove(partial, ec);  // the full file is in place; a leftover partial would only mislead
   }
-  return report_of(records, o, plus);
+  EvalReport report = report_of(records, o, plus);
+  std::vector<const Problem*> tasks;
+  std::vector<int64_t> n, correct;
+  for (size_t i = 0; i < count; ++i) {
+    tasks.push_back(&problems[i]);
+    n.push_back(report.tasks[i].n);
+    correct.push_back(report.tasks[i].correct);
+  }
+  report.group_pass_at_1 = group_pass_at_1(tasks, n, correct);
+  report.skipped = skipped;
+  return report;
 }
 
 }  // namespace xft

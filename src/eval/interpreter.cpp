@@ -1,10 +1,12 @@
 #include "xft/eval/interpreter.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <set>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -82,11 +84,51 @@ std::string describe(const std::string& python, const Probe& p) {
 
 }  // namespace
 
+namespace {
+
+// DS-1000's libraries (metadata.library) and the modules their problems import.
+const std::map<std::string, std::string>& library_modules() {
+  static const std::map<std::string, std::string> m = {
+      {"Numpy", "numpy"},           {"Pandas", "pandas"},   {"Scipy", "scipy"},        {"Sklearn", "sklearn"},
+      {"Matplotlib", "matplotlib"}, {"Pytorch", "torch"}, {"Tensorflow", "tensorflow"}};
+  return m;
+}
+
+bool framework(const std::string& library) { return library == "Pytorch" || library == "Tensorflow"; }
+
+}  // namespace
+
 std::vector<std::string> required_modules(const std::vector<Problem>& problems) {
+  std::set<std::string> modules;
   for (const auto& p : problems) {
-    if (is_evalplus(p)) return {"numpy"};
+    if (is_evalplus(p)) modules.insert("numpy");
+    if (p.kind != "ds1000") continue;
+    // Every DS-1000 context imports numpy; its own library's module besides.
+    modules.insert("numpy");
+    const auto it = library_modules().find(p.group);
+    XFT_CHECK(it != library_modules().end(), p.task_id, ": unknown DS-1000 library '", p.group,
+              "' (expected Numpy, Pandas, Scipy, Sklearn, Matplotlib, Pytorch or Tensorflow)");
+    if (!framework(p.group)) modules.insert(it->second);
   }
-  return {};
+  return {modules.begin(), modules.end()};
+}
+
+std::map<std::string, int64_t> drop_unavailable_frameworks(std::vector<Problem>& problems, const SandboxLimits& limits) {
+  std::map<std::string, int64_t> skipped;
+  std::set<std::string> libraries;
+  for (const auto& p : problems)
+    if (p.kind == "ds1000" && framework(p.group)) libraries.insert(p.group);
+  for (const auto& library : libraries) {
+    const Probe probe = cached_probe(limits, {library_modules().at(library)});
+    if (probe.failure.empty() && probe.missing.empty()) continue;
+    const auto gone = std::remove_if(problems.begin(), problems.end(),
+                                     [&](const Problem& p) { return p.kind == "ds1000" && p.group == library; });
+    skipped[library] = std::distance(gone, problems.end());
+    problems.erase(gone, problems.end());
+    std::cerr << "eval: " << skipped[library] << " " << library << " problems skipped: " << describe(limits.python, probe)
+              << "\n";
+  }
+  return skipped;
 }
 
 std::vector<std::string> fallback_interpreters() {

@@ -173,6 +173,36 @@ Problem mbpp_record(const json& rec, const std::string& where) {
   return p;
 }
 
+// DS-1000 as its authors publish it (ds1000.jsonl): the code is run inside code_context.
+Problem ds1000_record(const json& rec, const std::string& where) {
+  Problem p;
+  p.kind = "ds1000";
+  p.prompt = string_field(rec, "prompt", true, where);
+  p.test = string_field(rec, "code_context", true, where);
+  p.canonical_solution = string_field(rec, "reference_code", false, where);
+  XFT_CHECK(rec.at("metadata").is_object(), where, ": field 'metadata' must be an object with 'library' and 'problem_id'");
+  const json& meta = rec.at("metadata");
+  p.group = string_field(meta, "library", true, where + " (metadata)");
+  XFT_CHECK(meta.contains("problem_id") && (meta.at("problem_id").is_number_integer() || meta.at("problem_id").is_string()),
+            where, ": field 'metadata.problem_id' must be an integer or a string");
+  const json& id = meta.at("problem_id");
+  p.task_id = "DS1000/" + (id.is_string() ? id.get<std::string>() : std::to_string(id.get<int64_t>()));
+  XFT_CHECK(p.test.find("def test_execution(") != std::string::npos, where,
+            ": field 'code_context' defines no test_execution(solution)");
+  return p;
+}
+
+// DS-1000's post-processing of an answer (its evaluation's postprocess): the code before
+// "</code>", without a Markdown fence, before "END SOLUTION", without "BEGIN SOLUTION".
+std::string ds1000_code(std::string code) {
+  code = code.substr(0, code.find("</code>"));
+  for (size_t at; (at = code.find("```python")) != std::string::npos;) code.erase(at, 9);
+  code = code.substr(0, code.find("```"));
+  code = code.substr(0, code.find("\nEND SOLUTION"));
+  for (size_t at; (at = code.find("BEGIN SOLUTION")) != std::string::npos;) code.erase(at, 14);
+  return code;
+}
+
 // ```, its language tag and the first line of the block's contents.
 struct Fence {
   size_t content_begin;
@@ -243,18 +273,24 @@ std::vector<Problem> load_problems(const std::string& path) {
         kind = "humaneval";
       } else if (rec.contains("text") && rec.contains("test_list")) {
         kind = "mbpp";
+      } else if (rec.contains("code_context") && rec.contains("metadata")) {
+        kind = "ds1000";
       } else {
         fail(where, ": neither a HumanEval record (task_id, prompt, entry_point, test), an MBPP record "
-                    "(task_id, text, test_list) nor an EvalPlus record (task_id, prompt, entry_point, "
-                    "canonical_solution, base_input, plus_input, atol)");
+                    "(task_id, text, test_list), an EvalPlus record (task_id, prompt, entry_point, "
+                    "canonical_solution, base_input, plus_input, atol) nor a DS-1000 record (prompt, "
+                    "code_context, metadata)");
       }
     }
     if (kind == "evalplus") {
       XFT_CHECK(rec.contains("base_input") && rec.contains("plus_input"), where,
                 ": missing field 'base_input' or 'plus_input' (the file's first record is an EvalPlus record)");
     }
+    XFT_CHECK(kind != "ds1000" || (rec.contains("code_context") && rec.contains("metadata")), where,
+              ": missing field 'code_context' or 'metadata' (the file's first record is a DS-1000 record)");
     Problem p = kind == "evalplus"    ? evalplus_record(rec, line, where)
                 : kind == "humaneval" ? humaneval_record(rec, where)
+                : kind == "ds1000"    ? ds1000_record(rec, where)
                                       : mbpp_record(rec, where);
     XFT_CHECK(seen.insert(p.task_id).second, where, ": duplicate task_id '", p.task_id, "'");
     problems.push_back(std::move(p));
@@ -266,7 +302,7 @@ std::vector<Problem> load_problems(const std::string& path) {
 bool is_evalplus(const Problem& p) { return p.kind == "humaneval+" || p.kind == "mbpp+"; }
 
 std::string response_prefix(const Problem& p) {
-  if (p.kind == "mbpp") return "```python\n";
+  if (p.kind == "mbpp" || p.kind == "ds1000") return "```python\n";
   if (p.kind == "mbpp+") return "```python";
   return "```python\n" + strip(p.prompt);
 }
@@ -284,6 +320,8 @@ std::string instruction_prompt(const Problem& p) {
     }
     if (!task.empty() && task.back() != '.') task += ".";
     instruction = task + " Your code should satisfy the following assertion:\n```python\n" + first_test + "\n```";
+  } else if (p.kind == "ds1000") {
+    instruction = strip(p.prompt);  // DS-1000's prompt is itself the problem and the code to complete
   } else {
     instruction = "Write a solution to the following problem:\n```python\n" + strip(p.prompt) + "\n```";
   }
@@ -315,7 +353,12 @@ std::string test_program(const Problem& p, const std::string& code, const std::s
   XFT_CHECK(!is_evalplus(p), p.task_id, ": an EvalPlus (", p.kind,
             ") problem has no test program; it is scored by comparing outputs (check_solutions, evalplus.h)");
   std::string program;
-  if (p.kind == "mbpp") {
+  if (p.kind == "ds1000") {
+    // DS-1000's own evaluation: the context, the solution as a string, then its checks.
+    program = p.test + "\ncode = " + json(ds1000_code(code)).dump(-1, ' ', false, json::error_handler_t::replace) +
+              "\ntest_execution(code)\n";
+    if (p.test.find("def test_string(") != std::string::npos) program += "test_string(code)\n";
+  } else if (p.kind == "mbpp") {
     std::string setup = p.test;
     if (!setup.empty() && setup.back() != '\n') setup += "\n";
     program = code + "\n\n" + setup + joined(p.test_list);

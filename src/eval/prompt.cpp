@@ -85,7 +85,8 @@ std::vector<std::string> model_inputs(const std::vector<const Problem*>& problem
 std::string solution_of(const Problem& p, const std::string& completion, PromptMode mode) {
   switch (mode) {
     case PromptMode::kInstruction: return extract_code(response_prefix(p) + completion);
-    case PromptMode::kCompletion: return completion_prompt(p) + completion;
+    // DS-1000: the completion is the code its context runs, on its own.
+    case PromptMode::kCompletion: return p.kind == "ds1000" ? completion : completion_prompt(p) + completion;
     case PromptMode::kChat: return extract_code("```python\n" + completion);
   }
   fail("prompt mode ", static_cast<int>(mode), " is not handled");
@@ -96,10 +97,11 @@ std::vector<std::string> stop_sequences(PromptMode mode) {
     case PromptMode::kInstruction:
     case PromptMode::kChat: return {"\n```"};
     // EvalPlus 0.3.1's direct-completion stops (provider/utility.py: EOS and
-    // extra_eos_for_direct_completion), then bigcode-evaluation-harness' "\n#" and "\n```".
+    // extra_eos_for_direct_completion), then bigcode-evaluation-harness' "\n#" and "\n```", and
+    // the ends of DS-1000's completion prompts ("</code>", "# SOLUTION END").
     case PromptMode::kCompletion:
       return {"<|endoftext|>", "<|endofmask|>", "</s>", "\nif __name__", "\ndef main(", "\nprint(", "\ndef ",
-              "\nclass ", "\nimport ", "\nfrom ", "\nassert ", "\n#", "\n```"};
+              "\nclass ", "\nimport ", "\nfrom ", "\nassert ", "\n#", "\n```", "</code>", "# SOLUTION END"};
   }
   fail("prompt mode ", static_cast<int>(mode), " is not handled");
 }

@@ -36,7 +36,9 @@ std::vector<Sample> read_samples(const std::string& path, const std::vector<Prob
                 ": expected a field 'solution' (the whole program) or 'completion' (the text after the prompt), "
                 "as a string");
       const std::string completion = rec.at("completion").get<std::string>();
-      s.solution = it->second->kind == "mbpp" ? completion : it->second->prompt + completion;
+      // MBPP has no code prompt to continue; DS-1000 runs the completion alone inside its context.
+      const std::string& kind = it->second->kind;
+      s.solution = kind == "mbpp" || kind == "ds1000" ? completion : it->second->prompt + completion;
     }
     samples.push_back(std::move(s));
   }

@@ -53,7 +53,23 @@ std::string ScoreReport::summary() const {
     if (plus) os << " plus " << plus_pass_at_k.at(k);
   }
   os << " (" << problems << " problems)";
+  for (const auto& [group, g] : group_pass_at_1) os << "\n  " << group << ": pass@1 " << g.second << " (" << g.first << " problems)";
+  for (const auto& [group, count] : skipped) os << "\n  " << group << ": skipped (" << count << " problems; see above why)";
   return os.str();
+}
+
+std::map<std::string, std::pair<int64_t, double>> group_pass_at_1(const std::vector<const Problem*>& tasks,
+                                                                  const std::vector<int64_t>& n,
+                                                                  const std::vector<int64_t>& correct) {
+  std::map<std::string, std::pair<int64_t, double>> sums;
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    if (tasks[i]->group.empty() || n[i] == 0) continue;
+    auto& g = sums[tasks[i]->group];
+    ++g.first;
+    g.second += static_cast<double>(correct[i]) / static_cast<double>(n[i]);
+  }
+  for (auto& [group, g] : sums) g.second /= static_cast<double>(g.first);
+  return sums;
 }
 
 std::vector<TaskScore> score_tasks(const std::vector<const Problem*>& tasks,
@@ -109,8 +125,12 @@ ScoreReport report_scores(const std::vector<TaskScore>& scores, bool plus) {
   return report;
 }
 
-ScoreReport score_samples(const std::vector<Problem>& problems, const std::vector<Sample>& samples,
+ScoreReport score_samples(const std::vector<Problem>& all_problems, const std::vector<Sample>& samples,
                           const ScoreOptions& o) {
+  ScoreOptions so = o;
+  so.plus.limits = interpreter_with(o.plus.limits, required_modules(all_problems));
+  std::vector<Problem> problems = all_problems;
+  const auto skipped = drop_unavailable_frameworks(problems, so.plus.limits);
   std::map<std::string, std::vector<std::string>> by_task;
   for (const auto& s : samples) by_task[s.task_id].push_back(s.solution);
   std::vector<const Problem*> tasks;
@@ -124,8 +144,6 @@ ScoreReport score_samples(const std::vector<Problem>& problems, const std::vecto
     plus = plus || is_evalplus(p);
   }
   XFT_CHECK(!tasks.empty(), "score: no sample names a task of the problems file");
-  ScoreOptions so = o;
-  so.plus.limits = interpreter_with(o.plus.limits, required_modules(problems));
   const auto truth = plus ? ground_truth(problems, so.plus) : std::map<std::string, GroundTruth>{};
   const auto scores = score_tasks(tasks, solutions, truth, so);
   if (!o.results_path.empty()) {
@@ -142,7 +160,15 @@ ScoreReport score_samples(const std::vector<Problem>& problems, const std::vecto
     if (!parent.empty()) std::filesystem::create_directories(parent);
     write_file_atomic(o.results_path, text);
   }
-  return report_scores(scores, plus);
+  auto report = report_scores(scores, plus);
+  std::vector<int64_t> n, correct;
+  for (const auto& t : scores) {
+    n.push_back(t.n());
+    correct.push_back(t.base_correct());
+  }
+  report.group_pass_at_1 = group_pass_at_1(tasks, n, correct);
+  report.skipped = skipped;
+  return report;
 }
 
 }  // namespace xft

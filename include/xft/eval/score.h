@@ -36,9 +36,19 @@ struct ScoreReport {
   bool plus = false;                         // EvalPlus problems: plus_pass_at_k is filled
   std::map<int64_t, double> base_pass_at_k;  // k -> mean pass@k on the base tests
   std::map<int64_t, double> plus_pass_at_k;  // k -> mean pass@k on base + plus tests
-  // "pass@1 base 0.8232 plus 0.7744 (164 problems)"; "pass@1 base 0.8232 (164 problems)" without plus.
+  // Problems with a group (DS-1000's libraries): group -> {problems, mean pass@1 on the base tests},
+  // as the paper's Table 3 reports them; and the groups left out (drop_unavailable_frameworks).
+  std::map<std::string, std::pair<int64_t, double>> group_pass_at_1;
+  std::map<std::string, int64_t> skipped;
+  // "pass@1 base 0.8232 plus 0.7744 (164 problems)"; "pass@1 base 0.8232 (164 problems)" without
+  // plus; then a line per group ("  Numpy: pass@1 0.4545 (220 problems)") and per skipped group.
   std::string summary() const;
 };
+
+// pass@1 per group of tasks[i]->group (tasks without a group are left out): group -> {problems, mean pass@1}.
+std::map<std::string, std::pair<int64_t, double>> group_pass_at_1(const std::vector<const Problem*>& tasks,
+                                                                  const std::vector<int64_t>& n,
+                                                                  const std::vector<int64_t>& correct);
 
 // Scores solutions[i] (one or more whole programs) for tasks[i]. EvalPlus tasks need their
 // expected outputs in `truth` (ground_truth()); plain ones run their test program.
