@@ -21,6 +21,7 @@
 #include "xft/eval/problems.h"
 #include "xft/eval/samples.h"
 #include "xft/eval/sandbox.h"
+#include "xft/eval/prompt.h"
 #include "xft/eval/score.h"
 
 using nlohmann::json;
@@ -385,4 +386,40 @@ TEST(Eval, Ds1000ScoresFromItsOwnSchemaPerLibrary) {
     EXPECT_NE(report.summary().find("Tensorflow: skipped (1 problems"), std::string::npos) << report.summary();
   }
   EXPECT_NE(report.summary().find("Numpy: pass@1 0.5000 (1 problems)"), std::string::npos) << report.summary();
+}
+
+// MultiPL-E in its own schema (tests/data/multipl-e: one problem per language in MultiPL-E's
+// style, written for this project; make_fixture.py): recognised by itself, each program compiled
+// and run with its language's toolchain inside the sandbox, every verdict as built (the right
+// completion runs on past a stop token and is cut there), pass@1 per language; a language without
+// a runner is an evaluator error, not a failed sample.
+TEST(Eval, MultiplEScoresEightLanguagesFromItsOwnSchema) {
+  XFT_REQUIRE_ISOLATION();
+  const std::string dir = xft::test::env_or_empty("XFT_SOURCE_DIR") + "/tests/data/multipl-e/";
+  auto problems = xft::load_problems(dir + "multipl-e-fixture.jsonl");
+  ASSERT_EQ(problems.size(), 8u);
+  EXPECT_EQ(problems[0].kind, "multipl-e");
+  EXPECT_EQ(problems[0].group, "cpp");
+  const auto scratch = xft::test::scratch_dir("multipl-e");
+  xft::ScoreOptions o;
+  o.plus.limits = test_limits();
+  o.results_path = scratch + "/results.jsonl";
+  const auto report = xft::score_samples(problems, xft::read_samples(dir + "multipl-e-fixture-samples.jsonl", problems), o);
+  std::map<std::string, std::vector<std::string>> expected;
+  for (const auto& s : read_json_lines(dir + "multipl-e-fixture-samples.jsonl")) expected[s["task_id"]].push_back(s["expect"]);
+  int checked = 0;
+  for (const auto& r : read_json_lines(o.results_path)) {
+    const auto& want = expected.at(r["task_id"]);
+    for (size_t i = 0; i < want.size(); ++i, ++checked)
+      EXPECT_EQ(r["base_status"][i] == "pass", want[i] == "pass") << r["task_id"] << " sample " << i << ": " << r.dump();
+  }
+  EXPECT_EQ(checked, 16);
+  for (const std::string lang : {"cpp", "java", "js", "ts", "rs", "go_test.go", "php", "sh"})
+    EXPECT_DOUBLE_EQ(report.group_pass_at_1.at(lang).second, 0.5) << lang;
+  problems.resize(1);
+  problems[0].group = "cobol";
+  const std::vector<xft::Sample> one = {{problems[0].task_id, problems[0].prompt + "}\n"}};
+  expect_error([&] { xft::score_samples(problems, one, o); }, {"evaluator failed", "'cobol' is not supported"});
+  // Instruction prompts are not MultiPL-E's way of asking.
+  expect_error([&] { xft::model_inputs({&problems[0]}, xft::PromptStyle{}); }, {"--prompt completion"});
 }

@@ -108,7 +108,7 @@ std::vector<json> run_chunk(const std::vector<const Problem*>& chunk, const Gene
   for (size_t i = 0; i < chunk.size(); ++i) {
     for (const auto& code : solutions[i]) programs.push_back(test_program(*chunk[i], code, marker));
   }
-  auto results = run_many(programs, o.limits, o.parallelism);
+  auto results = run_many(programs, test_limits_for(chunk, o.limits), o.parallelism);
   require_test_marker(results, marker);
   std::vector<json> records;
   for (size_t i = 0; i < chunk.size(); ++i) {

@@ -13,9 +13,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "eval/python_program.h"
 #include "xft/core/error.h"
 
 namespace xft {
+
+const char* multipl_e_runner();  // multipl_e_runner.py, embedded at build time
 
 namespace {
 
@@ -192,6 +195,22 @@ Problem ds1000_record(const json& rec, const std::string& where) {
   return p;
 }
 
+// MultiPL-E as its authors publish it (one JSON object per problem, as the dataset's rows).
+Problem multipl_e_record(const json& rec, const std::string& where) {
+  Problem p;
+  p.kind = "multipl-e";
+  p.task_id = string_field(rec, "name", true, where);
+  p.group = string_field(rec, "language", true, where);
+  p.prompt = string_field(rec, "prompt", true, where);
+  p.test = string_field(rec, "tests", true, where);
+  XFT_CHECK(rec.at("stop_tokens").is_array(), where, ": field 'stop_tokens' must be a list of strings");
+  for (const auto& t : rec.at("stop_tokens")) {
+    XFT_CHECK(t.is_string(), where, ": field 'stop_tokens' must hold strings, found ", t.type_name());
+    p.stop_tokens.push_back(t.get<std::string>());
+  }
+  return p;
+}
+
 // DS-1000's post-processing of an answer (its evaluation's postprocess): the code before
 // "</code>", without a Markdown fence, before "END SOLUTION", without "BEGIN SOLUTION".
 std::string ds1000_code(std::string code) {
@@ -275,11 +294,13 @@ std::vector<Problem> load_problems(const std::string& path) {
         kind = "mbpp";
       } else if (rec.contains("code_context") && rec.contains("metadata")) {
         kind = "ds1000";
+      } else if (rec.contains("language") && rec.contains("tests") && rec.contains("stop_tokens")) {
+        kind = "multipl-e";
       } else {
         fail(where, ": neither a HumanEval record (task_id, prompt, entry_point, test), an MBPP record "
                     "(task_id, text, test_list), an EvalPlus record (task_id, prompt, entry_point, "
-                    "canonical_solution, base_input, plus_input, atol) nor a DS-1000 record (prompt, "
-                    "code_context, metadata)");
+                    "canonical_solution, base_input, plus_input, atol), a DS-1000 record (prompt, "
+                    "code_context, metadata) nor a MultiPL-E record (name, language, prompt, tests, stop_tokens)");
       }
     }
     if (kind == "evalplus") {
@@ -291,6 +312,7 @@ std::vector<Problem> load_problems(const std::string& path) {
     Problem p = kind == "evalplus"    ? evalplus_record(rec, line, where)
                 : kind == "humaneval" ? humaneval_record(rec, where)
                 : kind == "ds1000"    ? ds1000_record(rec, where)
+                : kind == "multipl-e" ? multipl_e_record(rec, where)
                                       : mbpp_record(rec, where);
     XFT_CHECK(seen.insert(p.task_id).second, where, ": duplicate task_id '", p.task_id, "'");
     problems.push_back(std::move(p));
@@ -353,6 +375,20 @@ std::string test_program(const Problem& p, const std::string& code, const std::s
   XFT_CHECK(!is_evalplus(p), p.task_id, ": an EvalPlus (", p.kind,
             ") problem has no test program; it is scored by comparing outputs (check_solutions, evalplus.h)");
   std::string program;
+  if (p.kind == "multipl-e") {
+    // The completion (what follows the prompt) ends at its first stop token, as MultiPL-E cuts it.
+    std::string source = code;
+    if (source.compare(0, p.prompt.size(), p.prompt) == 0) {
+      size_t cut = source.size();
+      for (const auto& s : p.stop_tokens)
+        if (!s.empty()) cut = std::min(cut, source.find(s, p.prompt.size()));
+      source.resize(cut);
+    }
+    XFT_CHECK(!marker.empty(), p.task_id, ": a MultiPL-E program needs a marker (its runner reports through it)");
+    return python_program({{"language", p.group}, {"source", source + "\n" + p.test}, {"marker", marker},
+                           {"timeout", 30.0}},
+                          multipl_e_runner());
+  }
   if (p.kind == "ds1000") {
     // DS-1000's own evaluation: the context, the solution as a string, then its checks.
     program = p.test + "\ncode = " + json(ds1000_code(code)).dump(-1, ' ', false, json::error_handler_t::replace) +
@@ -369,6 +405,16 @@ std::string test_program(const Problem& p, const std::string& code, const std::s
   return program;
 }
 
+SandboxLimits test_limits_for(const std::vector<const Problem*>& problems, SandboxLimits limits) {
+  for (const Problem* p : problems) {
+    if (p->kind != "multipl-e") continue;
+    limits.memory_bytes = std::max<int64_t>(limits.memory_bytes, int64_t{16} << 30);
+    limits.timeout_s = std::max(limits.timeout_s, 40.0);  // the runner's own 30 s, plus start-up
+    break;
+  }
+  return limits;
+}
+
 std::string new_test_marker() {
   std::random_device rd;
   std::ostringstream os;
@@ -378,6 +424,12 @@ std::string new_test_marker() {
 
 void require_test_marker(std::vector<SandboxResult>& results, const std::string& marker) {
   for (auto& r : results) {
+    const size_t error = r.output_tail.find(marker + ":error:");
+    if (error != std::string::npos) {
+      const size_t from = error + marker.size() + 7;
+      fail("eval: the evaluator failed (not a verdict on the sample; nothing was scored): ",
+           r.output_tail.substr(from, r.output_tail.find('\n', from) - from));
+    }
     if (r.passed && r.output_tail.find(marker) == std::string::npos) {
       r.passed = false;
       r.status = "failed";

@@ -57,6 +57,10 @@ PromptStyle prompt_style(PromptMode mode, const std::string& model_dir, const Sa
 
 std::vector<std::string> model_inputs(const std::vector<const Problem*>& problems, const PromptStyle& style) {
   std::vector<std::string> inputs;
+  for (const Problem* p : problems) {
+    XFT_CHECK(p->kind != "multipl-e" || style.mode == PromptMode::kCompletion, p->task_id,
+              ": MultiPL-E problems are asked by completion of their prompt (--prompt completion), as MultiPL-E does");
+  }
   switch (style.mode) {
     case PromptMode::kInstruction:
       for (const Problem* p : problems) inputs.push_back(instruction_prompt(*p));

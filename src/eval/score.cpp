@@ -24,6 +24,7 @@ std::vector<std::string> run_tests(const std::vector<const Problem*>& tasks, con
   for (size_t i = 0; i < tasks.size(); ++i) programs.push_back(test_program(*tasks[i], solutions[i], marker));
   SandboxLimits limits = o.plus.limits;
   limits.timeout_s = o.timeout_s;
+  limits = test_limits_for(tasks, limits);
   std::vector<std::string> statuses;
   auto results = run_many(programs, limits, o.plus.parallelism);
   require_test_marker(results, marker);
