@@ -1,4 +1,5 @@
-// The CUDA MoE path (kernels/moe_routing.cu, kernels/moe_permute.cu, src/cuda/moe_cuda.cpp), in the
+// The CUDA MoE path (kernels/moe_routing.cu, kernels/moe_permute.cu, src/cuda/moe_cuda.cpp and the
+// MoE side of it, src/moe/routing_cuda.cpp and src/moe/dispatch_cuda.cpp), in the
 // spirit of llama.cpp's test-backend-ops: every kernel and the whole layer against the CPU
 // reference (route on the CPU, moe_combine_naive in fp64), forwards and gradients, experts that
 // get no token, skewed routing, token counts that are multiples of nothing, bitwise-identical
@@ -6,9 +7,12 @@
 // The GPU tests skip without a visible GPU; the reference index build is tested on the CPU.
 #include <torch/cuda.h>
 
+#include "moe_reference.h"
 #include "test_util.h"
 #include "cuda/cuda_ops.h"
 #include "cuda/moe_cuda.h"
+#include "moe/dispatch_cuda.h"
+#include "moe/routing_cuda.h"
 #include "xft/moe/moe_layer.h"
 
 #ifdef XFT_WITH_CUDA
@@ -19,6 +23,8 @@
 
 using namespace xft;
 using xft::test::expect_error;
+using xft::test::dense_routing_matrix;
+using xft::test::moe_combine_naive;
 
 namespace {
 
@@ -132,6 +138,20 @@ TEST(MoeCudaHost, GatherRejectsMoreSlotsThanItsBackwardTakes) {
 #endif
 
 // ---- routing kernel ---------------------------------------------------------------------------
+
+// A routing rule the kernel does not implement stays off it: route() then takes the ATen path
+// (and refuses a value outside the enum there) instead of the kernel running another rule.
+TEST(MoeCudaRouting, ARuleTheKernelDoesNotKnowIsRefused) {
+  REQUIRE_GPU();
+  auto c = config("xft", 8, 6);
+  c.routing = static_cast<RoutingMode>(7);
+  const auto z = torch::randn({4, 7}, torch::TensorOptions().device(cuda()));
+  EXPECT_FALSE(route_cuda_supports(z, c));
+  const auto unknown = static_cast<kernels::RouteMode>(7);
+  EXPECT_FALSE(route_logits_cuda_supports(z, 5, unknown));
+  expect_error([&] { route_logits_cuda(z, 5, unknown, false); }, {"route_cuda", "mode 7"});
+  expect_error([&] { route(z, c); }, {"route", "routing mode 7"});
+}
 
 TEST(MoeCudaRouting, ForwardAndBackwardMatchCpuForEveryMode) {
   REQUIRE_GPU();

@@ -6,6 +6,7 @@
 #include <functional>
 #include <vector>
 
+#include "moe_reference.h"
 #include "test_util.h"
 #include "xft/moe/load_balancing.h"
 #include "xft/moe/moe_layer.h"
@@ -13,6 +14,7 @@
 
 using namespace xft;
 using xft::test::expect_error;
+using xft::test::route_reference;
 using xft::test::max_abs_diff;
 
 namespace {
@@ -73,6 +75,16 @@ TEST(Routing, Bf16LogitsRouteInFp32) {
 
 TEST(Routing, RejectsLogitsOfTheWrongWidth) {
   expect_error([] { route(torch::randn({4, 5}), config("xft", 8, 6)); }, {"route", "7 routed"});
+}
+
+// A mode outside RoutingMode's values (a new rule half added, a corrupted cast) fails instead of
+// routing as another rule; a misspelt name fails as it would in a config file.
+TEST(Routing, AnUnknownModeIsRefusedNotRunAsAnother) {
+  auto c = config("xft", 8, 6);
+  c.routing = static_cast<RoutingMode>(7);
+  expect_error([&] { route(torch::randn({4, 7}), c); }, {"route", "routing mode 7"});
+  expect_error([] { xft::test::routing_mode("xtf"); }, {"xft, shared_no_norm, vanilla", "'xtf'"});
+  expect_error([] { xft::test::router_kind("mpl"); }, {"linear, mlp", "'mpl'"});
 }
 
 // routing.h's rule for non-finite logits: clamp to the finite range, NaN to the lowest value.
