@@ -11,7 +11,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-apt_packages=(nlohmann-json3-dev libsentencepiece-dev sentencepiece libcli11-dev libpcre2-dev zlib1g-dev libgtest-dev libgmock-dev ninja-build)
+apt_packages=(nlohmann-json3-dev libsentencepiece-dev sentencepiece libcli11-dev libpcre2-dev zlib1g-dev libgtest-dev libgmock-dev ninja-build clang-format)
 
 missing=()
 for p in "${apt_packages[@]}"; do
