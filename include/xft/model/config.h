@@ -34,7 +34,7 @@ struct RopeScaling {
 };
 
 // Routing weights (paper Eq. 1-2); the values are shared with kernels/route_mode.h (checked in
-// src/moe/routing_cuda.cpp).
+// src/moe/routing_cuda.cpp). Adding a rule: docs/extending.md.
 enum class RoutingMode { kXft = 0, kSharedNoNorm = 1, kVanilla = 2 };
 // Whether the rule puts the shared expert 0 in slot 0 of every token (xft, shared_no_norm) or
 // routes over all N experts (vanilla, Eq. 1): moe.shared_expert must agree.

@@ -21,6 +21,8 @@
 // logits, so a row of all -inf/NaN logits gets the gradient of uniform scores; the tests'
 // route_reference (tests/moe_reference.h: autograd through nan_to_num) gives 0 at non-finite
 // logits instead.
+//
+// Adding a routing rule: docs/extending.md.
 #pragma once
 #include <torch/types.h>
 
