@@ -12,10 +12,7 @@
 #include "xft/train/trainer.h"
 
 using namespace xft;
-using xft::test::max_abs_diff;
-using xft::test::tiny_data;
-using xft::test::tiny_moe;
-using xft::test::tiny_train;
+using namespace xft::test;
 
 namespace {
 

@@ -23,8 +23,6 @@
 
 using namespace xft;
 using xft::test::expect_error;
-using xft::test::dense_routing_matrix;
-using xft::test::moe_combine_naive;
 
 namespace {
 
@@ -438,7 +436,7 @@ void check_dispatch(torch::Dtype dtype, MoeCudaPath path, int64_t T, bool skew, 
   auto xg = x.to(cuda()).requires_grad_(true), wg = w.to(cuda()).requires_grad_(true);
   auto out = moe_combine_cuda(*experts, xg, ids.to(cuda()), wg, path);
   auto x64 = x.to(torch::kFloat64).requires_grad_(true), w64 = w.to(torch::kFloat64).requires_grad_(true);
-  auto want = moe_combine_naive(*ref, x64, dense_routing_matrix({w64, ids, {}}, E));
+  auto want = test::moe_combine_naive(*ref, x64, test::dense_routing_matrix({w64, ids, {}}, E));
   EXPECT_EQ(out.scalar_type(), torch::kFloat32);
   EXPECT_LE(rel_err(out, want), tol);
   auto go = torch::randn({T, D});

@@ -8,13 +8,7 @@
 #include "xft/train/trainer.h"
 
 using namespace xft;
-using xft::test::loss_and_grads;
-using xft::test::losses;
-using xft::test::max_abs_diff;
-using xft::test::tiny_data;
-using xft::test::tiny_dense;
-using xft::test::tiny_moe;
-using xft::test::tiny_train;
+using namespace xft::test;
 
 TEST(Packing, FirstFitRowsAndPerDocumentLayout) {
   EXPECT_EQ(pack_rows({5, 4, 3, 2, 6}, 9), (std::vector<std::vector<int64_t>>{{0, 1}, {2, 3}, {4}}));

@@ -14,7 +14,6 @@
 
 using namespace xft;
 using xft::test::expect_error;
-using xft::test::route_reference;
 using xft::test::max_abs_diff;
 
 namespace {
@@ -128,7 +127,7 @@ TEST(Routing, NonFiniteLogitsFollowTheDocumentedRule) {
     EXPECT_LE(max_abs_diff(v.weights_TS[0], torch::full({3}, 1 / 3.)), 1e-6);
     EXPECT_TRUE(torch::isfinite(v.weights_TS).all().item<bool>());
     // The composed reference applies the same forward rule.
-    auto ref = route_reference(z.detach(), config("xft", 8, 6));
+    auto ref = test::route_reference(z.detach(), config("xft", 8, 6));
     EXPECT_TRUE(torch::equal(ref.experts_TS, ids_want));
   }
 }
@@ -152,7 +151,7 @@ TEST_P(RoutingBackward, MatchesAutogradOfComposedOps) {
   auto za = z.clone().requires_grad_(true);
   auto zb = z.clone().requires_grad_(true);
   auto a = route(za, c);
-  auto b = route_reference(zb, c);
+  auto b = test::route_reference(zb, c);
   ASSERT_TRUE(torch::equal(a.experts_TS, b.experts_TS));
   ASSERT_LE(max_abs_diff(a.weights_TS, b.weights_TS), 1e-14);
   ((a.weights_TS * gw).sum() + (a.probs_TR * gp).sum()).backward();
@@ -162,7 +161,7 @@ TEST_P(RoutingBackward, MatchesAutogradOfComposedOps) {
   auto zc = z.clone().requires_grad_(true);
   auto zd = z.clone().requires_grad_(true);
   (route(zc, c).weights_TS * gw).sum().backward();
-  (route_reference(zd, c).weights_TS * gw).sum().backward();
+  (test::route_reference(zd, c).weights_TS * gw).sum().backward();
   EXPECT_LE(max_abs_diff(zc.grad(), zd.grad()), 1e-12);
 }
 

@@ -16,13 +16,7 @@
 
 namespace fs = std::filesystem;
 using namespace xft;
-using xft::test::max_abs_diff;
-using xft::test::loss_and_grads;
-using xft::test::losses;
-using xft::test::tiny_data;
-using xft::test::tiny_dense;
-using xft::test::tiny_moe;
-using xft::test::tiny_train;
+using namespace xft::test;
 
 // A run interrupted after a checkpoint and resumed reproduces the uninterrupted loss curve and
 // parameters exactly (noisy routing included, so the RNG state must come back too).
@@ -83,12 +77,22 @@ TEST(Trainer, NanLossStopsWithStepAndBatchNamedAndCheckpointIntact) {
   EXPECT_FALSE(fs::exists(dir + "/run/checkpoints/step-00000003"));
 }
 
+namespace {
+
+// A tiny dense model with fixed weights, also saved to `dir`: the start both runs load.
+CausalLM saved_tiny_dense(const std::string& dir) {
+  auto model = CausalLM(tiny_dense());
+  model->init_weights(0.05, 4);
+  save_model(*model, dir);
+  return model;
+}
+
+}  // namespace
+
 TEST(Trainer, GradientAccumulationMatchesOneBigBatch) {
   const auto dir = xft::test::scratch_dir("accum");
   auto data = tiny_data(dir, 16, 5);
-  auto m1 = CausalLM(tiny_dense());
-  m1->init_weights(0.05, 4);
-  save_model(*m1, dir + "/init");
+  saved_tiny_dense(dir + "/init");
   auto a = load_model(dir + "/init"), b = load_model(dir + "/init");
   auto ca = tiny_train(2), cb = tiny_train(2);
   ca.micro_batch = 8;
@@ -118,9 +122,7 @@ TEST(Trainer, LossMasksPromptAndPadding) {
 TEST(Trainer, LossReductionTokenAndMicroBatchByHand) {
   const auto dir = xft::test::scratch_dir("reduction");
   auto data = tiny_data(dir, 8, 9);
-  auto init = CausalLM(tiny_dense());
-  init->init_weights(0.05, 4);
-  save_model(*init, dir + "/init");
+  auto init = saved_tiny_dense(dir + "/init");
   std::vector<int64_t> lengths;
   for (size_t i = 0; i < data.size(); ++i) lengths.push_back(static_cast<int64_t>(data[i].input_ids.size()));
   auto t = tiny_train(1);

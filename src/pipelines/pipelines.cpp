@@ -240,7 +240,9 @@ std::string run_ewa(const ExperimentConfig& c, Workspace& ws, bool resume) {
   ewa.after_step = [&](CausalLMImpl& model, int64_t step, int64_t total) {
     ewa_pull(model, ewa_beta(c.ewa, step, total));
   };
-  ewa.write = [](CausalLMImpl& model, const std::string& dir, torch::Dtype dtype) { export_averaged(model, dir, dtype); };
+  ewa.write = [](CausalLMImpl& model, const std::string& dir, torch::Dtype dtype) {
+    export_averaged(model, dir, dtype);
+  };
   auto out = train_full("ewa", run.ewa_moe_init.string(), run.ewa, c.ewa_train, c, ws, resume, ewa);
   write_eval(ws, out, run.ewa / "eval.json", c.ewa_train);
   return out;

@@ -23,17 +23,31 @@ const std::vector<Arm>& arms() {
       {"base", Pipeline::kNone, [](C c, R) { return fs::path(c.base_model); }, [](R) { return Stages{}; },
        &ExperimentConfig::sft_train, false},
       {"sft", Pipeline::kSft, [](C, R r) { return r.sft / "final"; },
-       [](R r) { return Stages{{r.sft, r.sft / "final"}}; }, &ExperimentConfig::sft_train, false},
+       [](R r) {
+         return Stages{{r.sft, r.sft / "final"}};
+       },
+       &ExperimentConfig::sft_train, false},
       {"moe", Pipeline::kXft, [](C, R r) { return r.moe / "final"; },
-       [](R r) { return Stages{{r.moe, r.moe / "final"}}; }, &ExperimentConfig::moe_train, false},
+       [](R r) {
+         return Stages{{r.moe, r.moe / "final"}};
+       },
+       &ExperimentConfig::moe_train, false},
       {"xft", Pipeline::kXft, [](C, R r) { return r.merge / "final"; },
-       [](R r) { return Stages{{r.moe, r.moe / "final"}, {r.merge, r.merge / "final"}}; },
+       [](R r) {
+         return Stages{{r.moe, r.moe / "final"}, {r.merge, r.merge / "final"}};
+       },
        &ExperimentConfig::merge_train, true},
       {"xft_init", Pipeline::kXft, [](C, R r) { return r.merge / "init"; },
-       [](R r) { return Stages{{r.moe, r.moe / "final"}}; }, &ExperimentConfig::merge_train, true},
+       [](R r) {
+         return Stages{{r.moe, r.moe / "final"}};
+       },
+       &ExperimentConfig::merge_train, true},
       // EWA trains the upcycled MoE (and averages its experts into the dense model at the end).
       {"ewa", Pipeline::kEwa, [](C, R r) { return r.ewa / "final"; },
-       [](R r) { return Stages{{r.ewa, r.ewa_moe_init}}; }, &ExperimentConfig::ewa_train, false},
+       [](R r) {
+         return Stages{{r.ewa, r.ewa_moe_init}};
+       },
+       &ExperimentConfig::ewa_train, false},
   };
   return table;
 }

@@ -167,7 +167,8 @@ void score_arm(const ExperimentConfig& c, const Workspace& ws, const std::string
 // once, in the order SFT, XFT, EWA.
 void run_pipelines(const ExperimentConfig& c, Workspace& ws, const std::vector<std::string>& kinds, bool resume) {
   auto needs = [&](Pipeline p) {
-    return std::any_of(kinds.begin(), kinds.end(), [&](const std::string& k) { return find_arm(k, "study").pipeline == p; });
+    return std::any_of(kinds.begin(), kinds.end(),
+                       [&](const std::string& k) { return find_arm(k, "study").pipeline == p; });
   };
   if (needs(Pipeline::kSft)) run_sft(c, ws, resume);
   if (needs(Pipeline::kXft)) run_xft(c, ws, resume);

@@ -37,7 +37,7 @@ struct Arm {
   const char* name;
   Pipeline pipeline;
   std::filesystem::path (*model)(const ExperimentConfig& c, const RunLayout& run);  // its directory
-  std::vector<TrainedStage> (*stages)(const RunLayout& run);                         // in training order
+  std::vector<TrainedStage> (*stages)(const RunLayout& run);                        // in training order
   TrainConfig ExperimentConfig::*train;  // the section whose device and precision score it
   bool made_by_merge;                    // its model is the merge stage's (init/ or final/)
 };
