@@ -15,39 +15,40 @@ RunLayout::RunLayout(const ExperimentConfig& c)
       ewa(fs::path(c.run_dir) / "ewa"),
       ewa_moe_init(ewa / "moe-init") {}
 
+fs::path RunLayout::dir(Stage stage) const {
+  switch (stage) {
+    case Stage::kSft: return sft;
+    case Stage::kMoe: return moe;
+    case Stage::kMerge: return merge;
+    case Stage::kEwa: return ewa;
+  }
+  fail("run layout: stage ", static_cast<int>(stage), " is not one of Stage's values");
+}
+
+TrainedStage RunLayout::trained(Stage stage) const {
+  return {dir(stage), stage == Stage::kEwa ? ewa_moe_init : dir(stage) / "final"};
+}
+
+fs::path Arm::model(const ExperimentConfig& c, const RunLayout& run) const {
+  return made_by ? run.dir(*made_by) / leaf : fs::path(c.base_model);
+}
+
+std::vector<TrainedStage> Arm::stages(const RunLayout& run) const {
+  std::vector<TrainedStage> out;
+  for (const auto stage : trained_by) out.push_back(run.trained(stage));
+  return out;
+}
+
 const std::vector<Arm>& arms() {
-  using C = const ExperimentConfig&;
-  using R = const RunLayout&;
-  using Stages = std::vector<TrainedStage>;
+  using E = ExperimentConfig;
   static const std::vector<Arm> table = {
-      {"base", Pipeline::kNone, [](C c, R) { return fs::path(c.base_model); }, [](R) { return Stages{}; },
-       &ExperimentConfig::sft_train, false},
-      {"sft", Pipeline::kSft, [](C, R r) { return r.sft / "final"; },
-       [](R r) {
-         return Stages{{r.sft, r.sft / "final"}};
-       },
-       &ExperimentConfig::sft_train, false},
-      {"moe", Pipeline::kXft, [](C, R r) { return r.moe / "final"; },
-       [](R r) {
-         return Stages{{r.moe, r.moe / "final"}};
-       },
-       &ExperimentConfig::moe_train, false},
-      {"xft", Pipeline::kXft, [](C, R r) { return r.merge / "final"; },
-       [](R r) {
-         return Stages{{r.moe, r.moe / "final"}, {r.merge, r.merge / "final"}};
-       },
-       &ExperimentConfig::merge_train, true},
-      {"xft_init", Pipeline::kXft, [](C, R r) { return r.merge / "init"; },
-       [](R r) {
-         return Stages{{r.moe, r.moe / "final"}};
-       },
-       &ExperimentConfig::merge_train, true},
+      {"base", Pipeline::kNone, std::nullopt, "", {}, &E::sft_train},
+      {"sft", Pipeline::kSft, Stage::kSft, "final", {Stage::kSft}, &E::sft_train},
+      {"moe", Pipeline::kXft, Stage::kMoe, "final", {Stage::kMoe}, &E::moe_train},
+      {"xft", Pipeline::kXft, Stage::kMerge, "final", {Stage::kMoe, Stage::kMerge}, &E::merge_train},
+      {"xft_init", Pipeline::kXft, Stage::kMerge, "init", {Stage::kMoe}, &E::merge_train},
       // EWA trains the upcycled MoE (and averages its experts into the dense model at the end).
-      {"ewa", Pipeline::kEwa, [](C, R r) { return r.ewa / "final"; },
-       [](R r) {
-         return Stages{{r.ewa, r.ewa_moe_init}};
-       },
-       &ExperimentConfig::ewa_train, false},
+      {"ewa", Pipeline::kEwa, Stage::kEwa, "final", {Stage::kEwa}, &E::ewa_train},
   };
   return table;
 }

@@ -26,7 +26,7 @@ std::vector<std::string> split(const std::string& s, char sep) {
 std::string merge_arm_names() {
   std::string out;
   for (const auto& m : arms())
-    if (m.made_by_merge) out += (out.empty() ? "" : ", ") + std::string(m.name);
+    if (m.made_by_merge()) out += (out.empty() ? "" : ", ") + std::string(m.name);
   return out;
 }
 
@@ -65,7 +65,7 @@ Ablation Ablation::parse(const std::string& spec) {
       a.sets.push_back(item);
     }
   }
-  XFT_CHECK(!a.merge_only() || varied->made_by_merge, "--ablation '", spec, "': it changes only the merge, so its ",
+  XFT_CHECK(!a.merge_only() || varied->made_by_merge(), "--ablation '", spec, "': it changes only the merge, so its ",
             a.arm, " model is the main recipe's; score an arm the merge makes (", merge_arm_names(), ")");
   return a;
 }

@@ -1,4 +1,4 @@
-// defines: RunLayout (where the stages of one run write, named once), Pipeline, Arm, arms,
+// defines: Stage, RunLayout (where the stages of one run write, named once), Pipeline, Arm, arms,
 //          find_arm, arm_names, arm_list (the one table of the models a run makes: which pipeline makes
 //          each, where it lies, the stages whose training it took, the section that scores it)
 //
@@ -6,6 +6,7 @@
 // each arm and count its training budget. Adding an arm or moving a directory is one edit here.
 #pragma once
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -13,6 +14,13 @@
 #include "xft/pipelines/experiment.h"
 
 namespace xft {
+
+// The training stages of the pipelines.
+enum class Stage { kSft, kMoe, kMerge, kEwa };
+
+// A stage directory whose training an arm's model took, with the model whose active parameters
+// count that stage's FLOPs (6 x active parameters x tokens).
+using TrainedStage = std::pair<std::filesystem::path, std::filesystem::path>;
 
 // The directories of one run.
 struct RunLayout {
@@ -24,22 +32,27 @@ struct RunLayout {
   std::filesystem::path merge;         // run_dir/xft/<merge_name>: the merge stage (Eq. 5-6)
   std::filesystem::path ewa;           // run_dir/ewa: the EWA stage
   std::filesystem::path ewa_moe_init;  // run_dir/ewa/moe-init: the MoE EWA starts from
+
+  std::filesystem::path dir(Stage stage) const;  // sft, moe, merge or ewa above
+  // The stage's directory and the model that counts its FLOPs: its final/ (the dense merged
+  // model for the merge), or for EWA the MoE it trains (its final/ is the averaged dense model).
+  TrainedStage trained(Stage stage) const;
 };
 
 // What makes an arm's model: run_sft, run_xft, run_ewa, or nothing (the base model as given).
 enum class Pipeline { kNone, kSft, kXft, kEwa };
 
-// A stage directory whose training an arm's model took, with the model whose active parameters
-// count that stage's FLOPs (6 x active parameters x tokens).
-using TrainedStage = std::pair<std::filesystem::path, std::filesystem::path>;
-
 struct Arm {
   const char* name;
   Pipeline pipeline;
-  std::filesystem::path (*model)(const ExperimentConfig& c, const RunLayout& run);  // its directory
-  std::vector<TrainedStage> (*stages)(const RunLayout& run);                        // in training order
+  std::optional<Stage> made_by;          // the stage whose directory holds its model; none: base_model
+  const char* leaf;                      // its model under that directory: "final" or "init"
+  std::vector<Stage> trained_by;         // the stages whose training it took, in order
   TrainConfig ExperimentConfig::*train;  // the section whose device and precision score it
-  bool made_by_merge;                    // its model is the merge stage's (init/ or final/)
+
+  std::filesystem::path model(const ExperimentConfig& c, const RunLayout& run) const;  // its directory
+  std::vector<TrainedStage> stages(const RunLayout& run) const;                        // trained_by's
+  bool made_by_merge() const { return made_by == Stage::kMerge; }
 };
 
 // base, sft, moe, xft, xft_init (merged with the initial coefficients), ewa.
