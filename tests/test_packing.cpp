@@ -90,12 +90,8 @@ TEST(Packing, TrainerLossesMatchUnpackedAndResumeIsExact) {
   auto data = tiny_data(dir, 20, 25);
   auto cfg = tiny_train(4);
   cfg.save_every = 2;
-  auto a = load_model(dir + "/moe");
-  Trainer("moe", a, model_tensors(*a), data, cfg, dir + "/a", 0).run(false);
-  auto b = load_model(dir + "/moe");
-  Trainer packed("moe", b, model_tensors(*b), data, cfg, dir + "/b", 0);
-  packed.set_packing(32);
-  packed.run(false);
+  train_saved(dir + "/moe", "moe", data, cfg, dir + "/a");
+  train_saved(dir + "/moe", "moe", data, cfg, dir + "/b", /*packed_rows=*/32);
   const auto la = losses(dir + "/a/metrics.jsonl"), lb = losses(dir + "/b/metrics.jsonl");
   ASSERT_EQ(lb.size(), 4u);
   EXPECT_NEAR(la[0], lb[0], 1e-5);
@@ -109,9 +105,6 @@ TEST(Packing, TrainerLossesMatchUnpackedAndResumeIsExact) {
     if (step == 3) throw std::runtime_error("simulated crash");
   });
   EXPECT_THROW(crashing.run(false), std::runtime_error);
-  auto d = load_model(dir + "/moe");
-  Trainer resumed("moe", d, model_tensors(*d), data, cfg, dir + "/c", 0);
-  resumed.set_packing(32);
-  resumed.run(true);
+  train_saved(dir + "/moe", "moe", data, cfg, dir + "/c", /*packed_rows=*/32, /*resume=*/true);
   EXPECT_EQ(losses(dir + "/c/metrics.jsonl"), lb);
 }

@@ -27,8 +27,7 @@ TEST(Trainer, ResumeReproducesTheUninterruptedRunExactly) {
   auto cfg = tiny_train(7);
   cfg.save_every = 2;
 
-  auto a = load_model(dir + "/moe");
-  Trainer(" run", a, model_tensors(*a), data, cfg, dir + "/a", 0).run(false);
+  auto a = train_saved(dir + "/moe", " run", data, cfg, dir + "/a");
 
   auto b = load_model(dir + "/moe");
   Trainer crashing(" run", b, model_tensors(*b), data, cfg, dir + "/b", 0);
@@ -202,11 +201,9 @@ TEST(ActivationCheckpointing, TrainerRunEqualsTheRunWithout) {
   tiny_moe(dir + "/moe", /*noise=*/true);
   auto data = tiny_data(dir, 16, 22);
   auto cfg = tiny_train(3);
-  auto a = load_model(dir + "/moe");
-  Trainer("moe", a, model_tensors(*a), data, cfg, dir + "/a", 0).run(false);
+  auto a = train_saved(dir + "/moe", "moe", data, cfg, dir + "/a");
   cfg.activation_checkpointing = true;
-  auto b = load_model(dir + "/moe");
-  Trainer("moe", b, model_tensors(*b), data, cfg, dir + "/b", 0).run(false);
+  auto b = train_saved(dir + "/moe", "moe", data, cfg, dir + "/b");
   const auto la = losses(dir + "/a/metrics.jsonl"), lb = losses(dir + "/b/metrics.jsonl");
   ASSERT_EQ(la.size(), 3u);
   for (size_t i = 0; i < la.size(); ++i) EXPECT_EQ(la[i], lb[i]) << "step " << i + 1;
@@ -278,8 +275,7 @@ TEST(Trainer, StepMetricsAreTheMicroBatchSumsByHand) {
       tokens += static_cast<double>(b.attention_mask.sum().item<int64_t>());
     }
   }
-  auto model = load_model(dir + "/moe");
-  Trainer("moe", model, model_tensors(*model), data, t, dir + "/run", 0).run(false);
+  train_saved(dir + "/moe", "moe", data, t, dir + "/run");
   EXPECT_NEAR(losses(dir + "/run/metrics.jsonl").at(0), loss, 1e-6);
   EXPECT_NEAR(xft::test::metric(dir + "/run/metrics.jsonl", "aux_loss").at(0), aux, 1e-7);
   EXPECT_EQ(xft::test::metric(dir + "/run/metrics.jsonl", "tokens").at(0), tokens);

@@ -16,6 +16,7 @@
 #include "xft/model/model_io.h"
 #include "xft/train/loss.h"
 #include "xft/train/train_config.h"
+#include "xft/train/trainer.h"
 
 namespace xft::test {
 
@@ -52,6 +53,18 @@ inline CausalLM tiny_moe(const std::string& dir, bool noise = false) {
   CausalLM dense(dense_cfg);
   dense->init_weights(0.1, 1);
   return drifted_moe(upcycle(dense_cfg, model_tensors(*dense), tiny_moe_config(noise), 2), dir);
+}
+
+// The model saved in `model_dir`, trained for cfg's steps into `out` by a Trainer called `name`
+// (its rows packed to `packed_rows` tokens when > 0; resumed from out's checkpoints with `resume`).
+inline CausalLM train_saved(const std::string& model_dir, const std::string& name, const InstructionDataset& data,
+                            const TrainConfig& cfg, const std::string& out, int64_t packed_rows = 0,
+                            bool resume = false) {
+  auto model = load_model(model_dir);
+  Trainer trainer(name, model, model_tensors(*model), data, cfg, out, 0);
+  if (packed_rows > 0) trainer.set_packing(packed_rows);
+  trainer.run(resume);
+  return model;
 }
 
 // Pre-tokenised records with random token ids (prompt part carries no loss).
