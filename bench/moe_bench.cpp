@@ -29,6 +29,9 @@
 #include "xft/model/mlp.h"
 #include "cuda/cuda_glue.h"
 #include "cuda/moe_cuda.h"
+#include "moe/dispatch_cuda.h"
+#include "moe/routing_cuda.h"
+#include "moe_reference.h"
 #include "xft/train/optimizer.h"
 
 using namespace xft;
@@ -129,7 +132,7 @@ json bench_routing(const Options& o, std::ostream& md) {
       torch::autograd::grad({r.weights_TS, r.probs_TR}, {zr}, {gw, gp});
     });
     const double aten = time_ms(o, [&] {
-      auto r = route_reference(zr, c);
+      auto r = test::route_reference(zr, c);
       torch::autograd::grad({r.weights_TS, r.probs_TR}, {zr}, {gw, gp});
     });
     const double us = fused * 1e3;

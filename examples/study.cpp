@@ -14,7 +14,7 @@ int main(int argc, char** argv) {
   app.add_option("--out", o.out_dir, "study directory (a run directory per seed, results.json, results.md)")->required();
   app.add_option("--seeds", o.seeds, "seeds, e.g. 1,2,3")->delimiter(',')->capture_default_str();
   std::vector<std::string> ablations;
-  app.add_option("--arms", o.arms, "base, sft, moe, xft, xft_init, ewa")->delimiter(',')->capture_default_str();
+  app.add_option("--arms", o.arms, xft::arm_list())->delimiter(',')->capture_default_str();
   app.add_option("--ablation", ablations,
                  "an ablation arm, NAME[@ARM]:ITEM[,ITEM...] with ITEM an overlay .json or key=value; "
                  "scored as ARM (default xft) and compared with it (repeatable)");

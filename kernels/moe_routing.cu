@@ -39,7 +39,7 @@ __global__ void __launch_bounds__(kThreads)
     route_forward_kernel(const T* __restrict__ z, int64_t tokens, int R, int k, RouteMode mode, bool renorm,
                          float* __restrict__ w, int32_t* __restrict__ ids, float* __restrict__ probs,
                          int32_t* __restrict__ counts) {
-  const bool shared = mode != RouteMode::kVanilla;
+  const bool shared = route_mode_has_shared(mode);
   const int off = shared ? 1 : 0;  // slot of the first routed expert, and the id shift
   const int S = k + off, N = R + off;
   __shared__ int block_counts[kMaxRoutedExperts + 1];
@@ -98,16 +98,24 @@ __global__ void __launch_bounds__(kThreads)
     const bool own0 = lane < k, own1 = lane + 32 < k;
     const float smax = __shfl_sync(kFullMask, v0, 0);  // round 0's winner: s_max
     float w0 = v0, w1 = v1;
-    if (mode == RouteMode::kXft) {
-      // Eq. 2: softmax over the chosen scores (v_0 is their max), times s_max.
-      const float p0 = own0 ? expf(v0 - smax) : 0.f, p1 = own1 ? expf(v1 - smax) : 0.f;
-      const float psum = warp_sum(p0 + p1);
-      w0 = p0 / psum * smax;
-      w1 = p1 / psum * smax;
-    } else if (mode == RouteMode::kVanilla && renorm) {
-      const float vsum = warp_sum((own0 ? v0 : 0.f) + (own1 ? v1 : 0.f));
-      w0 = v0 / vsum;
-      w1 = v1 / vsum;
+    switch (mode) {  // uniform within the warp: the reductions below see all 32 lanes
+      case RouteMode::kXft: {
+        // Eq. 2: softmax over the chosen scores (v_0 is their max), times s_max.
+        const float p0 = own0 ? expf(v0 - smax) : 0.f, p1 = own1 ? expf(v1 - smax) : 0.f;
+        const float psum = warp_sum(p0 + p1);
+        w0 = p0 / psum * smax;
+        w1 = p1 / psum * smax;
+        break;
+      }
+      case RouteMode::kSharedNoNorm:  // the chosen experts keep their raw scores
+        break;
+      case RouteMode::kVanilla:
+        if (renorm) {
+          const float vsum = warp_sum((own0 ? v0 : 0.f) + (own1 ? v1 : 0.f));
+          w0 = v0 / vsum;
+          w1 = v1 / vsum;
+        }
+        break;
     }
     float* wr = w + t * S;
     int32_t* er = ids + t * S;
@@ -145,7 +153,7 @@ __global__ void __launch_bounds__(kThreads)
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int64_t t = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + warp;
   if (t >= tokens) return;  // the whole warp leaves; no block-wide barrier follows
-  const bool shared = mode != RouteMode::kVanilla;
+  const bool shared = route_mode_has_shared(mode);
   const int off = shared ? 1 : 0;
   const int S = k + off;
   const int i0 = lane, i1 = lane + 32;
@@ -166,19 +174,11 @@ __global__ void __launch_bounds__(kThreads)
     const float v0 = own0 ? sr[idx0] : 0.f, v1 = own1 ? sr[idx1] : 0.f;
     const float g0 = own0 ? gr[lane + off] : 0.f, g1 = own1 ? gr[lane + 32 + off] : 0.f;
     float d0 = g0, d1 = g1;  // d loss / d v
-    if (!shared) {
-      if (renorm) {
-        // w = v / sum(v): dv_j = (g_j - sum_i g_i w_i) / sum(v)
-        const float vsum = warp_sum(v0 + v1);
-        const float gdotw = warp_sum((own0 ? g0 * wr[lane] : 0.f) + (own1 ? g1 * wr[lane + 32] : 0.f));
-        d0 = (g0 - gdotw) / vsum;
-        d1 = (g1 - gdotw) / vsum;
-      }
-    } else {
-      const float m = __shfl_sync(kFullMask, v0, 0);  // v_0 = s_max
-      if (mode == RouteMode::kXft) {
-        // w_j = p_j m with p = softmax(v), m = v_0:
+    switch (mode) {  // uniform within the warp: the reductions below see all 32 lanes
+      case RouteMode::kXft: {
+        // w_j = p_j m with p = softmax(v), m = v_0 = s_max:
         // dv_j = m p_j (g_j - <g, p>) + [j = 0] <g, p>
+        const float m = __shfl_sync(kFullMask, v0, 0);
         const float e0 = own0 ? expf(v0 - m) : 0.f, e1 = own1 ? expf(v1 - m) : 0.f;
         const float esum = warp_sum(e0 + e1);
         const float p0 = e0 / esum, p1 = e1 / esum;
@@ -186,9 +186,21 @@ __global__ void __launch_bounds__(kThreads)
         d0 = m * p0 * (g0 - gdotp);
         d1 = m * p1 * (g1 - gdotp);
         if (lane == 0) d0 += gdotp;
+        break;
       }
-      if (lane == 0) d0 -= gr[0];  // the shared weight 1 - m depends on v_0 only
+      case RouteMode::kSharedNoNorm:  // w_j = v_j
+        break;
+      case RouteMode::kVanilla:
+        if (renorm) {
+          // w = v / sum(v): dv_j = (g_j - sum_i g_i w_i) / sum(v)
+          const float vsum = warp_sum(v0 + v1);
+          const float gdotw = warp_sum((own0 ? g0 * wr[lane] : 0.f) + (own1 ? g1 * wr[lane + 32] : 0.f));
+          d0 = (g0 - gdotw) / vsum;
+          d1 = (g1 - gdotw) / vsum;
+        }
+        break;
     }
+    if (shared && lane == 0) d0 -= gr[0];  // the shared weight 1 - s_max depends on v_0 only
     // The chosen experts are distinct: no two lanes add to one entry.
     if (own0) ds[idx0] += d0;
     if (own1) ds[idx1] += d1;
@@ -202,8 +214,9 @@ __global__ void __launch_bounds__(kThreads)
   if (has1) dr[i1] = from_float<T>(s1 * (a1 - dot));
 }
 
-bool sizes_ok(int64_t T, int R, int k) {
-  return T >= 0 && T <= 0x7fffffffLL && R >= 1 && R <= kMaxRoutedExperts && k >= 1 && k <= R;
+bool args_ok(int64_t T, int R, int k, RouteMode mode) {
+  return T >= 0 && T <= 0x7fffffffLL && R >= 1 && R <= kMaxRoutedExperts && k >= 1 && k <= R &&
+         route_mode_known(mode);
 }
 
 unsigned blocks_for(int64_t T) { return static_cast<unsigned>((T + kWarpsPerBlock - 1) / kWarpsPerBlock); }
@@ -230,9 +243,9 @@ cudaError_t launch_backward(const float* probs, const int32_t* ids, const float*
 cudaError_t moe_route_forward(const void* logits, DType dtype, int64_t T, int R, int k, RouteMode mode,
                               bool renormalize, float* weights, int32_t* experts, float* probs, int32_t* counts,
                               cudaStream_t stream) {
-  if (!sizes_ok(T, R, k)) return cudaErrorInvalidValue;
+  if (!args_ok(T, R, k, mode)) return cudaErrorInvalidValue;
   if (counts != nullptr) {
-    const int N = mode == RouteMode::kVanilla ? R : R + 1;
+    const int N = route_mode_has_shared(mode) ? R + 1 : R;
     const cudaError_t e = cudaMemsetAsync(counts, 0, sizeof(int32_t) * N, stream);
     if (e != cudaSuccess) return e;
   }
@@ -252,7 +265,7 @@ cudaError_t moe_route_forward(const void* logits, DType dtype, int64_t T, int R,
 cudaError_t moe_route_backward(const float* probs, const int32_t* experts, const float* weights,
                                const float* grad_weights, const float* grad_probs, int64_t T, int R, int k,
                                RouteMode mode, bool renormalize, void* grad_logits, DType dtype, cudaStream_t stream) {
-  if (!sizes_ok(T, R, k)) return cudaErrorInvalidValue;
+  if (!args_ok(T, R, k, mode)) return cudaErrorInvalidValue;
   if (T == 0) return cudaSuccess;
   switch (dtype) {
     case DType::kFloat32:

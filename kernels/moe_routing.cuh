@@ -1,4 +1,5 @@
-// defines: xft::kernels::RouteMode, moe_route_forward, moe_route_backward (launchers; Torch-free)
+// defines: moe_route_forward, moe_route_backward (launchers; Torch-free; the rules they take,
+//          RouteMode, are in route_mode.h)
 //
 // The fused router of paper Eq. 2 (and Eq. 1 for vanilla), one warp per token:
 //   s = softmax(z) over the R routed logits, in fp32 whatever z's dtype, after clamping z to
@@ -16,11 +17,9 @@
 #include <cuda_runtime.h>
 
 #include "dtype.cuh"
+#include "route_mode.h"
 
 namespace xft::kernels {
-
-// Same values as xft::RoutingMode.
-enum class RouteMode { kXft = 0, kSharedNoNorm = 1, kVanilla = 2 };
 
 // One warp holds a token's logits in two registers per lane.
 constexpr int kMaxRoutedExperts = 64;
@@ -33,7 +32,8 @@ constexpr int kMaxRoutedExperts = 64;
 // counts [N] int32 = slots per expert (zeroed here with an async memset: no host sync).
 // Preconditions: device pointers; logits row-major contiguous [T, R] of `dtype`; outputs
 // contiguous; 1 <= R <= kMaxRoutedExperts; 1 <= k <= R; 0 <= T < 2^31.
-// Returns cudaErrorInvalidValue when a precondition on the sizes fails, else the launch's error.
+// Returns cudaErrorInvalidValue when a precondition on the sizes fails or `mode` is not one of
+// RouteMode's values, else the launch's error.
 cudaError_t moe_route_forward(const void* logits, DType dtype, int64_t T, int R, int k, RouteMode mode,
                               bool renormalize, float* weights, int32_t* experts, float* probs, int32_t* counts,
                               cudaStream_t stream);

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "moe_reference.h"
 #include "test_util.h"
 #include "xft/model/model_io.h"
 #include "xft/moe/moe_layer.h"
@@ -22,7 +23,7 @@ MoeConfig moe_config(int64_t N, int64_t K, const std::string& routing = "xft", c
   c.num_experts = N;
   c.top_k = K;
   c.routing = xft::test::routing_mode(routing);
-  c.shared_expert = routing != "vanilla";
+  c.shared_expert = routing_has_shared_expert(c.routing);
   c.router = xft::test::router_kind(router);
   c.router_noise = noise;
   return c;
@@ -55,19 +56,18 @@ TEST(Dispatch, DroplessEqualsNaiveReferenceIncludingIdleExperts) {
   auto xa = x.clone().requires_grad_(true), xb = x.clone().requires_grad_(true);
   auto wa = r.weights_TS.detach().clone().requires_grad_(true);
   auto fast = moe_combine(*experts, xa, r.experts_TS, wa);
-  auto G = dense_routing_matrix({wa, r.experts_TS, {}}, 8);
-  auto naive = moe_combine_naive(*experts, xb, dense_routing_matrix({r.weights_TS.detach(), r.experts_TS, {}}, 8));
+  auto naive =
+      test::moe_combine_naive(*experts, xb, test::dense_routing_matrix({r.weights_TS.detach(), r.experts_TS, {}}, 8));
   EXPECT_LE(max_abs_diff(fast, naive), 1e-12);
 
   // Gradients too: w.r.t. x, the expert stacks and the routing weights.
   auto g = torch::randn_like(fast);
   auto grads_fast = torch::autograd::grad({(fast * g).sum()}, {xa, experts->gate_proj, experts->down_proj, wa});
   auto wb = r.weights_TS.detach().clone().requires_grad_(true);
-  auto naive2 = moe_combine_naive(*experts, xb, dense_routing_matrix({wb, r.experts_TS, {}}, 8));
+  auto naive2 = test::moe_combine_naive(*experts, xb, test::dense_routing_matrix({wb, r.experts_TS, {}}, 8));
   auto grads_naive = torch::autograd::grad({(naive2 * g).sum()}, {xb, experts->gate_proj, experts->down_proj, wb});
   for (size_t i = 0; i < grads_fast.size(); ++i) EXPECT_LE(max_abs_diff(grads_fast[i], grads_naive[i]), 1e-12) << i;
   EXPECT_EQ(grads_fast[1][6].abs().sum().item<double>(), 0.0);  // an idle expert gets zero gradient
-  (void)G;
 }
 
 TEST(Dispatch, Fp32MatchesNaiveToRounding) {
@@ -76,7 +76,7 @@ TEST(Dispatch, Fp32MatchesNaiveToRounding) {
   auto r = route(torch::randn({100, 6}), moe_config(6, 3, "vanilla"));
   auto x = torch::randn({100, 32});
   auto fast = moe_combine(*experts, x, r.experts_TS, r.weights_TS);
-  auto naive = moe_combine_naive(*experts, x, dense_routing_matrix(r, 6));
+  auto naive = test::moe_combine_naive(*experts, x, test::dense_routing_matrix(r, 6));
   EXPECT_LE(max_abs_diff(fast, naive), 1e-6);
 }
 
@@ -90,7 +90,7 @@ TEST(MoeLayer, SharedExpertPathEqualsNaiveReference) {
   auto y = layer->forward(x).y;
   auto x_TD = x.reshape({-1, 16});
   auto r = route(layer->router->forward(x_TD).noisy_TR.to(torch::kFloat64), c);
-  auto want = moe_combine_naive(*layer->experts, x_TD, dense_routing_matrix(r, 5));
+  auto want = test::moe_combine_naive(*layer->experts, x_TD, test::dense_routing_matrix(r, 5));
   EXPECT_LE(max_abs_diff(y.reshape({-1, 16}), want), 1e-12);
   EXPECT_EQ(layer->last_expert_counts()[0].item<int64_t>(), 21);  // the shared expert saw every token
 }

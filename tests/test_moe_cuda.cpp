@@ -1,4 +1,5 @@
-// The CUDA MoE path (kernels/moe_routing.cu, kernels/moe_permute.cu, src/cuda/moe_cuda.cpp), in the
+// The CUDA MoE path (kernels/moe_routing.cu, kernels/moe_permute.cu, src/cuda/moe_cuda.cpp and the
+// MoE side of it, src/moe/routing_cuda.cpp and src/moe/dispatch_cuda.cpp), in the
 // spirit of llama.cpp's test-backend-ops: every kernel and the whole layer against the CPU
 // reference (route on the CPU, moe_combine_naive in fp64), forwards and gradients, experts that
 // get no token, skewed routing, token counts that are multiples of nothing, bitwise-identical
@@ -6,9 +7,12 @@
 // The GPU tests skip without a visible GPU; the reference index build is tested on the CPU.
 #include <torch/cuda.h>
 
+#include "moe_reference.h"
 #include "test_util.h"
 #include "cuda/cuda_ops.h"
 #include "cuda/moe_cuda.h"
+#include "moe/dispatch_cuda.h"
+#include "moe/routing_cuda.h"
 #include "xft/moe/moe_layer.h"
 
 #ifdef XFT_WITH_CUDA
@@ -132,6 +136,20 @@ TEST(MoeCudaHost, GatherRejectsMoreSlotsThanItsBackwardTakes) {
 #endif
 
 // ---- routing kernel ---------------------------------------------------------------------------
+
+// A routing rule the kernel does not implement stays off it: route() then takes the ATen path
+// (and refuses a value outside the enum there) instead of the kernel running another rule.
+TEST(MoeCudaRouting, ARuleTheKernelDoesNotKnowIsRefused) {
+  REQUIRE_GPU();
+  auto c = config("xft", 8, 6);
+  c.routing = static_cast<RoutingMode>(7);
+  const auto z = torch::randn({4, 7}, torch::TensorOptions().device(cuda()));
+  EXPECT_FALSE(route_cuda_supports(z, c));
+  const auto unknown = static_cast<kernels::RouteMode>(7);
+  EXPECT_FALSE(route_logits_cuda_supports(z, 5, unknown));
+  expect_error([&] { route_logits_cuda(z, 5, unknown, false); }, {"route_cuda", "mode 7"});
+  expect_error([&] { route(z, c); }, {"route", "routing mode 7"});
+}
 
 TEST(MoeCudaRouting, ForwardAndBackwardMatchCpuForEveryMode) {
   REQUIRE_GPU();
@@ -418,7 +436,7 @@ void check_dispatch(torch::Dtype dtype, MoeCudaPath path, int64_t T, bool skew, 
   auto xg = x.to(cuda()).requires_grad_(true), wg = w.to(cuda()).requires_grad_(true);
   auto out = moe_combine_cuda(*experts, xg, ids.to(cuda()), wg, path);
   auto x64 = x.to(torch::kFloat64).requires_grad_(true), w64 = w.to(torch::kFloat64).requires_grad_(true);
-  auto want = moe_combine_naive(*ref, x64, dense_routing_matrix({w64, ids, {}}, E));
+  auto want = test::moe_combine_naive(*ref, x64, test::dense_routing_matrix({w64, ids, {}}, E));
   EXPECT_EQ(out.scalar_type(), torch::kFloat32);
   EXPECT_LE(rel_err(out, want), tol);
   auto go = torch::randn({T, D});

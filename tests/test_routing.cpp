@@ -6,6 +6,7 @@
 #include <functional>
 #include <vector>
 
+#include "moe_reference.h"
 #include "test_util.h"
 #include "xft/moe/load_balancing.h"
 #include "xft/moe/moe_layer.h"
@@ -75,6 +76,16 @@ TEST(Routing, RejectsLogitsOfTheWrongWidth) {
   expect_error([] { route(torch::randn({4, 5}), config("xft", 8, 6)); }, {"route", "7 routed"});
 }
 
+// A mode outside RoutingMode's values (a new rule half added, a corrupted cast) fails instead of
+// routing as another rule; a misspelt name fails as it would in a config file.
+TEST(Routing, AnUnknownModeIsRefusedNotRunAsAnother) {
+  auto c = config("xft", 8, 6);
+  c.routing = static_cast<RoutingMode>(7);
+  expect_error([&] { route(torch::randn({4, 7}), c); }, {"route", "routing mode 7"});
+  expect_error([] { xft::test::routing_mode("xtf"); }, {"xft, shared_no_norm, vanilla", "'xtf'"});
+  expect_error([] { xft::test::router_kind("mpl"); }, {"linear, mlp", "'mpl'"});
+}
+
 // routing.h's rule for non-finite logits: clamp to the finite range, NaN to the lowest value.
 // R = 7 routed (xft N = 8, K = 6: five chosen). Row 0 all NaN, row 1 all -inf: uniform scores
 // 1/7, ids 1..5 (ties to the lower index). Row 2: only logits 0, 1, 0 at experts 1, 3, 5
@@ -116,7 +127,7 @@ TEST(Routing, NonFiniteLogitsFollowTheDocumentedRule) {
     EXPECT_LE(max_abs_diff(v.weights_TS[0], torch::full({3}, 1 / 3.)), 1e-6);
     EXPECT_TRUE(torch::isfinite(v.weights_TS).all().item<bool>());
     // The composed reference applies the same forward rule.
-    auto ref = route_reference(z.detach(), config("xft", 8, 6));
+    auto ref = test::route_reference(z.detach(), config("xft", 8, 6));
     EXPECT_TRUE(torch::equal(ref.experts_TS, ids_want));
   }
 }
@@ -140,7 +151,7 @@ TEST_P(RoutingBackward, MatchesAutogradOfComposedOps) {
   auto za = z.clone().requires_grad_(true);
   auto zb = z.clone().requires_grad_(true);
   auto a = route(za, c);
-  auto b = route_reference(zb, c);
+  auto b = test::route_reference(zb, c);
   ASSERT_TRUE(torch::equal(a.experts_TS, b.experts_TS));
   ASSERT_LE(max_abs_diff(a.weights_TS, b.weights_TS), 1e-14);
   ((a.weights_TS * gw).sum() + (a.probs_TR * gp).sum()).backward();
@@ -150,7 +161,7 @@ TEST_P(RoutingBackward, MatchesAutogradOfComposedOps) {
   auto zc = z.clone().requires_grad_(true);
   auto zd = z.clone().requires_grad_(true);
   (route(zc, c).weights_TS * gw).sum().backward();
-  (route_reference(zd, c).weights_TS * gw).sum().backward();
+  (test::route_reference(zd, c).weights_TS * gw).sum().backward();
   EXPECT_LE(max_abs_diff(zc.grad(), zd.grad()), 1e-12);
 }
 

@@ -1,8 +1,8 @@
 // The study's paired tests against scipy on fixed vectors (tests/python/scipy_stats.py writes
 // scipy's numbers at test time): the Wilcoxon signed-rank statistic and p-value, exact and
 // normal-approximated with ties and zeros, and the percentile bootstrap interval of the mean;
-// the study's table (held-out losses and per-task pass/fail), its ablation arms and its code
-// evaluation settings by hand.
+// the study's table (held-out losses and per-task pass/fail), its ablation arms, the arms
+// table of pipelines/run_layout.h and its code evaluation settings by hand.
 #include <cmath>
 #include <fstream>
 #include <map>
@@ -10,6 +10,7 @@
 #include "study/study_table.h"
 #include "test_util.h"
 #include "xft/eval/code_eval_config.h"
+#include "xft/pipelines/run_layout.h"
 #include "xft/study/ablation.h"
 #include "xft/study/statistics.h"
 
@@ -181,4 +182,31 @@ TEST(CodeEvalConfig, ReadsChecksAndMakesOptions) {
   expect_error([] { CodeEvalConfig::from_json({{"timeout_s", "10"}}, "x.json"); }, {"code_eval.timeout_s"});
   expect_error([] { CodeEvalConfig::from_json({{"prompt", "plain"}}, "x.json"); }, {"x.json", "code_eval.prompt", "'plain'"});
   expect_error([] { CodeEvalConfig::from_json({{"base_prompt", "x"}}, "x.json"); }, {"code_eval.base_prompt"});
+}
+
+// Each arm's model, the stages whose budget it counts and the section that scores it, for a run
+// directory with a renamed merge stage (a lambda sweep's): the layout pipelines.h documents.
+TEST(RunLayout, ArmsNameTheirModelsStagesAndSections) {
+  xft::ExperimentConfig c;
+  c.run_dir = "/r";
+  c.base_model = "/base";
+  c.merge_name = "merge-l5";
+  const xft::RunLayout run(c);
+  auto model = [&](const char* arm) { return xft::find_arm(arm, "t").model(c, run).string(); };
+  EXPECT_EQ(model("base"), "/base");
+  EXPECT_EQ(model("sft"), "/r/sft/final");
+  EXPECT_EQ(model("moe"), "/r/xft/moe/final");
+  EXPECT_EQ(model("xft"), "/r/xft/merge-l5/final");
+  EXPECT_EQ(model("xft_init"), "/r/xft/merge-l5/init");
+  EXPECT_EQ(model("ewa"), "/r/ewa/final");
+  const auto xft_stages = xft::find_arm("xft", "t").stages(run);
+  ASSERT_EQ(xft_stages.size(), 2u);
+  EXPECT_EQ(xft_stages[0].first.string(), "/r/xft/moe");
+  EXPECT_EQ(xft_stages[1].second.string(), "/r/xft/merge-l5/final");
+  EXPECT_EQ(xft::find_arm("ewa", "t").stages(run).at(0).second.string(), "/r/ewa/moe-init");
+  EXPECT_TRUE(xft::find_arm("base", "t").stages(run).empty());
+  EXPECT_EQ(xft::find_arm("moe", "t").train, &xft::ExperimentConfig::moe_train);
+  EXPECT_EQ(xft::arm_list(), "base, sft, moe, xft, xft_init, ewa");
+  EXPECT_EQ(xft::arm_names(/*with_base=*/false), (std::vector<std::string>{"sft", "moe", "xft", "xft_init", "ewa"}));
+  xft::test::expect_error([] { xft::find_arm("xtf", "study"); }, {"study", "unknown arm 'xtf'", "base, sft"});
 }

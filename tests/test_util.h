@@ -114,12 +114,10 @@ inline int check_hf_load(const std::string& model_dir, const torch::Tensor& ids,
              " " + hf_class);
 }
 
-// The config spellings of the routing modes and routers, as a config file has them.
-inline RoutingMode routing_mode(const std::string& name) {
-  return name == "vanilla" ? RoutingMode::kVanilla : name == "shared_no_norm" ? RoutingMode::kSharedNoNorm
-                                                                               : RoutingMode::kXft;
-}
-inline RouterKind router_kind(const std::string& name) { return name == "mlp" ? RouterKind::kMlp : RouterKind::kLinear; }
+// The config spellings of the routing modes and routers, read by the config's own parser: a
+// misspelt or unknown name fails the test instead of running as another mode.
+inline RoutingMode routing_mode(const std::string& name) { return routing_mode_from_string(name, "test routing"); }
+inline RouterKind router_kind(const std::string& name) { return router_kind_from_string(name, "test router"); }
 
 // An MoE config for routing tests: `mode` xft | shared_no_norm | vanilla (no shared expert).
 inline MoeConfig config(const std::string& mode, int64_t N, int64_t K, bool renorm = false) {
@@ -127,7 +125,7 @@ inline MoeConfig config(const std::string& mode, int64_t N, int64_t K, bool reno
   c.num_experts = N;
   c.top_k = K;
   c.routing = routing_mode(mode);
-  c.shared_expert = mode != "vanilla";
+  c.shared_expert = routing_has_shared_expert(c.routing);
   c.vanilla_renormalize = renorm;
   return c;
 }

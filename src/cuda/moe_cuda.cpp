@@ -1,18 +1,16 @@
 // ATen glue for kernels/moe_routing.cu and kernels/moe_permute.cu: device guards, dtype and
-// layout checks, the current stream, and the autograd Functions of the CUDA MoE path.
+// layout checks, the current stream, and the autograd Functions of the CUDA MoE path, in
+// tensors only (the MoE layer's side is src/moe/routing_cuda.cpp and src/moe/dispatch_cuda.cpp).
 #include "cuda/moe_cuda.h"
 
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/autograd.h>
 
-#include <vector>
-
 #include "cuda/cuda_glue.h"
 #include "moe_permute.cuh"
 #include "moe_routing.cuh"
 #include "xft/core/error.h"
-#include "xft/model/mlp.h"
 
 namespace xft {
 
@@ -36,7 +34,7 @@ struct RouteCudaFunction : public torch::autograd::Function<RouteCudaFunction> {
                                bool renorm) {
     c10::cuda::CUDAGuard guard(z_TR.device());
     const auto kmode = static_cast<kernels::RouteMode>(mode);
-    const int64_t off = kmode == kernels::RouteMode::kVanilla ? 0 : 1;
+    const int64_t off = kernels::route_mode_has_shared(kmode) ? 1 : 0;
     auto z = z_TR.contiguous();
     const int64_t T = z.size(0), R = z.size(1);
     auto w = torch::empty({T, k + off}, z.options().dtype(torch::kFloat32));
@@ -189,26 +187,21 @@ bool grouped_operand_ok(const torch::Tensor& w, const torch::Tensor& x) {
 
 // ---- routing -------------------------------------------------------------------------------
 
-bool route_cuda_supports(const torch::Tensor& z, const MoeConfig& config) {
+bool route_logits_cuda_supports(const torch::Tensor& z, int64_t routed_k, kernels::RouteMode mode) {
   return z.defined() && z.is_cuda() && z.dim() == 2 && kernel_dtype_ok(z) && z.size(1) >= 1 &&
-         z.size(1) <= kRouteCudaMaxRouted && z.size(0) <= 0x7fffffffLL && config.routed_k() >= 1 &&
-         config.routed_k() <= z.size(1);
+         z.size(1) <= kRouteCudaMaxRouted && z.size(0) <= 0x7fffffffLL && routed_k >= 1 && routed_k <= z.size(1) &&
+         kernels::route_mode_known(mode);
 }
 
-CudaRouting route_cuda_full(const torch::Tensor& logits_TR, const MoeConfig& config) {
-  XFT_CHECK(route_cuda_supports(logits_TR, config),
-            "route_cuda: expected CUDA float, half or bfloat16 logits [T, R] with 1 <= routed k = ", config.routed_k(),
-            " <= R <= ", kRouteCudaMaxRouted, "; got ", logits_TR.scalar_type(), " ", logits_TR.sizes(), " on ",
+RoutedLogits route_logits_cuda(const torch::Tensor& logits_TR, int64_t routed_k, kernels::RouteMode mode,
+                               bool renormalize) {
+  XFT_CHECK(route_logits_cuda_supports(logits_TR, routed_k, mode),
+            "route_cuda: expected CUDA float, half or bfloat16 logits [T, R] with 1 <= routed k = ", routed_k,
+            " <= R <= ", kRouteCudaMaxRouted, " and a routing rule the kernel knows (mode ",
+            static_cast<int>(mode), "); got ", logits_TR.scalar_type(), " ", logits_TR.sizes(), " on ",
             logits_TR.device());
-  XFT_CHECK(logits_TR.size(1) == config.num_routed(), "route_cuda: logits have ", logits_TR.size(1),
-            " experts, config has ", config.num_routed(), " routed experts");
-  auto out = RouteCudaFunction::apply(logits_TR, config.routed_k(), static_cast<int64_t>(config.routing),
-                                      config.vanilla_renormalize);
-  return {{out[0], out[1], out[2]}, out[3], out[4]};
-}
-
-Routing route_cuda(const torch::Tensor& logits_TR, const MoeConfig& config) {
-  return route_cuda_full(logits_TR, config).routing;
+  auto out = RouteCudaFunction::apply(logits_TR, routed_k, static_cast<int64_t>(mode), renormalize);
+  return {out[0], out[1], out[2], out[3], out[4]};
 }
 
 // ---- dispatch ------------------------------------------------------------------------------
@@ -320,67 +313,18 @@ void moe_zero_empty_groups_cuda(const torch::Tensor& data_E, const torch::Tensor
              "moe_zero_empty_groups_cuda");
 }
 
-bool moe_grouped_path_available(const ExpertsImpl& experts, const torch::Tensor& x_TD) {
-  if (!x_TD.is_cuda() || x_TD.dim() != 2 || x_TD.scalar_type() != torch::kBFloat16) return false;
-  if (experts.num_experts() >= 1024) return false;
-  for (const auto* w : {&experts.gate_proj, &experts.up_proj, &experts.down_proj}) {
-    if (!grouped_operand_ok(*w, x_TD)) return false;
-  }
-  const int64_t D = x_TD.size(1), F = experts.gate_proj.size(1);
-  if (D % 8 != 0 || F % 8 != 0 || experts.gate_proj.size(2) != D) return false;
+bool grouped_linear_cuda_supports(const torch::Tensor& x, const torch::Tensor& w_ENK) {
+  if (!x.defined() || !x.is_cuda() || x.scalar_type() != torch::kBFloat16 || !grouped_operand_ok(w_ENK, x)) return false;
+  if (w_ENK.size(0) < 1 || w_ENK.size(0) >= kMoeCudaMaxExperts) return false;
+  if (w_ENK.size(1) % 8 != 0 || w_ENK.size(2) % 8 != 0) return false;
   // at::_grouped_mm's fast path (no host sync): sm90 and sm100 only.
-  const auto* prop = at::cuda::getDeviceProperties(x_TD.get_device());
+  const auto* prop = at::cuda::getDeviceProperties(x.get_device());
   return prop->major == 9 || prop->major == 10;
 }
 
-bool moe_combine_cuda_supports(const ExpertsImpl& experts, const torch::Tensor& x_TD, const torch::Tensor& experts_TS) {
-  return x_TD.is_cuda() && kernel_dtype_ok(x_TD) && experts_TS.dim() == 2 &&
-         experts_TS.size(1) <= kernels::kMaxCombineSlots && experts.num_experts() >= 1 &&
-         experts.num_experts() <= kernels::kMaxPermuteExperts;
-}
-
-torch::Tensor moe_combine_cuda(const ExpertsImpl& experts, const torch::Tensor& x_TD, const torch::Tensor& experts_TS,
-                               const torch::Tensor& weights_TS, MoeCudaPath path) {
-  XFT_CHECK(x_TD.dim() == 2 && experts_TS.dim() == 2 && experts_TS.sizes() == weights_TS.sizes() &&
-                experts_TS.size(0) == x_TD.size(0),
-            "moe_combine_cuda: expected x [T, D], experts and weights [T, S]; got ", x_TD.sizes(), ", ",
-            experts_TS.sizes(), ", ", weights_TS.sizes());
-  XFT_CHECK(moe_combine_cuda_supports(experts, x_TD, experts_TS),
-            "moe_combine_cuda: expected float, half or bfloat16 x on a CUDA device, at most ",
-            kernels::kMaxCombineSlots, " slots and ", kernels::kMaxPermuteExperts, " experts; got ",
-            x_TD.scalar_type(), " on ", x_TD.device(), ", ", experts_TS.size(1), " slots, ", experts.num_experts(),
-            " experts");
-  const bool grouped_ok = moe_grouped_path_available(experts, x_TD);
-  XFT_CHECK(path != MoeCudaPath::kGrouped || grouped_ok,
-            "moe_combine_cuda: the grouped path needs bf16 x and expert stacks on an sm90/sm100 GPU, hidden and "
-            "intermediate sizes multiples of 8");
-  c10::cuda::CUDAGuard guard(x_TD.device());
-  const int64_t T = x_TD.size(0), D = x_TD.size(1), E = experts.num_experts();
-  if (T == 0 || experts_TS.size(1) == 0) return torch::zeros({T, D}, x_TD.options().dtype(torch::kFloat32));
-
-  auto perm = moe_permutation_cuda(experts_TS, E);
-  auto x_rows = moe_gather_rows_cuda(x_TD, perm);
-  torch::Tensor y_rows;
-  if (grouped_ok && path != MoeCudaPath::kLoop) {
-    // Three grouped products over all experts at once; experts without a token cost nothing.
-    // The offsets come from the index build: trusted, so no host sync.
-    const auto& offs = perm.offsets_end;
-    auto g = grouped_linear_cuda(x_rows, experts.gate_proj, offs, OffsetsCheck::kTrusted);
-    auto u = grouped_linear_cuda(x_rows, experts.up_proj, offs, OffsetsCheck::kTrusted);
-    y_rows = grouped_linear_cuda(swiglu(g, u), experts.down_proj, offs, OffsetsCheck::kTrusted);
-  } else {
-    // The loop reads the offsets on the host: the one sync of the CUDA path, in this fallback only.
-    auto ends = perm.offsets_end.to(torch::kCPU);
-    const auto* end = ends.data_ptr<int32_t>();
-    std::vector<torch::Tensor> parts;
-    int64_t begin = 0;
-    for (int64_t e = 0; e < E; ++e) {
-      if (end[e] > begin) parts.push_back(experts.expert_forward(e, x_rows.narrow(0, begin, end[e] - begin)));
-      begin = end[e];
-    }
-    y_rows = torch::cat(parts);
-  }
-  return moe_combine_rows_cuda(y_rows, weights_TS, perm);
+bool moe_dispatch_cuda_supports(const torch::Tensor& x_TD, int64_t slots, int64_t num_experts) {
+  return x_TD.defined() && x_TD.is_cuda() && kernel_dtype_ok(x_TD) && slots <= kernels::kMaxCombineSlots &&
+         num_experts >= 1 && num_experts <= kernels::kMaxPermuteExperts;
 }
 
 }  // namespace xft

@@ -1,17 +1,17 @@
-// defines: route_cuda / route_cuda_full (the CUDA path of route()), moe_combine_cuda (the CUDA
-//          path of moe_combine()), and the pieces the latter is built from, exposed for tests
-//          and benchmarks: MoePermutation, moe_permutation_cuda, moe_gather_rows_cuda,
-//          moe_combine_rows_cuda, grouped_linear_cuda.
+// defines: route_logits_cuda (the fused router of paper Eq. 1-2 with its backward) and the pieces
+//          of the dropless CUDA dispatch: MoePermutation, moe_permutation_cuda,
+//          moe_gather_rows_cuda, moe_combine_rows_cuda, grouped_linear_cuda,
+//          moe_zero_empty_groups_cuda, with the *_supports queries that say what they take.
 //
-// ATen glue over kernels/moe_routing.cu and kernels/moe_permute.cu. On a build without CUDA
-// kernels every function here throws xft::Error and the *_supports / *_available queries
-// return false (src/cuda/cuda_ops_none.cpp).
+// ATen glue over kernels/moe_routing.cu and kernels/moe_permute.cu, in tensors only: it knows no
+// MoE config, no expert module and no routing result type. The MoE layer maps its own types onto
+// it (src/moe/routing_cuda.h, src/moe/dispatch_cuda.h), so this layer includes nothing above
+// core and kernels/. On a build without CUDA kernels every function here throws xft::Error and
+// the *_supports queries return false (src/cuda/cuda_ops_none.cpp).
 #pragma once
 #include <torch/types.h>
 
-#include "xft/model/config.h"
-#include "xft/moe/experts.h"
-#include "xft/moe/routing.h"
+#include "route_mode.h"
 
 namespace xft {
 
@@ -24,22 +24,26 @@ constexpr int64_t kMoeCudaMaxSlots = 128;
 // Experts the index build and the grouped products take (kernels::kMaxPermuteExperts).
 constexpr int64_t kMoeCudaMaxExperts = 1024;
 
-// True when route_cuda takes these logits: on a CUDA device, float / half / bfloat16 (fp64
-// stays on the composed path, for gradient checks), 1 <= R <= kRouteCudaMaxRouted, and at
-// least one routed expert chosen per token.
-bool route_cuda_supports(const torch::Tensor& logits_TR, const MoeConfig& config);
+// True when route_logits_cuda takes these logits: on a CUDA device, float / half / bfloat16
+// (fp64 stays on the composed path, for gradient checks), 1 <= R <= kRouteCudaMaxRouted, fewer
+// than 2^31 tokens, 1 <= routed_k <= R chosen per token, and `mode` one of the rules the kernel
+// knows (kernels::route_mode_known).
+bool route_logits_cuda_supports(const torch::Tensor& logits_TR, int64_t routed_k, kernels::RouteMode mode);
 
-struct CudaRouting {
-  Routing routing;               // exactly what route() returns
+// What the fused router returns: the tensors of route() and two the CUDA dispatch reuses.
+struct RoutedLogits {
+  torch::Tensor weights_TS;      // fp32 [T, S] gate weights, differentiable w.r.t. the logits
+  torch::Tensor experts_TS;      // int64 [T, S] expert ids (slot 0 = expert 0 with a shared expert)
+  torch::Tensor probs_TR;        // fp32 [T, R] softmax of the logits, differentiable
   torch::Tensor experts_TS_i32;  // the same expert ids as int32
-  torch::Tensor counts_N;        // int32 [num_experts]: slots per expert, shared expert included
+  torch::Tensor counts_N;        // int32 [N]: slots per expert, shared expert included
 };
 
-// route() on the GPU: one fused kernel forward (softmax, stable top-k, Eq. 2 weights, expert
-// counts, no host sync) and one backward (the arithmetic of route()'s custom backward).
-// Throws xft::Error when !route_cuda_supports(logits, config) or the width is not config.num_routed().
-Routing route_cuda(const torch::Tensor& logits_TR, const MoeConfig& config);
-CudaRouting route_cuda_full(const torch::Tensor& logits_TR, const MoeConfig& config);
+// One fused kernel forward (softmax, stable top-k, Eq. 1-2 weights, expert counts, no host
+// sync) and one backward (the arithmetic of route()'s custom backward, src/moe/routing.cpp).
+// Throws xft::Error when !route_logits_cuda_supports(logits_TR, routed_k, mode).
+RoutedLogits route_logits_cuda(const torch::Tensor& logits_TR, int64_t routed_k, kernels::RouteMode mode,
+                               bool renormalize);
 
 // ---- dropless dispatch --------------------------------------------------------------------
 
@@ -89,24 +93,15 @@ torch::Tensor grouped_linear_cuda(const torch::Tensor& x_MK, const torch::Tensor
 // 1 <= E <= kMoeCudaMaxExperts. No host sync.
 void moe_zero_empty_groups_cuda(const torch::Tensor& data_E, const torch::Tensor& offsets_end);
 
-// True when moe_combine_cuda can take the grouped path for these experts and input: bf16 input
-// and expert stacks on one sm90/sm100 device, hidden and intermediate sizes multiples of 8,
-// 16-byte aligned contiguous stacks, fewer than 1024 experts.
-bool moe_grouped_path_available(const ExpertsImpl& experts, const torch::Tensor& x_TD);
+// True when grouped_linear_cuda takes w_ENK for inputs like x (only x's device and dtype are
+// read) without a host sync: bf16 x and w on one sm90/sm100 device (at::_grouped_mm's fast
+// path), w [E, N, K] contiguous and 16-byte aligned, N and K multiples of 8, 1 <= E <
+// kMoeCudaMaxExperts.
+bool grouped_linear_cuda_supports(const torch::Tensor& x, const torch::Tensor& w_ENK);
 
-// True when moe_combine_cuda takes this call: x on a CUDA device in float / half / bfloat16,
-// experts_TS [T, S] with S <= 128, at most 1024 experts.
-bool moe_combine_cuda_supports(const ExpertsImpl& experts, const torch::Tensor& x_TD, const torch::Tensor& experts_TS);
-
-enum class MoeCudaPath {
-  kAuto,     // grouped when moe_grouped_path_available, else the loop
-  kGrouped,  // at::_grouped_mm for gate, up and down; throws when unavailable
-  kLoop,     // a per-expert loop of matrix products (one host sync for the offsets)
-};
-
-// moe_combine() on the GPU, same contract (fp32 [T, D] out, differentiable w.r.t. x, the
-// weights and the expert stacks): index build -> gather -> experts -> SwiGLU -> combine.
-torch::Tensor moe_combine_cuda(const ExpertsImpl& experts, const torch::Tensor& x_TD, const torch::Tensor& experts_TS,
-                               const torch::Tensor& weights_TS, MoeCudaPath path = MoeCudaPath::kAuto);
+// True when the index build, the gather and the combine take rows like x_TD with `slots` slots
+// per token over `num_experts` experts: x on a CUDA device in float / half / bfloat16,
+// slots <= kMoeCudaMaxSlots, 1 <= num_experts <= kMoeCudaMaxExperts.
+bool moe_dispatch_cuda_supports(const torch::Tensor& x_TD, int64_t slots, int64_t num_experts);
 
 }  // namespace xft

@@ -127,9 +127,26 @@ const ConfigReader<MoeConfig>& moe_reader() {
 }  // namespace
 
 const char* to_string(RoutingMode mode) { return enum_name(kRoutingNames, mode); }
+// One case per rule, no default: -Wswitch names this place when a rule is added.
+bool routing_has_shared_expert(RoutingMode mode) {
+  switch (mode) {
+    case RoutingMode::kXft:
+    case RoutingMode::kSharedNoNorm:
+      return true;
+    case RoutingMode::kVanilla:
+      return false;
+  }
+  fail("routing mode ", static_cast<int>(mode), " is not one of RoutingMode's values");
+}
 const char* to_string(RouterKind kind) { return enum_name(kRouterNames, kind); }
 const char* to_string(AuxLossKind kind) { return enum_name(kAuxLossNames, kind); }
 const char* to_string(LoadEstimate rule) { return enum_name(kLoadEstimateNames, rule); }
+RoutingMode routing_mode_from_string(const std::string& text, const std::string& where) {
+  return parse_enum(kRoutingNames, text, where);
+}
+RouterKind router_kind_from_string(const std::string& text, const std::string& where) {
+  return parse_enum(kRouterNames, text, where);
+}
 
 void MoeConfig::validate(const std::string& source) const {
   XFT_CHECK(num_experts >= 2, source, ": moe.num_experts must be >= 2, got ", num_experts);
@@ -139,9 +156,9 @@ void MoeConfig::validate(const std::string& source) const {
   } else {
     XFT_CHECK(top_k >= 1, source, ": moe.top_k must be >= 1, got ", top_k);
   }
-  const bool vanilla = routing == RoutingMode::kVanilla;
-  XFT_CHECK(vanilla != shared_expert, source, ": moe.routing '", to_string(routing),
-            "' requires shared_expert=", vanilla ? "false" : "true");
+  const bool shared = routing_has_shared_expert(routing);
+  XFT_CHECK(shared == shared_expert, source, ": moe.routing '", to_string(routing), "' requires shared_expert=",
+            shared ? "true" : "false");
   XFT_CHECK(router_init_std >= 0, source, ": moe.router_init_std must be >= 0");
 }
 

@@ -1,7 +1,7 @@
 #include "xft/moe/dispatch.h"
 
 #include "cuda/cuda_ops.h"
-#include "cuda/moe_cuda.h"
+#include "moe/dispatch_cuda.h"
 #include "xft/core/error.h"
 
 namespace xft {
@@ -103,15 +103,6 @@ torch::Tensor moe_dispatch(const ExpertsImpl& experts, const torch::Tensor& x_TD
                            const torch::Tensor& weights_TS, const ExpertSharding* sharding) {
   return sharding ? combine_expert_parallel(experts, x_TD, experts_TS, weights_TS, *sharding)
                   : moe_combine(experts, x_TD, experts_TS, weights_TS);
-}
-
-torch::Tensor moe_combine_naive(const ExpertsImpl& experts, const torch::Tensor& x_TD, const torch::Tensor& G_TN) {
-  const auto acc = combine_dtype(x_TD);
-  auto out = torch::zeros({x_TD.size(0), x_TD.size(1)}, x_TD.options().dtype(acc));
-  for (int64_t e = 0; e < experts.num_experts(); ++e) {
-    out = out + G_TN.select(1, e).unsqueeze(1).to(acc) * experts.expert_forward(e, x_TD).to(acc);
-  }
-  return out;
 }
 
 }  // namespace xft

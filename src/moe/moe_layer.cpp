@@ -1,7 +1,7 @@
 #include "xft/moe/moe_layer.h"
 
 #include "cuda/cuda_ops.h"
-#include "cuda/moe_cuda.h"
+#include "moe/routing_cuda.h"
 #include "xft/core/error.h"
 #include "xft/model/activation_checkpoint.h"
 #include "xft/model/llama.h"

@@ -5,8 +5,9 @@
 #include <limits>
 
 #include "cuda/cuda_ops.h"
+#include "moe/routing_cuda.h"
+#include "moe/routing_weights.h"
 #include "xft/core/error.h"
-#include "cuda/moe_cuda.h"
 
 namespace xft {
 
@@ -17,7 +18,6 @@ std::pair<torch::Tensor, torch::Tensor> stable_topk(const torch::Tensor& s_TR, i
   auto [vals, idx] = s_TR.sort(/*stable=*/true, /*dim=*/-1, /*descending=*/true);
   return {vals.narrow(-1, 0, k), idx.narrow(-1, 0, k)};
 }
-
 
 // fp32 at least (Eq. 2's softmax is never taken in bf16); double stays double for gradient checks.
 torch::Dtype compute_dtype(const torch::Tensor& z) {
@@ -35,9 +35,6 @@ torch::Tensor finite_logits(const torch::Tensor& z) {
   return z.to(dtype).nan_to_num(lo, hi, lo);
 }
 
-// Eq. 2's softmax over the routed logits, defined for every row (see finite_logits).
-torch::Tensor routing_probs(const torch::Tensor& z) { return torch::softmax(finite_logits(z), -1); }
-
 void check_inputs(const torch::Tensor& z, const MoeConfig& c) {
   XFT_CHECK(z.dim() == 2, "route: logits must be [tokens, routed experts], got ", z.sizes());
   XFT_CHECK(z.size(1) == c.num_routed(), "route: logits have ", z.size(1), " experts, config has ", c.num_routed(),
@@ -45,35 +42,46 @@ void check_inputs(const torch::Tensor& z, const MoeConfig& c) {
   XFT_CHECK(z.is_floating_point(), "route: logits must be floating point");
 }
 
-struct Weights {
-  torch::Tensor w_TS, e_TS, v_TK, idx_TK;
-};
-
-// Forward arithmetic shared by route() (no autograd inside) and route_reference() (autograd).
-Weights weights_from_probs(const torch::Tensor& s_TR, const MoeConfig& c) {
-  const auto mode = c.routing;
-  // Indices come from the detached scores; the values are gathered so that, when s carries
-  // gradient (route_reference), autograd sees the same function as route()'s backward.
-  auto idx_TK = stable_topk(s_TR.detach(), c.routed_k()).second;
-  auto v_TK = s_TR.gather(-1, idx_TK);
-  Weights r{{}, {}, v_TK, idx_TK};
-  if (mode == RoutingMode::kVanilla) {
-    r.w_TS = c.vanilla_renormalize ? v_TK / v_TK.sum(-1, true) : v_TK;
-    r.e_TS = idx_TK;
-    return r;
-  }
-  auto smax_T1 = v_TK.narrow(-1, 0, 1);
-  auto routed = mode == RoutingMode::kXft ? torch::softmax(v_TK, -1) * smax_T1 : v_TK;
-  r.w_TS = torch::cat({1 - smax_T1, routed}, -1);
-  r.e_TS = torch::cat({torch::zeros_like(idx_TK.narrow(-1, 0, 1)), idx_TK + 1}, -1);
+// Slot 0 = the shared expert 0 with weight 1 - s_max (s_max = v_0, the largest chosen score);
+// slots 1.. = the chosen routed experts, their ids shifted past expert 0, with `routed_TK`.
+RoutingWeights with_shared_expert(RoutingWeights r, const torch::Tensor& routed_TK) {
+  auto smax_T1 = r.v_TK.narrow(-1, 0, 1);
+  r.w_TS = torch::cat({1 - smax_T1, routed_TK}, -1);
+  r.e_TS = torch::cat({torch::zeros_like(r.idx_TK.narrow(-1, 0, 1)), r.idx_TK + 1}, -1);
   return r;
 }
+
+}  // namespace
+
+torch::Tensor routing_probs(const torch::Tensor& z) { return torch::softmax(finite_logits(z), -1); }
+
+// One case per routing rule, no default: -Wswitch names this place when a rule is added.
+RoutingWeights routing_weights(const torch::Tensor& s_TR, const MoeConfig& c) {
+  // Indices come from the detached scores; the values are gathered so that, when s carries
+  // gradient (the tests' route_reference), autograd sees the same function as route()'s backward.
+  auto idx_TK = stable_topk(s_TR.detach(), c.routed_k()).second;
+  auto v_TK = s_TR.gather(-1, idx_TK);
+  RoutingWeights r{{}, {}, v_TK, idx_TK};
+  switch (c.routing) {
+    case RoutingMode::kXft:  // Eq. 2: softmax over the chosen scores, times s_max
+      return with_shared_expert(r, torch::softmax(v_TK, -1) * v_TK.narrow(-1, 0, 1));
+    case RoutingMode::kSharedNoNorm:  // Eq. 2 without the normalisation: the raw chosen scores
+      return with_shared_expert(r, v_TK);
+    case RoutingMode::kVanilla:  // Eq. 1: the top K of all N experts, no shared expert
+      r.w_TS = c.vanilla_renormalize ? v_TK / v_TK.sum(-1, true) : v_TK;
+      r.e_TS = idx_TK;
+      return r;
+  }
+  fail("route: routing mode ", static_cast<int>(c.routing), " is not one of RoutingMode's values");
+}
+
+namespace {
 
 struct RouteFunction : public torch::autograd::Function<RouteFunction> {
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& z_TR,
                                                 const MoeConfig& c) {
     auto s_TR = routing_probs(z_TR);
-    auto r = weights_from_probs(s_TR, c);
+    auto r = routing_weights(s_TR, c);
     ctx->save_for_backward({s_TR, r.v_TK, r.idx_TK, r.w_TS});
     ctx->saved_data["mode"] = static_cast<int64_t>(c.routing);
     ctx->saved_data["renorm"] = c.vanilla_renormalize;
@@ -93,31 +101,32 @@ struct RouteFunction : public torch::autograd::Function<RouteFunction> {
     auto ds_TR = grads[2].defined() ? grads[2].to(s_TR.scalar_type()).clone() : torch::zeros_like(s_TR);
     if (grads[0].defined()) {
       auto g_TS = grads[0].to(s_TR.scalar_type());
+      // d loss / d v (the chosen scores), one case per routing rule (no default: -Wswitch).
       torch::Tensor dv_TK;
-      if (mode == RoutingMode::kVanilla) {
-        if (ctx->saved_data["renorm"].toBool()) {
-          // w = v / sum(v): dv_j = (g_j - sum_i g_i w_i) / sum(v)
-          dv_TK = (g_TS - (g_TS * w_TS).sum(-1, true)) / v_TK.sum(-1, true);
-        } else {
-          dv_TK = g_TS;
-        }
-      } else {
-        auto gs_T1 = g_TS.narrow(-1, 0, 1);
-        auto gw_TK = g_TS.narrow(-1, 1, g_TS.size(1) - 1);
-        auto m_T1 = v_TK.narrow(-1, 0, 1);
-        if (mode == RoutingMode::kXft) {
+      switch (mode) {
+        case RoutingMode::kXft: {
           // w_i = p_i m with p = softmax(v), m = v_0:
           // dv_j = m p_j (gw_j - <gw, p>) + [j = 0] <gw, p>
+          auto gw_TK = g_TS.narrow(-1, 1, g_TS.size(1) - 1);
+          auto m_T1 = v_TK.narrow(-1, 0, 1);
           auto p_TK = torch::softmax(v_TK, -1);
           auto gp_T1 = (gw_TK * p_TK).sum(-1, true);
           dv_TK = m_T1 * p_TK * (gw_TK - gp_T1);
           dv_TK.narrow(-1, 0, 1).add_(gp_T1);
-        } else {
-          dv_TK = gw_TK.clone();
+          break;
         }
-        // The shared weight 1 - m depends on v_0 only.
-        dv_TK.narrow(-1, 0, 1).sub_(gs_T1);
+        case RoutingMode::kSharedNoNorm:  // w_i = v_i
+          dv_TK = g_TS.narrow(-1, 1, g_TS.size(1) - 1).clone();
+          break;
+        case RoutingMode::kVanilla:
+          // w = v / sum(v): dv_j = (g_j - sum_i g_i w_i) / sum(v); raw scores: w = v
+          dv_TK = ctx->saved_data["renorm"].toBool() ? (g_TS - (g_TS * w_TS).sum(-1, true)) / v_TK.sum(-1, true)
+                                                     : g_TS;
+          break;
       }
+      XFT_CHECK(dv_TK.defined(), "route: routing mode ", static_cast<int>(mode), " is not one of RoutingMode's values");
+      // The shared weight 1 - m depends on v_0 only.
+      if (routing_has_shared_expert(mode)) dv_TK.narrow(-1, 0, 1).sub_(g_TS.narrow(-1, 0, 1));
       ds_TR.scatter_add_(-1, idx_TK, dv_TK);
     }
     // Softmax backward: dz = s * (ds - <ds, s>).
@@ -131,24 +140,13 @@ struct RouteFunction : public torch::autograd::Function<RouteFunction> {
 
 Routing route(const torch::Tensor& logits_TR, const MoeConfig& config) {
   check_inputs(logits_TR, config);
-  // The fused kernel (same function, same backward); fp64 and R > 64 stay on the ATen path.
+  // The fused kernel (same function, same backward); fp64, R > 64 and a rule the kernel does
+  // not implement stay on the ATen path.
   if (logits_TR.is_cuda() && cuda_ops_available() && route_cuda_supports(logits_TR, config)) {
     return route_cuda(logits_TR, config);
   }
   auto out = RouteFunction::apply(logits_TR, config);
   return {out[0], out[1], out[2]};
-}
-
-Routing route_reference(const torch::Tensor& logits_TR, const MoeConfig& config) {
-  check_inputs(logits_TR, config);
-  auto s_TR = routing_probs(logits_TR);
-  auto r = weights_from_probs(s_TR, config);
-  return {r.w_TS, r.e_TS, s_TR};
-}
-
-torch::Tensor dense_routing_matrix(const Routing& r, int64_t num_experts) {
-  auto G_TN = torch::zeros({r.weights_TS.size(0), num_experts}, r.weights_TS.options());
-  return G_TN.scatter_add(-1, r.experts_TS, r.weights_TS);
 }
 
 }  // namespace xft

@@ -1,12 +1,14 @@
 #include "xft/pipelines/pipelines.h"
 
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <unistd.h>
 
 #include "xft/core/error.h"
 #include "xft/moe/expert_parallel.h"
 #include "xft/methods/upcycle.h"
+#include "xft/pipelines/run_layout.h"
 #include "xft/train/moe_telemetry.h"
 #include "xft/train/trainer.h"
 
@@ -70,7 +72,10 @@ void copy_tokenizer_files(const ExperimentConfig& c, const fs::path& to) {
   }
 }
 
-bool finished(const ExperimentConfig& c, const Workspace& ws, const fs::path& final_dir, const std::string& stage) {
+// True when the stage finished earlier (its final/ exists): it is not redone. Rank 0 then
+// repeats the stage's tokenizer copy, which a run killed after the export may have missed.
+bool reuse_if_finished(const ExperimentConfig& c, const Workspace& ws, const fs::path& final_dir,
+                       const std::string& stage) {
   if (!fs::exists(final_dir / "config.json")) return false;
   if (ws.dist->is_lead()) {
     copy_tokenizer_files(c, final_dir);
@@ -81,7 +86,7 @@ bool finished(const ExperimentConfig& c, const Workspace& ws, const fs::path& fi
 
 // The stage's training config with this rank's device (LOCAL_RANK's GPU under torchrun).
 // `stage` names a training stage, whose collectives need a device the backend carries.
-TrainConfig on_rank(const Workspace& ws, TrainConfig t, const std::string& stage = "") {
+TrainConfig train_config_for_rank(const Workspace& ws, TrainConfig t, const std::string& stage = "") {
   // NCCL carries GPU tensors only: a stage on the CPU would fail at its first collective.
   XFT_CHECK(stage.empty() || ws.dist->backend() != "nccl" || t.device.rfind("cuda", 0) == 0, stage,
             ": the stage's device is '", t.device, "' but the run's distributed backend is nccl, which needs it on ",
@@ -93,7 +98,7 @@ TrainConfig on_rank(const Workspace& ws, TrainConfig t, const std::string& stage
 // Rank 0 evaluates; the others wait for it.
 void write_eval(const Workspace& ws, const std::string& model_dir, const fs::path& out, const TrainConfig& train) {
   if (ws.heldout && ws.dist->is_lead()) {
-    const auto t = on_rank(ws, train);
+    const auto t = train_config_for_rank(ws, train);
     auto model = load_model(model_dir);
     prepare_model(*model, t);
     const double loss = evaluate_loss(*model, *ws.heldout, t.micro_batch, ws.pad_id, t.precision);
@@ -108,28 +113,45 @@ void write_eval(const Workspace& ws, const std::string& model_dir, const fs::pat
   ws.dist->barrier("evaluation of " + model_dir);
 }
 
-// Trains every parameter of the model in `in_dir` and saves it to <stage_dir>/final. With
-// `expert_parallel`, the MoE's routed experts are split over the expert group while training.
+// The end of every stage: its model written to `dir` (by rank 0, or by every rank when the export
+// is collective: a sharded merge), rank 0 adds the tokenizer files, and the others wait for it.
+void export_stage(const ExperimentConfig& c, const Workspace& ws, const fs::path& dir, const std::string& stage,
+                  bool collective, const std::function<void()>& write) {
+  if (ws.dist->is_lead() || collective) write();
+  if (ws.dist->is_lead()) copy_tokenizer_files(c, dir);
+  ws.dist->barrier(stage + " export");
+}
+
+// What a stage that trains every parameter may add to the plain loop (SFT's and the MoE stage's):
+// the MoE's routed experts split over the expert group, a hook after each optimizer step, and
+// another export than the model itself (EWA pulls its experts together and exports their average).
+struct FullStage {
+  bool expert_parallel = false;
+  std::function<void(CausalLMImpl& model, int64_t step, int64_t total)> after_step;
+  std::function<void(CausalLMImpl& model, const std::string& dir, torch::Dtype dtype)> write =
+      [](CausalLMImpl& model, const std::string& dir, torch::Dtype dtype) { save_model(model, dir, dtype); };
+};
+
+// Trains every parameter of the model in `in_dir` and writes it to <stage_dir>/final.
 std::string train_full(const std::string& name, const std::string& in_dir, const fs::path& stage_dir,
                        const TrainConfig& train, const ExperimentConfig& c, Workspace& ws, bool resume,
-                       bool expert_parallel = false) {
+                       const FullStage& stage = {}) {
   const fs::path final_dir = stage_dir / "final";
-  if (finished(c, ws, final_dir, name)) return final_dir.string();
-  const auto t = on_rank(ws, train, name);
+  if (reuse_if_finished(c, ws, final_dir, name)) return final_dir.string();
+  const auto t = train_config_for_rank(ws, train, name);
   auto model = load_model(in_dir);
   prepare_model(*model, t);
-  auto sharding = expert_parallel ? shard_experts(*model, ws.dist) : nullptr;
+  auto sharding = stage.expert_parallel ? shard_experts(*model, ws.dist) : nullptr;
   Trainer trainer(name, model, model_tensors(*model), *ws.train, t, stage_dir.string(), ws.pad_id);
   if (c.data.packing) trainer.set_packing(c.data.max_length);
   trainer.set_parallel(ws.dist, sharding);
+  if (stage.after_step)
+    trainer.set_after_step([&](int64_t step, int64_t total) { stage.after_step(*model, step, total); });
   if (model->config().moe) trainer.set_telemetry([&] { return moe_telemetry(*model, *ws.dist); });
   trainer.run(resume);
   if (sharding) unshard_experts(*model, *sharding);  // whole stacks for the export
-  if (ws.dist->is_lead()) {
-    save_model(*model, final_dir.string(), dtype_from_name(c.save_dtype));
-    copy_tokenizer_files(c, final_dir);
-  }
-  ws.dist->barrier(name + " export");
+  export_stage(c, ws, final_dir, name, /*collective=*/false,
+               [&] { stage.write(*model, final_dir.string(), dtype_from_name(c.save_dtype)); });
   return final_dir.string();
 }
 
@@ -145,90 +167,85 @@ void upcycle_once(const ExperimentConfig& c, const Workspace& ws, const fs::path
   ws.dist->barrier("upcycling");
 }
 
+// The learnable merge (Eq. 5-6) of the tuned MoE in `moe_final`: only the mixing logits train.
+// Writes <merge_dir>/init (the INIT ablation: the initial coefficients), <merge_dir>/final (the
+// XFT model) and coefficients.json.
+void train_merge(const std::string& moe_final, const fs::path& mdir, const ExperimentConfig& c, Workspace& ws,
+                 bool resume) {
+  const fs::path final_dir = mdir / "final";
+  if (reuse_if_finished(c, ws, final_dir, "merge")) return;
+  const auto t = train_config_for_rank(ws, c.merge_train, "merge");
+  auto model = load_model(moe_final);
+  prepare_model(*model, t);
+  // The frozen expert stacks stay in the checkpoint's dtype: the values on disk, half of fp32.
+  // distributed.shard_merge: each rank keeps its block of the experts (methods/merge.h), and
+  // the exports become collective (rank 0 writes).
+  const bool sharded = c.distributed.shard_merge && ws.dist->world() > 1;
+  auto logits = attach_merge(*model, c.merge, dtype_from_name(c.save_dtype), sharded ? ws.dist : nullptr);
+  if (sharded || ws.dist->is_lead())
+    std::cerr << "[merge] rank " << ws.dist->rank() << " holds " << merge_stack_bytes(*model)
+              << " bytes of expert stacks" << (sharded ? " (sharded)" : "") << "\n";
+  // Every rank looks before any writes (a sharded export needs them all, so none can finish first).
+  const bool init_missing = !fs::exists(mdir / "init" / "config.json");
+  if (ws.dist->is_lead() || sharded) {
+    if (init_missing) export_merged(*model, (mdir / "init").string(), dtype_from_name(c.save_dtype));  // the INIT ablation
+    if (ws.dist->is_lead()) copy_tokenizer_files(c, mdir / "init");
+  }
+  Trainer trainer("merge", model, logits, *ws.train, t, mdir.string(), ws.pad_id);
+  if (c.data.packing) trainer.set_packing(c.data.max_length);
+  trainer.set_parallel(ws.dist);
+  trainer.set_lockstep(sharded);
+  trainer.set_telemetry([&] { return nlohmann::json{{"coefficients", merge_coefficients_json(*model, c.merge)["layers"]}}; });
+  trainer.run(resume);
+  if (ws.dist->is_lead())
+    write_file_atomic((mdir / "coefficients.json").string(), merge_coefficients_json(*model, c.merge).dump(2) + "\n");
+  export_stage(c, ws, final_dir, "merge", sharded,
+               [&] { export_merged(*model, final_dir.string(), dtype_from_name(c.save_dtype)); });
+}
+
 }  // namespace
 
 std::string run_sft(const ExperimentConfig& c, Workspace& ws, bool resume) {
   XFT_CHECK(!c.base_model.empty(), c.source, ": 'base_model' is required");
-  const fs::path dir = fs::path(c.run_dir) / "sft";
-  auto out = train_full("sft", c.base_model, dir, c.sft_train, c, ws, resume);
-  write_eval(ws, out, dir / "eval.json", c.sft_train);
+  const RunLayout run(c);
+  auto out = train_full("sft", c.base_model, run.sft, c.sft_train, c, ws, resume);
+  write_eval(ws, out, run.sft / "eval.json", c.sft_train);
   return out;
 }
 
 std::string run_xft(const ExperimentConfig& c, Workspace& ws, bool resume) {
   XFT_CHECK(!c.base_model.empty(), c.source, ": 'base_model' is required");
-  const fs::path root = fs::path(c.run_dir) / "xft";
+  const RunLayout run(c);
   // 1. Upcycle (paper 3.1).
-  const fs::path moe_init = root / "moe-init";
-  upcycle_once(c, ws, moe_init);
+  upcycle_once(c, ws, run.xft_moe_init);
   // 2. Instruction-tune the MoE (expert parallel when configured).
-  const auto moe_final = train_full("moe", moe_init.string(), root / "moe", c.moe_train, c, ws, resume,
-                                    /*expert_parallel=*/true);
-  write_eval(ws, moe_final, root / "moe" / "eval.json", c.moe_train);
+  FullStage moe;
+  moe.expert_parallel = true;
+  const auto moe_final = train_full("moe", run.xft_moe_init.string(), run.moe, c.moe_train, c, ws, resume, moe);
+  write_eval(ws, moe_final, run.moe / "eval.json", c.moe_train);
   // 3. Learnable merge (Eq. 5-6): only the mixing logits train.
-  const fs::path mdir = root / c.merge_name;
-  const fs::path final_dir = mdir / "final";
-  if (!finished(c, ws, final_dir, "merge")) {
-    const auto t = on_rank(ws, c.merge_train, "merge");
-    auto model = load_model(moe_final);
-    prepare_model(*model, t);
-    // The frozen expert stacks stay in the checkpoint's dtype: the values on disk, half of fp32.
-    // distributed.shard_merge: each rank keeps its block of the experts (methods/merge.h), and
-    // the exports become collective (rank 0 writes).
-    const bool sharded = c.distributed.shard_merge && ws.dist->world() > 1;
-    auto logits = attach_merge(*model, c.merge, dtype_from_name(c.save_dtype), sharded ? ws.dist : nullptr);
-    if (sharded || ws.dist->is_lead())
-      std::cerr << "[merge] rank " << ws.dist->rank() << " holds " << merge_stack_bytes(*model)
-                << " bytes of expert stacks" << (sharded ? " (sharded)" : "") << "\n";
-    // Every rank looks before any writes (a sharded export needs them all, so none can finish first).
-    const bool init_missing = !fs::exists(mdir / "init" / "config.json");
-    if (ws.dist->is_lead() || sharded) {
-      if (init_missing) export_merged(*model, (mdir / "init").string(), dtype_from_name(c.save_dtype));  // the INIT ablation
-      if (ws.dist->is_lead()) copy_tokenizer_files(c, mdir / "init");
-    }
-    Trainer trainer("merge", model, logits, *ws.train, t, mdir.string(), ws.pad_id);
-    if (c.data.packing) trainer.set_packing(c.data.max_length);
-    trainer.set_parallel(ws.dist);
-    trainer.set_lockstep(sharded);
-    trainer.set_telemetry([&] { return nlohmann::json{{"coefficients", merge_coefficients_json(*model, c.merge)["layers"]}}; });
-    trainer.run(resume);
-    if (ws.dist->is_lead())
-      write_file_atomic((mdir / "coefficients.json").string(), merge_coefficients_json(*model, c.merge).dump(2) + "\n");
-    if (ws.dist->is_lead() || sharded) export_merged(*model, final_dir.string(), dtype_from_name(c.save_dtype));
-    if (ws.dist->is_lead()) copy_tokenizer_files(c, final_dir);
-    ws.dist->barrier("merge export");
-  }
-  write_eval(ws, (mdir / "init").string(), mdir / "eval_init.json", c.merge_train);
-  write_eval(ws, final_dir.string(), mdir / "eval.json", c.merge_train);
-  return final_dir.string();
+  train_merge(moe_final, run.merge, c, ws, resume);
+  write_eval(ws, (run.merge / "init").string(), run.merge / "eval_init.json", c.merge_train);
+  write_eval(ws, (run.merge / "final").string(), run.merge / "eval.json", c.merge_train);
+  return (run.merge / "final").string();
 }
 
 std::string run_ewa(const ExperimentConfig& c, Workspace& ws, bool resume) {
   XFT_CHECK(!c.base_model.empty(), c.source, ": 'base_model' is required");
-  const fs::path root = fs::path(c.run_dir) / "ewa";
-  const fs::path moe_init = root / "moe-init";
-  upcycle_once(c, ws, moe_init);
-  const fs::path final_dir = root / "final";
-  if (!finished(c, ws, final_dir, "ewa")) {
-    const auto t = on_rank(ws, c.ewa_train, "ewa");
-    auto model = load_model(moe_init.string());
-    prepare_model(*model, t);
-    Trainer trainer("ewa", model, model_tensors(*model), *ws.train, t, root.string(), ws.pad_id);
-    if (c.data.packing) trainer.set_packing(c.data.max_length);
-    trainer.set_parallel(ws.dist);
-    // After every optimizer update, pull each expert toward the experts' mean (paper A.2); the
-    // ranks hold identical parameters after the all-reduced step, so they pull identically.
-    trainer.set_after_step([&](int64_t step, int64_t total) { ewa_pull(*model, ewa_beta(c.ewa, step, total)); });
-    trainer.set_telemetry([&] { return moe_telemetry(*model, *ws.dist); });
-    trainer.run(resume);
-    if (ws.dist->is_lead()) {
-      export_averaged(*model, final_dir.string(), dtype_from_name(c.save_dtype));
-      copy_tokenizer_files(c, final_dir);
-    }
-    ws.dist->barrier("ewa export");
-  }
-  write_eval(ws, final_dir.string(), root / "eval.json", c.ewa_train);
-  return final_dir.string();
+  const RunLayout run(c);
+  upcycle_once(c, ws, run.ewa_moe_init);
+  FullStage ewa;
+  // After every optimizer update, pull each expert toward the experts' mean (paper A.2); the
+  // ranks hold identical parameters after the all-reduced step, so they pull identically.
+  ewa.after_step = [&](CausalLMImpl& model, int64_t step, int64_t total) {
+    ewa_pull(model, ewa_beta(c.ewa, step, total));
+  };
+  ewa.write = [](CausalLMImpl& model, const std::string& dir, torch::Dtype dtype) {
+    export_averaged(model, dir, dtype);
+  };
+  auto out = train_full("ewa", run.ewa_moe_init.string(), run.ewa, c.ewa_train, c, ws, resume, ewa);
+  write_eval(ws, out, run.ewa / "eval.json", c.ewa_train);
+  return out;
 }
 
 }  // namespace xft

@@ -1,19 +1,15 @@
 #include "xft/study/ablation.h"
 
+#include <algorithm>
 #include <cctype>
-#include <set>
 
 #include "xft/core/error.h"
 #include "xft/core/files.h"
+#include "xft/pipelines/run_layout.h"
 
 namespace xft {
 
 namespace {
-
-const std::set<std::string>& base_arms() {
-  static const std::set<std::string> a = {"sft", "moe", "xft", "xft_init", "ewa"};
-  return a;
-}
 
 std::vector<std::string> split(const std::string& s, char sep) {
   std::vector<std::string> out;
@@ -24,6 +20,14 @@ std::vector<std::string> split(const std::string& s, char sep) {
     if (end == std::string::npos) return out;
     start = end + 1;
   }
+}
+
+// The arms whose model the merge stage makes: "xft, xft_init".
+std::string merge_arm_names() {
+  std::string out;
+  for (const auto& m : arms())
+    if (m.made_by_merge()) out += (out.empty() ? "" : ", ") + std::string(m.name);
+  return out;
 }
 
 bool ends_with(const std::string& s, const std::string& tail) {
@@ -46,10 +50,12 @@ Ablation Ablation::parse(const std::string& spec) {
   for (char ch : a.name)
     XFT_CHECK(std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '_' || ch == '-', "--ablation '",
               spec, "': the name '", a.name, "' may hold only letters, digits, '.', '_' and '-'");
-  XFT_CHECK(!base_arms().count(a.name) && a.name != "base", "--ablation '", spec, "': '", a.name,
-            "' is one of the main arms' names; choose another");
-  XFT_CHECK(base_arms().count(a.arm), "--ablation '", spec, "': unknown arm '", a.arm,
-            "' after '@' (known: sft, moe, xft, xft_init, ewa)");
+  const auto& arms = xft::arms();
+  XFT_CHECK(std::none_of(arms.begin(), arms.end(), [&](const Arm& m) { return a.name == m.name; }), "--ablation '",
+            spec, "': '", a.name, "' is one of the main arms' names; choose another");
+  const auto varied = std::find_if(arms.begin(), arms.end(), [&](const Arm& m) { return a.arm == m.name; });
+  XFT_CHECK(varied != arms.end() && varied->pipeline != Pipeline::kNone, "--ablation '", spec, "': unknown arm '",
+            a.arm, "' after '@' (known: ", arm_list(/*with_base=*/false), ")");
   for (const auto& item : split(spec.substr(colon + 1), ',')) {
     XFT_CHECK(!item.empty(), "--ablation '", spec, "': an empty item (two commas, or nothing after ':')");
     if (ends_with(item, ".json")) a.overlays.push_back(item);
@@ -59,8 +65,8 @@ Ablation Ablation::parse(const std::string& spec) {
       a.sets.push_back(item);
     }
   }
-  XFT_CHECK(!a.merge_only() || a.arm == "xft" || a.arm == "xft_init", "--ablation '", spec,
-            "': it changes only the merge, so its ", a.arm, " model is the main recipe's; score xft or xft_init");
+  XFT_CHECK(!a.merge_only() || varied->made_by_merge(), "--ablation '", spec, "': it changes only the merge, so its ",
+            a.arm, " model is the main recipe's; score an arm the merge makes (", merge_arm_names(), ")");
   return a;
 }
 

@@ -14,6 +14,7 @@
 #include "xft/eval/problems.h"
 #include "xft/model/model_io.h"
 #include "xft/pipelines/pipelines.h"
+#include "xft/pipelines/run_layout.h"
 #include "xft/train/loss.h"
 #include "xft/train/precision.h"
 
@@ -22,30 +23,6 @@ namespace fs = std::filesystem;
 namespace xft {
 
 namespace {
-
-// Where an arm's model is and which stages trained it, in one run directory.
-struct ArmRun {
-  std::string model;
-  // Stage directories whose training it took, each with the model it trained (under the run
-  // directory): its active parameters count the stage's FLOPs.
-  std::vector<std::pair<std::string, std::string>> stages;
-  TrainConfig ExperimentConfig::*train;  // the section whose device and precision score it
-};
-
-ArmRun arm_run(const std::string& kind, const ExperimentConfig& c) {
-  const fs::path run(c.run_dir);
-  const std::string merge = "xft/" + c.merge_name;
-  if (kind == "base") return {c.base_model, {}, &ExperimentConfig::sft_train};
-  const std::pair<std::string, std::string> sft = {"sft", "sft/final"}, moe = {"xft/moe", "xft/moe/final"},
-                                            mix = {merge, merge + "/final"}, ewa = {"ewa", "ewa/moe-init"};
-  if (kind == "sft") return {(run / "sft/final").string(), {sft}, &ExperimentConfig::sft_train};
-  if (kind == "moe") return {(run / "xft/moe/final").string(), {moe}, &ExperimentConfig::moe_train};
-  if (kind == "xft") return {(run / merge / "final").string(), {moe, mix}, &ExperimentConfig::merge_train};
-  if (kind == "xft_init") return {(run / merge / "init").string(), {moe}, &ExperimentConfig::merge_train};
-  // EWA trains the upcycled MoE (and averages its experts into the dense model at the end).
-  if (kind == "ewa") return {(run / "ewa/final").string(), {ewa}, &ExperimentConfig::ewa_train};
-  fail("study: unknown arm '", kind, "' (known: base, sft, moe, xft, xft_init, ewa)");
-}
 
 // The study's config for one seed: the seed goes into every stage and the upcycling; an
 // ablation adds its overlays and --set values and its own run directory (or merge directory).
@@ -151,18 +128,19 @@ void score_arm(const ExperimentConfig& c, const Workspace& ws, const std::string
   const bool want_tasks = c.code_eval.enabled();
   const bool have_tasks = j.contains("tasks") && j.value("code_eval", nlohmann::json()) == code_eval_key(c.code_eval);
   if (j.is_null() || (want_tasks && !have_tasks)) {
-    const auto a = arm_run(kind, c);
-    const auto& t = c.*a.train;
-    auto model = load_model(a.model);
+    const auto& arm = find_arm(kind, "study");
+    const RunLayout run(c);
+    const auto model_dir = arm.model(c, run).string();
+    const auto& t = c.*arm.train;
+    auto model = load_model(model_dir);
     prepare_model(*model, t);
     if (j.is_null()) {
       nlohmann::json stages = nlohmann::json::array();
-      const fs::path run(c.run_dir);
-      for (const auto& [stage, trained] : a.stages)
-        stages.push_back(stage_budget(run / stage, parameters((run / trained).string()).second));
+      for (const auto& [stage, trained] : arm.stages(run))
+        stages.push_back(stage_budget(stage, parameters(trained.string()).second));
       j = {{"losses", example_losses(*model, *ws.heldout, t.micro_batch, ws.pad_id, t.precision)},
            {"budget", stages},
-           {"params", parameters(a.model).first}};
+           {"params", parameters(model_dir).first}};
     }
     if (want_tasks) {
       j["tasks"] = score_tasks(c, ws, *model, seed_dir / ("tasks-" + label + ".jsonl"), kind == "base");
@@ -187,16 +165,16 @@ void score_arm(const ExperimentConfig& c, const Workspace& ws, const std::string
   }
 }
 
-// Trains (or finds finished) what the arms `kinds` need in c's run directory.
+// Trains (or finds finished) what the arms `kinds` need in c's run directory, each pipeline
+// once, in the order SFT, XFT, EWA.
 void run_pipelines(const ExperimentConfig& c, Workspace& ws, const std::vector<std::string>& kinds, bool resume) {
-  auto needs = [&](std::initializer_list<const char*> names) {
-    for (const char* n : names)
-      if (std::find(kinds.begin(), kinds.end(), n) != kinds.end()) return true;
-    return false;
+  auto needs = [&](Pipeline p) {
+    return std::any_of(kinds.begin(), kinds.end(),
+                       [&](const std::string& k) { return find_arm(k, "study").pipeline == p; });
   };
-  if (needs({"sft"})) run_sft(c, ws, resume);
-  if (needs({"moe", "xft", "xft_init"})) run_xft(c, ws, resume);
-  if (needs({"ewa"})) run_ewa(c, ws, resume);
+  if (needs(Pipeline::kSft)) run_sft(c, ws, resume);
+  if (needs(Pipeline::kXft)) run_xft(c, ws, resume);
+  if (needs(Pipeline::kEwa)) run_ewa(c, ws, resume);
 }
 
 std::vector<std::pair<std::string, std::string>> comparisons(const StudyOptions& o) {
@@ -211,7 +189,7 @@ std::vector<std::pair<std::string, std::string>> comparisons(const StudyOptions&
 
 nlohmann::json run_study(const StudyOptions& o) {
   XFT_CHECK(!o.seeds.empty(), "study: no seeds");
-  for (const auto& a : o.arms) (void)arm_run(a, ExperimentConfig{});  // an unknown arm fails here
+  for (const auto& a : o.arms) (void)find_arm(a, "study");  // an unknown arm fails here
   std::vector<std::string> order = o.arms;
   for (const auto& ab : o.ablations) {
     XFT_CHECK(std::count_if(o.ablations.begin(), o.ablations.end(), [&](const Ablation& x) { return x.name == ab.name; }) == 1,

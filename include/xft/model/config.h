@@ -33,8 +33,12 @@ struct RopeScaling {
   int64_t original_max_position_embeddings = 8192;
 };
 
-// Routing weights (paper Eq. 1-2); the values are shared with kernels/moe_routing.cuh.
+// Routing weights (paper Eq. 1-2); the values are shared with kernels/route_mode.h (checked in
+// src/moe/routing_cuda.cpp). Adding a rule: docs/extending.md.
 enum class RoutingMode { kXft = 0, kSharedNoNorm = 1, kVanilla = 2 };
+// Whether the rule puts the shared expert 0 in slot 0 of every token (xft, shared_no_norm) or
+// routes over all N experts (vanilla, Eq. 1): moe.shared_expert must agree.
+bool routing_has_shared_expert(RoutingMode mode);
 enum class RouterKind { kLinear, kMlp };
 enum class AuxLossKind { kCv2, kSwitch, kNone };
 // The smooth load of noisy gating (moe/load_balancing.h): "shazeer" compares the noisy logit
@@ -47,6 +51,10 @@ const char* to_string(RoutingMode mode);
 const char* to_string(RouterKind kind);
 const char* to_string(AuxLossKind kind);
 const char* to_string(LoadEstimate rule);
+// The reverse, as a config file's reader parses them: an unknown spelling throws xft::Error
+// naming `where` and the known spellings.
+RoutingMode routing_mode_from_string(const std::string& text, const std::string& where);
+RouterKind router_kind_from_string(const std::string& text, const std::string& where);
 
 // The MoE layer replacing every FFN after upcycling (paper 3.1).
 struct MoeConfig {

@@ -1,12 +1,12 @@
 // defines: ExpertOrder / sort_by_expert (the (token, slot) rows grouped by expert), moe_dispatch
 //          (the one place a layer's routed tokens reach their experts and come back combined),
-//          moe_combine (the local path), moe_combine_naive (every expert on every token),
-//          combine_dtype
+//          moe_combine (the local path), combine_dtype
 //
 // Dropless dispatch: no capacity factor, no dropped token. moe_dispatch picks the path:
 //   - expert parallel (a sharding is set): rows travel by all-to-all to the ranks holding their
 //     experts (distributed/expert_sharding.h), run there, and come back;
-//   - CUDA (cuda/moe_cuda.h): index build, gather, grouped products, combine, no host sync;
+//   - CUDA (src/moe/dispatch_cuda.h over cuda/moe_cuda.h): index build, gather, grouped
+//     products, combine, no host sync;
 //   - CPU: sort by expert, gather, one product chain per expert that received any, weighted
 //     scatter-add back.
 // Every path returns y_TD = sum over slots s of weights_TS[t, s] * FFN_{experts_TS[t, s]}(x_TD[t])
@@ -38,8 +38,5 @@ torch::Tensor moe_dispatch(const ExpertsImpl& experts, const torch::Tensor& x_TD
 // Every expert local: the CUDA path when it takes the call, else the CPU path.
 torch::Tensor moe_combine(const ExpertsImpl& experts, const torch::Tensor& x_TD, const torch::Tensor& experts_TS,
                           const torch::Tensor& weights_TS);
-
-// Reference: every expert on every token, weighted by the dense routing matrix G_TN (combine_dtype out).
-torch::Tensor moe_combine_naive(const ExpertsImpl& experts, const torch::Tensor& x_TD, const torch::Tensor& G_TN);
 
 }  // namespace xft

@@ -1,4 +1,4 @@
-// defines: Routing, route (one op, custom backward), route_reference (composed ATen ops)
+// defines: Routing, route (one op, custom backward)
 //
 // Shapes: T tokens, R routed experts (N-1 with a shared expert, N without), K active experts
 // per token (including the shared one), S = K slots returned.
@@ -18,15 +18,17 @@
 //   - the scores are never NaN, so the top-k is a total order: the chosen ids are distinct, the
 //     ties (the zeros included) go to the lower index, and every weight is finite.
 // The rule is element-wise (no host sync). route()'s backward differentiates the clamped
-// logits, so a row of all -inf/NaN logits gets the gradient of uniform scores;
-// route_reference() (autograd through nan_to_num) gives 0 at non-finite logits instead.
+// logits, so a row of all -inf/NaN logits gets the gradient of uniform scores; the tests'
+// route_reference (tests/moe_reference.h: autograd through nan_to_num) gives 0 at non-finite
+// logits instead.
+//
+// Adding a routing rule: docs/extending.md.
 #pragma once
 #include <torch/types.h>
 
 #include "xft/model/config.h"
 
 namespace xft {
-
 
 struct Routing {
   torch::Tensor weights_TS;  // fp32 gate weights, differentiable w.r.t. the logits
@@ -36,11 +38,5 @@ struct Routing {
 
 // logits_TR: router logits over the R routed experts.
 Routing route(const torch::Tensor& logits_TR, const MoeConfig& config);
-// The same function built from differentiable ATen ops: the reference route()'s custom
-// backward is tested against.
-Routing route_reference(const torch::Tensor& logits_TR, const MoeConfig& config);
-
-// Scatters slot weights into a dense [T, N] routing matrix (zeros elsewhere).
-torch::Tensor dense_routing_matrix(const Routing& routing, int64_t num_experts);
 
 }  // namespace xft

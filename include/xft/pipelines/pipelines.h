@@ -1,7 +1,8 @@
 // defines: run_sft, run_xft, run_ewa (the three pipelines end to end), Workspace, load_workspace
 //
-// Layout of a run directory (each `final/` is a Hugging Face model directory; a stage whose
-// final/ exists is finished and is not redone; a stage with checkpoints resumes with --resume):
+// Layout of a run directory (named once in run_layout.h; each `final/` is a Hugging Face model
+// directory; a stage whose final/ exists is finished and is not redone; a stage with checkpoints
+// resumes with --resume):
 //   experiment.json                 the config after overrides
 //   sft/{checkpoints,metrics.jsonl,final,eval.json}
 //   xft/moe-init/                   the upcycled MoE (paper 3.1)

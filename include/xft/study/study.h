@@ -18,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "xft/pipelines/run_layout.h"
 #include "xft/study/ablation.h"
 
 namespace xft {
@@ -26,9 +27,9 @@ struct StudyOptions {
   std::string config_path;
   std::vector<std::string> overrides;  // --set for every arm and seed
   std::vector<uint64_t> seeds = {1, 2, 3};
-  // base (the base model, untrained here), sft, moe (the tuned MoE), xft, xft_init (merged with
-  // the initial coefficients), ewa
-  std::vector<std::string> arms = {"sft", "moe", "xft", "xft_init", "ewa"};
+  // The arms to score (pipelines/run_layout.h): by default every arm a pipeline makes (sft, moe,
+  // xft, xft_init, ewa); base is the base model, untrained here.
+  std::vector<std::string> arms = arm_names(/*with_base=*/false);
   std::vector<Ablation> ablations;  // more arms, each compared with the arm it varies
   std::string out_dir;
   bool resume = false;
