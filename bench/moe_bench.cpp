@@ -21,17 +21,17 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
-#include "moe_permute.cuh"
-#include "moe_routing.cuh"
-#include "xft/model/model_io.h"
-#include "xft/model/llama.h"
-#include "xft/methods/merge.h"
-#include "xft/model/mlp.h"
 #include "cuda/cuda_glue.h"
 #include "cuda/moe_cuda.h"
 #include "moe/dispatch_cuda.h"
 #include "moe/routing_cuda.h"
+#include "moe_permute.cuh"
 #include "moe_reference.h"
+#include "moe_routing.cuh"
+#include "xft/methods/merge.h"
+#include "xft/model/llama.h"
+#include "xft/model/mlp.h"
+#include "xft/model/model_io.h"
 #include "xft/train/optimizer.h"
 
 using namespace xft;
@@ -75,7 +75,8 @@ double time_ms(const Options& o, Setup&& setup, Timed&& timed) {
 }
 template <class Timed>
 double time_ms(const Options& o, Timed&& timed) {
-  return time_ms(o, [] {}, timed);
+  return time_ms(
+      o, [] {}, timed);
 }
 
 void free_cache() {
@@ -136,10 +137,13 @@ json bench_routing(const Options& o, std::ostream& md) {
       torch::autograd::grad({r.weights_TS, r.probs_TR}, {zr}, {gw, gp});
     });
     const double us = fused * 1e3;
-    md << "| " << T << " | " << fmt(us, 1) << " | " << fmt(bytes / (fused * 1e-3) / 1e9, 0) << " | "
-       << fmt(op * 1e3, 1) << " | " << fmt(aten * 1e3, 1) << " | " << fmt(aten / fused, 1) << "x |\n";
-    rows.push_back({{"tokens", T}, {"fused_us", us}, {"fused_gbps", bytes / (fused * 1e-3) / 1e9},
-                    {"route_cuda_autograd_us", op * 1e3}, {"aten_composed_us", aten * 1e3}});
+    md << "| " << T << " | " << fmt(us, 1) << " | " << fmt(bytes / (fused * 1e-3) / 1e9, 0) << " | " << fmt(op * 1e3, 1)
+       << " | " << fmt(aten * 1e3, 1) << " | " << fmt(aten / fused, 1) << "x |\n";
+    rows.push_back({{"tokens", T},
+                    {"fused_us", us},
+                    {"fused_gbps", bytes / (fused * 1e-3) / 1e9},
+                    {"route_cuda_autograd_us", op * 1e3},
+                    {"aten_composed_us", aten * 1e3}});
   }
   return rows;
 }
@@ -155,7 +159,8 @@ FwdBwd time_fwd_bwd(const Options& o, Fwd&& fwd, const std::vector<torch::Tensor
   FwdBwd r;
   r.fwd = time_ms(o, [&] { fwd(); });
   torch::Tensor y;
-  r.bwd = time_ms(o, [&] { y = fwd(); }, [&] { torch::autograd::grad({y}, params, {go.to(y.scalar_type())}); });
+  r.bwd = time_ms(
+      o, [&] { y = fwd(); }, [&] { torch::autograd::grad({y}, params, {go.to(y.scalar_type())}); });
   y = torch::Tensor();
   r.total = time_ms(o, [&] {
     auto out = fwd();
@@ -193,15 +198,20 @@ json bench_layer(const Options& o, std::ostream& md, json& targets) {
       md << "| " << T << " | " << name << " | " << fmt(t.fwd) << " | " << fmt(flops / (t.fwd * 1e-3) / 1e12, 0) << " | "
          << fmt(t.bwd) << " | " << fmt(2 * flops / (t.bwd * 1e-3) / 1e12, 0) << " | " << fmt(t.total) << " | "
          << fmt(3 * flops / (t.total * 1e-3) / 1e12, 0) << " |\n";
-      rows.push_back({{"tokens", T}, {"impl", name}, {"fwd_ms", t.fwd}, {"bwd_ms", t.bwd}, {"total_ms", t.total},
-                      {"fwd_tflops", flops / (t.fwd * 1e-3) / 1e12}, {"bwd_tflops", 2 * flops / (t.bwd * 1e-3) / 1e12},
+      rows.push_back({{"tokens", T},
+                      {"impl", name},
+                      {"fwd_ms", t.fwd},
+                      {"bwd_ms", t.bwd},
+                      {"total_ms", t.total},
+                      {"fwd_tflops", flops / (t.fwd * 1e-3) / 1e12},
+                      {"bwd_tflops", 2 * flops / (t.bwd * 1e-3) / 1e12},
                       {"total_tflops", 3 * flops / (t.total * 1e-3) / 1e12}});
     };
     // Ours: shared expert as one dense product, routed slots through moe_combine_cuda (grouped).
     auto ours = [&] {
       auto shared = experts->expert_forward(0, x).to(torch::kFloat32) * w.narrow(1, 0, 1);
-      return shared + moe_combine_cuda(*experts, x, ids.narrow(1, 1, K - 1), w.narrow(1, 1, K - 1),
-                                       MoeCudaPath::kGrouped);
+      return shared +
+             moe_combine_cuda(*experts, x, ids.narrow(1, 1, K - 1), w.narrow(1, 1, K - 1), MoeCudaPath::kGrouped);
     };
     const auto t_ours = time_fwd_bwd(o, ours, params, go);
     report("xft (fused route + grouped)", t_ours);
@@ -224,7 +234,8 @@ json bench_layer(const Options& o, std::ostream& md, json& targets) {
       auto flat = ids.reshape(-1);
       auto order = flat.argsort(/*stable=*/true);
       auto token = order.div(K, "floor");
-      auto offs = torch::zeros({E}, flat.options()).scatter_add_(0, flat, torch::ones_like(flat)).cumsum(0).to(torch::kInt32);
+      auto offs =
+          torch::zeros({E}, flat.options()).scatter_add_(0, flat, torch::ones_like(flat)).cumsum(0).to(torch::kInt32);
       auto xr = x.index_select(0, token);
       auto g = at::_grouped_mm(xr, experts->gate_proj.transpose(-2, -1), offs);
       auto u = at::_grouped_mm(xr, experts->up_proj.transpose(-2, -1), offs);
@@ -281,7 +292,8 @@ json bench_layer(const Options& o, std::ostream& md, json& targets) {
           {"down (grouped)", [&] { grouped_linear_cuda(h, experts->down_proj, perm.offsets_end, kTrusted); }},
           {"combine", [&] { moe_combine_rows_cuda(y, rw, perm); }},
           {"shared expert (dense)", [&] { experts->expert_forward(0, x.detach()); }},
-          {"combine backward", [&] {
+          {"combine backward",
+           [&] {
              check_cuda(kernels::moe_combine_rows_backward(
                             go32.data_ptr(), kernels::DType::kFloat32, y.data_ptr(), kernels::DType::kBFloat16,
                             rwc.data_ptr<float>(), perm.token_slot_to_row.data_ptr<int32_t>(), T,
@@ -289,11 +301,11 @@ json bench_layer(const Options& o, std::ostream& md, json& targets) {
                         "phases: moe_combine_rows_backward");
            }},
           {"gather backward", [&] {
-             check_cuda(kernels::moe_combine_rows(go_rows.data_ptr(), kernels::DType::kBFloat16, nullptr,
-                                                  perm.token_slot_to_row.data_ptr<int32_t>(), T,
-                                                  static_cast<int>(K - 1), D, gx.data_ptr(), kernels::DType::kBFloat16,
-                                                  stream),
-                        "phases: moe_combine_rows (gather backward)");
+             check_cuda(
+                 kernels::moe_combine_rows(go_rows.data_ptr(), kernels::DType::kBFloat16, nullptr,
+                                           perm.token_slot_to_row.data_ptr<int32_t>(), T, static_cast<int>(K - 1), D,
+                                           gx.data_ptr(), kernels::DType::kBFloat16, stream),
+                 "phases: moe_combine_rows (gather backward)");
            }}};
       json p = {{"tokens", T}};
       if (phases.empty()) {
@@ -319,11 +331,11 @@ json bench_layer(const Options& o, std::ostream& md, json& targets) {
 
 // ---- training steps ---------------------------------------------------------------------------
 ModelConfig model_config(const Options& o, int64_t layers, bool moe) {
-  json j = {{"model_type", "llama"},         {"vocab_size", 32256},
-            {"hidden_size", o.hidden},        {"intermediate_size", o.intermediate},
-            {"num_hidden_layers", layers},    {"num_attention_heads", 16},
-            {"num_key_value_heads", 16},      {"max_position_embeddings", 16384},
-            {"rope_theta", 100000.0},         {"torch_dtype", "bfloat16"}};
+  json j = {{"model_type", "llama"},       {"vocab_size", 32256},
+            {"hidden_size", o.hidden},     {"intermediate_size", o.intermediate},
+            {"num_hidden_layers", layers}, {"num_attention_heads", 16},
+            {"num_key_value_heads", 16},   {"max_position_embeddings", 16384},
+            {"rope_theta", 100000.0},      {"torch_dtype", "bfloat16"}};
   if (moe) j["moe"] = {{"num_experts", o.experts}, {"top_k", o.top_k}};
   return ModelConfig::from_json(j, "bench");
 }
@@ -371,10 +383,13 @@ json bench_training(const Options& o, std::ostream& md) {
     const double ffn = cs.moe && !cs.merge ? o.top_k * 3 * D * F + (o.experts - 1) * D : 3 * D * F;
     const double per_token = 6 * L * (4 * D * D + ffn) + 6 * 32256 * D + 12 * L * D * o.train_seq;
     const double mfu = per_token * tokens / (ms * 1e-3) / (o.peak_tflops * 1e12);
-    md << "| " << cs.name << " | " << cs.layers << " | " << fmt(ms, 1) << " | " << fmt(tokens / (ms * 1e-3), 0)
-       << " | " << fmt(100 * mfu, 1) << "% |\n";
-    rows.push_back({{"model", cs.name}, {"layers", cs.layers}, {"step_ms", ms},
-                    {"tokens_per_s", tokens / (ms * 1e-3)}, {"mfu", mfu}});
+    md << "| " << cs.name << " | " << cs.layers << " | " << fmt(ms, 1) << " | " << fmt(tokens / (ms * 1e-3), 0) << " | "
+       << fmt(100 * mfu, 1) << "% |\n";
+    rows.push_back({{"model", cs.name},
+                    {"layers", cs.layers},
+                    {"step_ms", ms},
+                    {"tokens_per_s", tokens / (ms * 1e-3)},
+                    {"mfu", mfu}});
   }
   return rows;
 }
@@ -397,7 +412,8 @@ int run_benchmarks(const Options& o) {
   const std::time_t now = std::time(nullptr);
   std::strftime(date, sizeof date, "%Y-%m-%d", std::gmtime(&now));
   std::string slug;
-  for (char ch : device) slug += std::isalnum(static_cast<unsigned char>(ch)) ? static_cast<char>(std::tolower(ch)) : '-';
+  for (char ch : device)
+    slug += std::isalnum(static_cast<unsigned char>(ch)) ? static_cast<char>(std::tolower(ch)) : '-';
   torch::manual_seed(0);
 
   std::ostringstream md;
@@ -406,8 +422,8 @@ int run_benchmarks(const Options& o) {
      << "\n- torch: " << TORCH_VERSION << "\n- warm-up " << o.warmup << ", median of " << o.repeats << " repeats\n\n"
      << "Targets: at T = 16384 the MoE layer's forward + backward takes at most 1/0.8 of the dense-equivalent "
         "chain's time (>= 80%) and is >= 3x faster than the mask loop; routing forward + backward <= 10 us.\n";
-  json result = {{"device", device}, {"date", date}, {"commit", o.commit}, {"torch", TORCH_VERSION},
-                 {"warmup", o.warmup}, {"repeats", o.repeats}};
+  json result = {{"device", device},       {"date", date},       {"commit", o.commit},
+                 {"torch", TORCH_VERSION}, {"warmup", o.warmup}, {"repeats", o.repeats}};
   result["routing"] = bench_routing(o, md);
   double route16k = 0;
   for (const auto& r : result["routing"]) {

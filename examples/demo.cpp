@@ -15,14 +15,14 @@
 #include <iomanip>
 #include <iostream>
 
-#include "xft/model/model_io.h"
 #include "xft/core/error.h"
-#include "xft/pipelines/pipelines.h"
 #include "xft/core/files.h"
+#include "xft/data/tokenizer.h"
+#include "xft/model/model_io.h"
+#include "xft/pipelines/pipelines.h"
 #include "xft/study/study.h"
 #include "xft/train/early_stopping.h"
 #include "xft/train/trainer.h"
-#include "xft/data/tokenizer.h"
 
 namespace fs = std::filesystem;
 using namespace xft;
@@ -49,13 +49,19 @@ const char* kDemoConfig = R"({
 
 // The tiny base: a Llama with DeepSeek-Coder's rope settings (theta 1e5, linear factor 4).
 nlohmann::json base_config(int64_t vocab) {
-  return {{"model_type", "llama"},     {"architectures", {"LlamaForCausalLM"}},
-          {"vocab_size", vocab},       {"hidden_size", 128},
-          {"intermediate_size", 344},  {"num_hidden_layers", 4},
-          {"num_attention_heads", 4},  {"num_key_value_heads", 2},
-          {"rms_norm_eps", 1e-6},      {"rope_theta", 100000.0},
+  return {{"model_type", "llama"},
+          {"architectures", {"LlamaForCausalLM"}},
+          {"vocab_size", vocab},
+          {"hidden_size", 128},
+          {"intermediate_size", 344},
+          {"num_hidden_layers", 4},
+          {"num_attention_heads", 4},
+          {"num_key_value_heads", 2},
+          {"rms_norm_eps", 1e-6},
+          {"rope_theta", 100000.0},
           {"rope_scaling", {{"type", "linear"}, {"factor", 4.0}}},
-          {"max_position_embeddings", 1024}, {"tie_word_embeddings", false}};
+          {"max_position_embeddings", 1024},
+          {"tie_word_embeddings", false}};
 }
 
 std::string read_all_text(const std::string& path) {
@@ -88,8 +94,9 @@ void write_pretraining_chunks(const Tokenizer& tok, const std::string& corpus, c
   flush();
   std::ofstream o(out), h(heldout_out);
   for (size_t s = 0, n = 0; s + len <= ids.size(); s += len, ++n) {
-    (n % 20 == 19 ? h : o) << nlohmann::json({{"prompt_ids", nlohmann::json::array()},
-                                              {"response_ids", std::vector<int64_t>(ids.begin() + s, ids.begin() + s + len)}})
+    (n % 20 == 19 ? h : o) << nlohmann::json(
+                                  {{"prompt_ids", nlohmann::json::array()},
+                                   {"response_ids", std::vector<int64_t>(ids.begin() + s, ids.begin() + s + len)}})
                                   .dump()
                            << "\n";
   }
@@ -111,7 +118,8 @@ InstructionDataset pretokenized(const std::string& path, const Tokenizer& tok) {
 std::string pretrain_base(const fs::path& run, const Tokenizer& tok, TrainConfig t, int64_t fixed_steps, bool resume) {
   const fs::path final_dir = run / "base" / "final";
   if (fs::exists(final_dir / "config.json")) return final_dir.string();
-  const auto chunks = (run / "data" / "pretrain.jsonl").string(), held = (run / "data" / "pretrain-heldout.jsonl").string();
+  const auto chunks = (run / "data" / "pretrain.jsonl").string(),
+             held = (run / "data" / "pretrain-heldout.jsonl").string();
   write_pretraining_chunks(tok, (run / "data" / "corpus.txt").string(), chunks, held, 190);
   const auto data = pretokenized(chunks, tok), heldout = pretokenized(held, tok);
   auto cfg = base_config(tok.vocab_size());
@@ -156,7 +164,8 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     const fs::path run = fs::absolute(run_dir);
-    XFT_CHECK(resume || !fs::exists(run), run.string(), " exists: pass --resume to continue it, or choose another --run-dir");
+    XFT_CHECK(resume || !fs::exists(run), run.string(),
+              " exists: pass --resume to continue it, or choose another --run-dir");
     fs::create_directories(run / "data");
     if (!fs::exists(run / "data" / "train.jsonl")) {
       run_or_fail(python + " " + source_dir + "/scripts/make_demo_data.py " + (run / "data").string() +

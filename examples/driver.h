@@ -7,8 +7,8 @@
 #include <functional>
 #include <iostream>
 
-#include "xft/distributed/distributed.h"
 #include "xft/core/error.h"
+#include "xft/distributed/distributed.h"
 #include "xft/pipelines/pipelines.h"
 #include "xft/train/stop_signal.h"
 
@@ -42,7 +42,7 @@ inline int main(int argc, char** argv, const std::string& name, const std::strin
     const auto out = run(config, ws, resume);
     if (ws.dist->is_lead()) std::cout << name << ": final model in " << out << "\n";
     return 0;
-  } catch (const Stopped& e) {  // SIGTERM / SIGINT: a checkpoint of the last step is on disk
+  } catch (const Stopped& e) {          // SIGTERM / SIGINT: a checkpoint of the last step is on disk
     const std::string what = e.what();  // begins with the stage's name, which may be `name`
     std::cerr << (what.rfind(name + ":", 0) == 0 ? "" : name + ": ") << what << "\n";
     return kExitStopped;

@@ -11,7 +11,8 @@ int main(int argc, char** argv) {
   CLI::App app{"a multi-seed study of XFT against its baselines, with significance tests"};
   xft::StudyOptions o;
   app.add_option("--config", o.config_path, "experiment config (JSON); held-out data required")->required();
-  app.add_option("--out", o.out_dir, "study directory (a run directory per seed, results.json, results.md)")->required();
+  app.add_option("--out", o.out_dir, "study directory (a run directory per seed, results.json, results.md)")
+      ->required();
   app.add_option("--seeds", o.seeds, "seeds, e.g. 1,2,3")->delimiter(',')->capture_default_str();
   std::vector<std::string> ablations;
   app.add_option("--arms", o.arms, xft::arm_list())->delimiter(',')->capture_default_str();

@@ -17,15 +17,15 @@
 
 #include <chrono>
 
-#include "xft/model/model_io.h"
-#include "xft/eval/code_eval.h"
 #include "xft/core/error.h"
+#include "xft/eval/code_eval.h"
 #include "xft/eval/generation.h"
 #include "xft/eval/model_generator.h"
 #include "xft/eval/prompt.h"
 #include "xft/eval/samples.h"
 #include "xft/eval/score.h"
 #include "xft/methods/upcycle.h"
+#include "xft/model/model_io.h"
 #include "xft/pipelines/experiment.h"
 #include "xft/train/memory_plan.h"
 
@@ -115,8 +115,8 @@ int cmd_generate(const std::string& model_dir, const std::vector<std::string>& p
 // --dataset names what the file must hold, so that a wrong file fails before the model loads.
 void check_dataset(const std::vector<xft::Problem>& problems, const std::string& dataset, const std::string& path) {
   if (dataset.empty()) return;
-  XFT_CHECK(problems.front().kind == dataset, path, ": --dataset ", dataset, " but the file holds ", problems.front().kind,
-            " problems (", problems.front().task_id, ")");
+  XFT_CHECK(problems.front().kind == dataset, path, ": --dataset ", dataset, " but the file holds ",
+            problems.front().kind, " problems (", problems.front().task_id, ")");
 }
 
 int cmd_eval(const std::string& model_dir, const std::string& problems_path, const std::string& dataset,
@@ -181,14 +181,15 @@ int cmd_plan(const std::string& config_path, const std::string& base_config, int
   const int64_t merge_shards = shard_merge || c.distributed.shard_merge ? world : 1;
   std::cout << "memory per rank (GiB) for " << config_path << ": world " << world << ", expert parallel "
             << expert_parallel << ", merge stacks over " << merge_shards << " rank" << (merge_shards > 1 ? "s" : "")
-            << ", micro-batch x " << c.data.max_length << " tokens"
-            << (c.data.packing ? " (packed rows)" : "") << ", fits = total with the config's checkpointing <= "
-            << gpu_gib << " GiB\n";
+            << ", micro-batch x " << c.data.max_length << " tokens" << (c.data.packing ? " (packed rows)" : "")
+            << ", fits = total with the config's checkpointing <= " << gpu_gib << " GiB\n";
   std::cout << "stage\tparams\tgrads\toptim\tstacks\tact\tact/ckpt\ttotal\ttotal/ckpt\tfits\n";
   for (const auto& r : rows) {
-    xft::MemoryPlanInput in{dense, c.moe, *r.train, c.data.max_length, r.kind,
-                            r.kind == xft::StageKind::kMoe && std::string(r.name) == "moe" ? expert_parallel : 1,
-                            merge_shards, stack_bytes};
+    xft::MemoryPlanInput in{
+        dense,        c.moe,
+        *r.train,     c.data.max_length,
+        r.kind,       r.kind == xft::StageKind::kMoe && std::string(r.name) == "moe" ? expert_parallel : 1,
+        merge_shards, stack_bytes};
     const auto m = xft::plan_stage_memory(in);
     const double chosen = m.total(r.train->activation_checkpointing);
     std::cout << r.name << "\t" << gib(m.parameters) << "\t" << gib(m.gradients) << "\t" << gib(m.optimizer) << "\t"
@@ -206,7 +207,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
 
   std::string model_dir, tokens, out_path;
-  auto* fwd = app.add_subcommand("forward", "write the logits for token ids as safetensors (tensor 'logits', F32 [T, vocab])");
+  auto* fwd =
+      app.add_subcommand("forward", "write the logits for token ids as safetensors (tensor 'logits', F32 [T, vocab])");
   fwd->add_option("--model", model_dir, "model directory (config.json + safetensors)")->required();
   fwd->add_option("--tokens", tokens, "comma-separated token ids, e.g. 1,2,3")->required();
   fwd->add_option("--out", out_path, "output .safetensors file")->required();
@@ -258,7 +260,8 @@ int main(int argc, char** argv) {
   std::string problems_path, dataset;
   int64_t eval_batch = 8;
   const std::vector<std::string> datasets = {"humaneval+", "mbpp+", "humaneval", "mbpp"};
-  auto* ev = app.add_subcommand("eval", "pass@k on HumanEval / MBPP-style problems (--prompt: instruction, completion or chat)");
+  auto* ev = app.add_subcommand(
+      "eval", "pass@k on HumanEval / MBPP-style problems (--prompt: instruction, completion or chat)");
   ev->add_option("--model", model_dir, "model directory with its tokenizer")->required();
   ev->add_option("--problems", problems_path,
                  "problems (.jsonl or .jsonl.gz: HumanEvalPlus/MbppPlus as EvalPlus ships them, or HumanEval/MBPP)")
@@ -288,7 +291,8 @@ int main(int argc, char** argv) {
 
   xft::ScoreOptions score_options;
   std::string samples_path;
-  auto* sc = app.add_subcommand("score", "score samples in EvalPlus' format (task_id + solution or completion per line)");
+  auto* sc =
+      app.add_subcommand("score", "score samples in EvalPlus' format (task_id + solution or completion per line)");
   sc->add_option("--problems", problems_path, "problems (.jsonl or .jsonl.gz), as for eval")->required();
   sc->add_option("--samples", samples_path, "samples: JSON lines, several per task for pass@k")->required();
   sc->add_option("--dataset", dataset, "what --problems must hold")->check(CLI::IsMember(datasets));
@@ -296,11 +300,14 @@ int main(int argc, char** argv) {
   sc->add_option("--cache-dir", score_options.plus.cache_dir,
                  "where expected outputs are cached (default: next to --out, else not cached)");
   sc->add_option("--parallelism", score_options.plus.parallelism, "programs run at once")->capture_default_str();
-  sc->add_option("--timeout", score_options.timeout_s, "HumanEval/MBPP: seconds per test program")->capture_default_str();
-  sc->add_option("--min-time-limit", score_options.plus.min_time_limit, "EvalPlus: per-input floor (s)")->capture_default_str();
+  sc->add_option("--timeout", score_options.timeout_s, "HumanEval/MBPP: seconds per test program")
+      ->capture_default_str();
+  sc->add_option("--min-time-limit", score_options.plus.min_time_limit, "EvalPlus: per-input floor (s)")
+      ->capture_default_str();
   sc->add_option("--time-limit-factor", score_options.plus.time_limit_factor, "EvalPlus: x canonical time")
       ->capture_default_str();
-  sc->add_option("--python", score_options.plus.limits.python, "interpreter the programs run with")->capture_default_str();
+  sc->add_option("--python", score_options.plus.limits.python, "interpreter the programs run with")
+      ->capture_default_str();
   sc->add_flag("--unsafe-no-isolation", score_options.plus.limits.unsafe_no_isolation,
                "run the programs WITHOUT namespaces where the kernel refuses them (no security boundary)");
 
@@ -312,8 +319,10 @@ int main(int argc, char** argv) {
   plan->add_option("--config", plan_config, "experiment config (JSON)")->required();
   plan->add_option("--base-config", plan_base, "the base model's config.json or directory (default: base_model)");
   plan->add_option("--world", plan_world, "ranks")->capture_default_str();
-  plan->add_option("--expert-parallel", plan_ep, "ranks the MoE stage's routed experts are split over (any split)")->capture_default_str();
-  plan->add_flag("--shard-merge", plan_shard_merge, "the merge's expert stacks split over the world (distributed.shard_merge)");
+  plan->add_option("--expert-parallel", plan_ep, "ranks the MoE stage's routed experts are split over (any split)")
+      ->capture_default_str();
+  plan->add_flag("--shard-merge", plan_shard_merge,
+                 "the merge's expert stacks split over the world (distributed.shard_merge)");
   plan->add_option("--gpu-memory", plan_gpu, "GiB per GPU")->capture_default_str();
 
   CLI11_PARSE(app, argc, argv);
@@ -331,11 +340,16 @@ int main(int argc, char** argv) {
     }
     if (*plan) return cmd_plan(plan_config, plan_base, plan_world, plan_ep, plan_shard_merge, plan_gpu);
     if (*up) {
-      const auto moe = xft::MoeConfig::from_json(
-          {{"num_experts", num_experts}, {"top_k", top_k}, {"shared_expert", routing != "vanilla"},
-           {"routing", routing}, {"router", router}, {"router_noise", router_noise},
-           {"router_init_std", router_init_std}, {"aux_loss", aux_loss}, {"aux_loss_coef", aux_loss_coef}},
-          "xft-tool upcycle");
+      const auto moe = xft::MoeConfig::from_json({{"num_experts", num_experts},
+                                                  {"top_k", top_k},
+                                                  {"shared_expert", routing != "vanilla"},
+                                                  {"routing", routing},
+                                                  {"router", router},
+                                                  {"router_noise", router_noise},
+                                                  {"router_init_std", router_init_std},
+                                                  {"aux_loss", aux_loss},
+                                                  {"aux_loss_coef", aux_loss_coef}},
+                                                 "xft-tool upcycle");
       xft::UpcycleConfig options;
       options.seed = seed;
       xft::upcycle_directory(model_dir, out_path, moe, options);

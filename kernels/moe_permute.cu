@@ -135,8 +135,8 @@ __device__ float block_sum(float v, float* partial) {
 
 template <typename TY, typename TO>
 __global__ void __launch_bounds__(kCombineThreads)
-    combine_rows_kernel(const TY* __restrict__ y, const float* __restrict__ w, const int32_t* __restrict__ map,
-                        int S, int64_t cols, TO* __restrict__ out) {
+    combine_rows_kernel(const TY* __restrict__ y, const float* __restrict__ w, const int32_t* __restrict__ map, int S,
+                        int64_t cols, TO* __restrict__ out) {
   __shared__ int64_t rows[kMaxCombineSlots];
   __shared__ float ws[kMaxCombineSlots];
   const int64_t t = blockIdx.x;
@@ -154,9 +154,9 @@ __global__ void __launch_bounds__(kCombineThreads)
 
 template <typename TY, typename TO>
 __global__ void __launch_bounds__(kCombineThreads)
-    combine_rows_backward_kernel(const TO* __restrict__ grad_out, const TY* __restrict__ y,
-                                 const float* __restrict__ w, const int32_t* __restrict__ map, int S, int64_t cols,
-                                 TY* __restrict__ grad_y, float* __restrict__ grad_w) {
+    combine_rows_backward_kernel(const TO* __restrict__ grad_out, const TY* __restrict__ y, const float* __restrict__ w,
+                                 const int32_t* __restrict__ map, int S, int64_t cols, TY* __restrict__ grad_y,
+                                 float* __restrict__ grad_w) {
   __shared__ int64_t rows[kMaxCombineSlots];
   __shared__ float ws[kMaxCombineSlots];
   __shared__ float partial[kCombineThreads / 32];
@@ -224,19 +224,18 @@ cudaError_t launch_zero(void* data, int64_t group_bytes, const int32_t* ends, in
 }
 
 template <typename TY, typename TO>
-cudaError_t launch_combine(const void* y, const float* w, const int32_t* map, int64_t T, int S, int64_t cols,
-                           void* out, cudaStream_t s) {
-  combine_rows_kernel<TY, TO><<<static_cast<unsigned>(T), kCombineThreads, 0, s>>>(
-      static_cast<const TY*>(y), w, map, S, cols, static_cast<TO*>(out));
+cudaError_t launch_combine(const void* y, const float* w, const int32_t* map, int64_t T, int S, int64_t cols, void* out,
+                           cudaStream_t s) {
+  combine_rows_kernel<TY, TO><<<static_cast<unsigned>(T), kCombineThreads, 0, s>>>(static_cast<const TY*>(y), w, map, S,
+                                                                                   cols, static_cast<TO*>(out));
   return cudaGetLastError();
 }
 
 template <typename TY, typename TO>
-cudaError_t launch_combine_backward(const void* grad_out, const void* y, const float* w, const int32_t* map,
-                                    int64_t T, int S, int64_t cols, void* grad_y, float* grad_w, cudaStream_t s) {
+cudaError_t launch_combine_backward(const void* grad_out, const void* y, const float* w, const int32_t* map, int64_t T,
+                                    int S, int64_t cols, void* grad_y, float* grad_w, cudaStream_t s) {
   combine_rows_backward_kernel<TY, TO><<<static_cast<unsigned>(T), kCombineThreads, 0, s>>>(
-      static_cast<const TO*>(grad_out), static_cast<const TY*>(y), w, map, S, cols, static_cast<TY*>(grad_y),
-      grad_w);
+      static_cast<const TO*>(grad_out), static_cast<const TY*>(y), w, map, S, cols, static_cast<TY*>(grad_y), grad_w);
   return cudaGetLastError();
 }
 
@@ -259,7 +258,7 @@ cudaError_t moe_build_permutation(const int32_t* experts, int64_t T, int S, int 
   const size_t e_bytes = sizeof(int32_t) * static_cast<size_t>(E);
   if (chunks > 0) {
     permute_histogram_kernel<<<static_cast<unsigned>(chunks), kPermThreads, e_bytes, stream>>>(experts, M, E,
-                                                                                              chunk_counts);
+                                                                                               chunk_counts);
     const cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return e;
   }
@@ -267,7 +266,7 @@ cudaError_t moe_build_permutation(const int32_t* experts, int64_t T, int S, int 
   permute_scan_kernel<<<1, kPermThreads, e_bytes, stream>>>(chunk_counts, chunks, E, offsets_end);
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess || chunks == 0) return e;
-  permute_scatter_kernel<<<static_cast<unsigned>(chunks), kPermThreads, e_bytes * (1 + kPermWarps), stream>>>(
+  permute_scatter_kernel<<<static_cast<unsigned>(chunks), kPermThreads, e_bytes*(1 + kPermWarps), stream>>>(
       experts, M, S, E, chunk_counts, row_to_token, token_slot_to_row);
   return cudaGetLastError();
 }
@@ -309,9 +308,8 @@ cudaError_t moe_combine_rows_backward(const void* grad_out, DType out_dtype, con
   if (T == 0 || (grad_y == nullptr && grad_weights == nullptr)) return cudaSuccess;
   if (out_dtype != DType::kFloat32 && out_dtype != y_dtype) return cudaErrorInvalidValue;
   const bool f32_out = out_dtype == DType::kFloat32;
-#define XFT_COMBINE_BWD(TY, TO)                                                                              \
-  launch_combine_backward<TY, TO>(grad_out, y, weights, token_slot_to_row, T, S, cols, grad_y, grad_weights, \
-                                  stream)
+#define XFT_COMBINE_BWD(TY, TO) \
+  launch_combine_backward<TY, TO>(grad_out, y, weights, token_slot_to_row, T, S, cols, grad_y, grad_weights, stream)
   switch (y_dtype) {
     case DType::kFloat32: return XFT_COMBINE_BWD(float, float);
     case DType::kFloat16: return f32_out ? XFT_COMBINE_BWD(__half, float) : XFT_COMBINE_BWD(__half, __half);

@@ -40,8 +40,8 @@ cudaError_t moe_build_permutation(const int32_t* experts, int64_t T, int S, int 
 // rows[m, :] = x[row_to_token[m], :], a copy of row_bytes bytes per row (any dtype), in the
 // widest unit (16 bytes down to 1) that the row size and both pointers allow.
 // Preconditions: device pointers; x and rows row-major contiguous; every index a valid row of x.
-cudaError_t moe_gather_rows(const void* x, const int32_t* row_to_token, int64_t rows, int64_t row_bytes,
-                            void* out, cudaStream_t stream);
+cudaError_t moe_gather_rows(const void* x, const int32_t* row_to_token, int64_t rows, int64_t row_bytes, void* out,
+                            cudaStream_t stream);
 
 // out[t, :] = sum over s (in slot order) of w[t, s] * y[token_slot_to_row[t*S + s], :], with
 // fp32 accumulation; one block per token, no atomics. weights null means all ones: then this is

@@ -146,9 +146,9 @@ __global__ void __launch_bounds__(kThreads)
 
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
-    route_backward_kernel(const float* __restrict__ probs, const int32_t* __restrict__ ids,
-                          const float* __restrict__ w, const float* __restrict__ gw, const float* __restrict__ gp,
-                          int64_t tokens, int R, int k, RouteMode mode, bool renorm, T* __restrict__ dz) {
+    route_backward_kernel(const float* __restrict__ probs, const int32_t* __restrict__ ids, const float* __restrict__ w,
+                          const float* __restrict__ gw, const float* __restrict__ gp, int64_t tokens, int R, int k,
+                          RouteMode mode, bool renorm, T* __restrict__ dz) {
   __shared__ float ds_shared[kWarpsPerBlock][kMaxRoutedExperts];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int64_t t = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + warp;
@@ -174,7 +174,7 @@ __global__ void __launch_bounds__(kThreads)
     const float v0 = own0 ? sr[idx0] : 0.f, v1 = own1 ? sr[idx1] : 0.f;
     const float g0 = own0 ? gr[lane + off] : 0.f, g1 = own1 ? gr[lane + 32 + off] : 0.f;
     float d0 = g0, d1 = g1;  // d loss / d v
-    switch (mode) {  // uniform within the warp: the reductions below see all 32 lanes
+    switch (mode) {          // uniform within the warp: the reductions below see all 32 lanes
       case RouteMode::kXft: {
         // w_j = p_j m with p = softmax(v), m = v_0 = s_max:
         // dv_j = m p_j (g_j - <g, p>) + [j = 0] <g, p>
@@ -215,8 +215,7 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 bool args_ok(int64_t T, int R, int k, RouteMode mode) {
-  return T >= 0 && T <= 0x7fffffffLL && R >= 1 && R <= kMaxRoutedExperts && k >= 1 && k <= R &&
-         route_mode_known(mode);
+  return T >= 0 && T <= 0x7fffffffLL && R >= 1 && R <= kMaxRoutedExperts && k >= 1 && k <= R && route_mode_known(mode);
 }
 
 unsigned blocks_for(int64_t T) { return static_cast<unsigned>((T + kWarpsPerBlock - 1) / kWarpsPerBlock); }
@@ -224,17 +223,16 @@ unsigned blocks_for(int64_t T) { return static_cast<unsigned>((T + kWarpsPerBloc
 template <typename T>
 cudaError_t launch_forward(const void* z, int64_t tokens, int R, int k, RouteMode mode, bool renorm, float* w,
                            int32_t* ids, float* probs, int32_t* counts, cudaStream_t s) {
-  route_forward_kernel<T><<<blocks_for(tokens), kThreads, 0, s>>>(static_cast<const T*>(z), tokens, R, k, mode,
-                                                                   renorm, w, ids, probs, counts);
+  route_forward_kernel<T><<<blocks_for(tokens), kThreads, 0, s>>>(static_cast<const T*>(z), tokens, R, k, mode, renorm,
+                                                                  w, ids, probs, counts);
   return cudaGetLastError();
 }
 
 template <typename T>
-cudaError_t launch_backward(const float* probs, const int32_t* ids, const float* w, const float* gw,
-                            const float* gp, int64_t tokens, int R, int k, RouteMode mode, bool renorm, void* dz,
-                            cudaStream_t s) {
-  route_backward_kernel<T><<<blocks_for(tokens), kThreads, 0, s>>>(probs, ids, w, gw, gp, tokens, R, k, mode,
-                                                                    renorm, static_cast<T*>(dz));
+cudaError_t launch_backward(const float* probs, const int32_t* ids, const float* w, const float* gw, const float* gp,
+                            int64_t tokens, int R, int k, RouteMode mode, bool renorm, void* dz, cudaStream_t s) {
+  route_backward_kernel<T>
+      <<<blocks_for(tokens), kThreads, 0, s>>>(probs, ids, w, gw, gp, tokens, R, k, mode, renorm, static_cast<T*>(dz));
   return cudaGetLastError();
 }
 
@@ -256,8 +254,7 @@ cudaError_t moe_route_forward(const void* logits, DType dtype, int64_t T, int R,
     case DType::kFloat16:
       return launch_forward<__half>(logits, T, R, k, mode, renormalize, weights, experts, probs, counts, stream);
     case DType::kBFloat16:
-      return launch_forward<__nv_bfloat16>(logits, T, R, k, mode, renormalize, weights, experts, probs, counts,
-                                           stream);
+      return launch_forward<__nv_bfloat16>(logits, T, R, k, mode, renormalize, weights, experts, probs, counts, stream);
   }
   return cudaErrorInvalidValue;
 }

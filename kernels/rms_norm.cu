@@ -55,8 +55,8 @@ cudaError_t launch(const void* x, const void* w, void* y, int64_t rows, int64_t 
 
 }  // namespace
 
-cudaError_t rms_norm_forward(const void* x, const void* w, void* y, int64_t rows, int64_t cols, float eps,
-                             DType dtype, cudaStream_t stream) {
+cudaError_t rms_norm_forward(const void* x, const void* w, void* y, int64_t rows, int64_t cols, float eps, DType dtype,
+                             cudaStream_t stream) {
   if (rows < 0 || cols < 1 || rows > 0x7fffffff) return cudaErrorInvalidValue;
   switch (dtype) {
     case DType::kFloat32: return launch<float>(x, w, y, rows, cols, eps, stream);

@@ -9,8 +9,8 @@
 #include <thread>
 
 #include "test_util.h"
-#include "xft/data/bpe_tokenizer.h"
 #include "xft/core/files.h"
+#include "xft/data/bpe_tokenizer.h"
 
 namespace {
 
@@ -32,8 +32,10 @@ std::string show(const std::string& s) {
   std::string out;
   for (const char c : s) {
     const auto u = static_cast<unsigned char>(c);
-    if (u >= 0x20 && u < 0x7F) out += c;
-    else out += "\\x" + std::string(1, "0123456789abcdef"[u >> 4]) + "0123456789abcdef"[u & 15];
+    if (u >= 0x20 && u < 0x7F)
+      out += c;
+    else
+      out += "\\x" + std::string(1, "0123456789abcdef"[u >> 4]) + "0123456789abcdef"[u & 15];
   }
   return out;
 }
@@ -43,7 +45,11 @@ bool has_replacement_char(const std::string& s) { return s.find("\xEF\xBF\xBD") 
 bool is_utf8(const std::string& s) {
   for (size_t i = 0; i < s.size();) {
     const auto c = static_cast<unsigned char>(s[i]);
-    const size_t n = c < 0x80 ? 1 : (c >= 0xC2 && c <= 0xDF) ? 2 : (c >= 0xE0 && c <= 0xEF) ? 3 : (c >= 0xF0 && c <= 0xF4) ? 4 : 0;
+    const size_t n = c < 0x80                   ? 1
+                     : (c >= 0xC2 && c <= 0xDF) ? 2
+                     : (c >= 0xE0 && c <= 0xEF) ? 3
+                     : (c >= 0xF0 && c <= 0xF4) ? 4
+                                                : 0;
     if (n == 0 || i + n > s.size()) return false;
     for (size_t k = 1; k < n; ++k)
       if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
@@ -134,9 +140,18 @@ TEST_P(Config, TokenizerLoadPicksBpeForTheDirectoryAndTheJsonFile) {
 // decoders do: never into bytes that are not UTF-8.
 TEST_P(Config, InvalidUtf8RoundTripsBytewise) {
   const auto tok = load();
-  const std::string cases[] = {"\xFF", "abc\xFF" "def", "\xC3(", "tail \xE4\xBD", "\xED\xA0\x80 surrogate",
-                               "\xC0\xAF overlong", "\x80\x80 lone continuation", "\xF5\xFE", "emoji \xF0\x9F\x98 cut",
-                               std::string("nul\0inside", 10), "  \xFF\t\r\n<|endoftext|>\xFF 123\xFF"};
+  const std::string cases[] = {"\xFF",
+                               "abc\xFF"
+                               "def",
+                               "\xC3(",
+                               "tail \xE4\xBD",
+                               "\xED\xA0\x80 surrogate",
+                               "\xC0\xAF overlong",
+                               "\x80\x80 lone continuation",
+                               "\xF5\xFE",
+                               "emoji \xF0\x9F\x98 cut",
+                               std::string("nul\0inside", 10),
+                               "  \xFF\t\r\n<|endoftext|>\xFF 123\xFF"};
   for (const std::string& s : cases) {
     const auto ids = tok->encode(s);
     for (const int64_t id : ids) ASSERT_TRUE(id >= 0 && id < tok->vocab_size()) << show(s);
@@ -215,7 +230,8 @@ TEST(BpeTokenizer, DirectoryWithBothFilesPrefersTokenizerJson) {
 
   // A tokenizer.json xft cannot read (a WhitespaceSplit pre-tokenizer, say) falls back to tokenizer.model.
   std::string corpus;
-  for (int i = 0; i < 200; ++i) corpus += "def f" + std::to_string(i) + "(x):\n    return x * " + std::to_string(i) + "\n";
+  for (int i = 0; i < 200; ++i)
+    corpus += "def f" + std::to_string(i) + "(x):\n    return x * " + std::to_string(i) + "\n";
   write_file(dir + "/corpus.txt", corpus);
   xft::train_sentencepiece(dir + "/corpus.txt", dir + "/tokenizer", 300);
   j["pre_tokenizer"] = {{"type", "WhitespaceSplit"}};
@@ -239,7 +255,8 @@ TEST(BpeTokenizer, UnsupportedOrBrokenFilesAreClearErrors) {
     expect_error(load, {path, type, "not supported", "BPE"});
   }
   write_file(path, "{}");  // the message keeps pointing at the other ways in
-  expect_error([&] { xft::Tokenizer::load(dir); }, {path, "model type", "not supported yet", "tokenizer.model", "pretokenized"});
+  expect_error([&] { xft::Tokenizer::load(dir); },
+               {path, "model type", "not supported yet", "tokenizer.model", "pretokenized"});
   write_file(path, "{\"model\": {\"type\": \"BPE\",\n  oops");
   expect_error(load, {path, "invalid JSON"});
   expect_error([&] { BpeTokenizer::from_file(dir + "/missing.json"); }, {dir + "/missing.json", "cannot open"});
@@ -247,9 +264,13 @@ TEST(BpeTokenizer, UnsupportedOrBrokenFilesAreClearErrors) {
   expect_error(load, {path, "normalizer", "NFKC", "not supported"});
   with([](json& j) { j["pre_tokenizer"] = {{"type", "Sequence"}, {"pretokenizers", {{{"type", "Whitespace"}}}}}; });
   expect_error(load, {path, "pre_tokenizer", "Whitespace", "not supported"});
-  with([](json& j) { j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "([a-"}}}, {"behavior", "Isolated"}}; });
+  with([](json& j) {
+    j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "([a-"}}}, {"behavior", "Isolated"}};
+  });
   expect_error(load, {path, "Split", "([a-", "cannot compile"});
-  with([](json& j) { j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "a"}}}, {"behavior", "Sideways"}}; });
+  with([](json& j) {
+    j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "a"}}}, {"behavior", "Sideways"}};
+  });
   expect_error(load, {path, "Sideways", "Isolated"});
   with([](json& j) { j["decoder"] = {{"type", "WordPiece"}}; });
   expect_error(load, {path, "decoder", "WordPiece"});
@@ -258,9 +279,13 @@ TEST(BpeTokenizer, UnsupportedOrBrokenFilesAreClearErrors) {
   expect_error(load, {path, "normalizer Replace", "String pattern", " +"});
   with([](json& j) { j["decoder"] = {{"type", "Replace"}, {"pattern", {{"String", ""}}}, {"content", " "}}; });
   expect_error(load, {path, "decoder Replace", "pattern is empty"});
-  with([](json& j) { j["pre_tokenizer"] = {{"type", "Metaspace"}, {"replacement", "__"}, {"prepend_scheme", "first"}}; });
+  with([](json& j) {
+    j["pre_tokenizer"] = {{"type", "Metaspace"}, {"replacement", "__"}, {"prepend_scheme", "first"}};
+  });
   expect_error(load, {path, "pre_tokenizer Metaspace", "\"__\"", "one character"});
-  with([](json& j) { j["pre_tokenizer"] = {{"type", "Metaspace"}, {"replacement", "_"}, {"prepend_scheme", "sometimes"}}; });
+  with([](json& j) {
+    j["pre_tokenizer"] = {{"type", "Metaspace"}, {"replacement", "_"}, {"prepend_scheme", "sometimes"}};
+  });
   expect_error(load, {path, "Metaspace", "sometimes", "always, first or never"});
   with([](json& j) { j["decoder"] = {{"type", "Metaspace"}, {"replacement", "_"}, {"add_prefix_space", false}}; });
   expect_error(load, {path, "decoder Metaspace", "add_prefix_space false", "\"always\""});
@@ -295,8 +320,9 @@ TEST(BpeTokenizer, LongRunsRoundTrip) {
   // The Llama-style ones without a pre-tokenizer make the whole text one word for the merges.
   for (const std::string name : {"gpt2", "deepseek", "qwen", "llama_legacy", "llama_never", "smollm2"}) {
     const auto tok = BpeTokenizer::from_file(fixture(name == "smollm2" ? name : "bpe/" + name) + "/tokenizer.json");
-    for (const std::string& s : {std::string(100000, ' ') + "x", std::string(50000, '7'), std::string(30000, '\n') + "y ",
-                                 "a" + std::string(20000, '\t') + "b" + std::string(20000, ' ')}) {
+    for (const std::string& s :
+         {std::string(100000, ' ') + "x", std::string(50000, '7'), std::string(30000, '\n') + "y ",
+          "a" + std::string(20000, '\t') + "b" + std::string(20000, ' ')}) {
       EXPECT_EQ(tok->decode(tok->encode(s)), s) << name << ": " << s.size() << " bytes";
     }
   }
@@ -329,32 +355,54 @@ TEST(BpeTokenizer, SmolLM2DirectoryLoadsEndToEnd) {
 // are what tokenizers 0.22 gives for this file (its "<0x+F>" is byte 0x0F to u8::from_str_radix).
 TEST(BpeTokenizer, ByteFallbackEdgesAsTokenizers) {
   const std::string path = scratch_dir("byte_fallback") + "/tokenizer.json";
-  const std::vector<std::string> tokens = {"<unk>", "<0x+F>", "<0xe4>", "<0xBD>", "<0xA0>", "x", "<0x41>", "<0xE4>", " ",
-                                           "\xE2\x96\x81", "\xE2\x96\x81\xE2\x96\x81" "a", "<0x4G>"};
+  const std::vector<std::string> tokens = {"<unk>",
+                                           "<0x+F>",
+                                           "<0xe4>",
+                                           "<0xBD>",
+                                           "<0xA0>",
+                                           "x",
+                                           "<0x41>",
+                                           "<0xE4>",
+                                           " ",
+                                           "\xE2\x96\x81",
+                                           "\xE2\x96\x81\xE2\x96\x81"
+                                           "a",
+                                           "<0x4G>"};
   json vocab = json::object();
   for (size_t i = 0; i < tokens.size(); ++i) vocab[tokens[i]] = i;
   const auto with_decoder = [&](const json& decoder) {
-    const json j = {{"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", json::array()}, {"unk_token", "<unk>"},
-                               {"byte_fallback", true}}},
+    const json j = {{"model",
+                     {{"type", "BPE"},
+                      {"vocab", vocab},
+                      {"merges", json::array()},
+                      {"unk_token", "<unk>"},
+                      {"byte_fallback", true}}},
                     {"decoder", decoder}};
     write_file(path, j.dump());
     return BpeTokenizer::from_file(path);
   };
-  const std::vector<std::vector<int64_t>> seqs = {{1, 2, 3, 4, 5, 7, 6}, {8, 8, 5, 8, 8}, {10, 9, 10, 11}, {7, 3, 4, 5}, {3, 4}};
+  const std::vector<std::vector<int64_t>> seqs = {
+      {1, 2, 3, 4, 5, 7, 6}, {8, 8, 5, 8, 8}, {10, 9, 10, 11}, {7, 3, 4, 5}, {3, 4}};
   const auto bf = with_decoder({{"type", "ByteFallback"}});
   const std::vector<std::string> want = {"\x0f\xE4\xBD\xA0x\xEF\xBF\xBD\xEF\xBF\xBD", "  x  ",
-                                         "\xE2\x96\x81\xE2\x96\x81" "a\xE2\x96\x81\xE2\x96\x81\xE2\x96\x81" "a<0x4G>",
+                                         "\xE2\x96\x81\xE2\x96\x81"
+                                         "a\xE2\x96\x81\xE2\x96\x81\xE2\x96\x81"
+                                         "a<0x4G>",
                                          "\xE4\xBD\xA0x", "\xEF\xBF\xBD\xEF\xBF\xBD"};
   for (size_t i = 0; i < seqs.size(); ++i) EXPECT_EQ(show(bf->decode(seqs[i])), show(want[i])) << i;
   // A character outside the vocab whose bytes have no tokens is <unk>; it waits while the next
   // character falls back to bytes ("A" is <0x41>), and comes after them.
-  EXPECT_EQ(bf->encode("x\xC3\xA4" "A"), (std::vector<int64_t>{5, 6, 0}));
+  EXPECT_EQ(bf->encode("x\xC3\xA4"
+                       "A"),
+            (std::vector<int64_t>{5, 6, 0}));
 
-  const json strip = {{"type", "Sequence"},
-                      {"decoders", {{{"type", "Fuse"}}, {{"type", "Strip"}, {"content", " "}, {"start", 2}, {"stop", 1}}}}};
+  const json strip = {
+      {"type", "Sequence"},
+      {"decoders", {{{"type", "Fuse"}}, {{"type", "Strip"}, {"content", " "}, {"start", 2}, {"stop", 1}}}}};
   EXPECT_EQ(with_decoder(strip)->decode(seqs[1]), "x ");
   const auto metaspace = [&](const char* scheme) {
-    return with_decoder({{"type", "Metaspace"}, {"replacement", "\xE2\x96\x81"}, {"prepend_scheme", scheme}, {"split", true}});
+    return with_decoder(
+        {{"type", "Metaspace"}, {"replacement", "\xE2\x96\x81"}, {"prepend_scheme", scheme}, {"split", true}});
   };
   EXPECT_EQ(metaspace("never")->decode(seqs[2]), "  a   a<0x4G>");
   EXPECT_EQ(metaspace("first")->decode(seqs[2]), "a   a<0x4G>");  // every ▁ of the first token goes

@@ -25,10 +25,14 @@ TEST(Config, ATypoInEverySectionNamesTheSectionAndTheKnownKeys) {
     const char* typo;
     const char* known;  // one of the keys the message must list
   };
-  const Case cases[] = {{"data", "max_lenght", "max_length"},      {"moe", "aux_loss_coeff", "aux_loss_coef"},
-                        {"merge", "shared_rat", "shared_rate"},     {"ewa", "betta", "beta"},
-                        {"sft_train", "lrr", "lr"},                {"moe_train", "warmpu", "warmup"},
-                        {"merge_train", "precison", "precision"},  {"ewa_train", "epoch", "epochs"},
+  const Case cases[] = {{"data", "max_lenght", "max_length"},
+                        {"moe", "aux_loss_coeff", "aux_loss_coef"},
+                        {"merge", "shared_rat", "shared_rate"},
+                        {"ewa", "betta", "beta"},
+                        {"sft_train", "lrr", "lr"},
+                        {"moe_train", "warmpu", "warmup"},
+                        {"merge_train", "precison", "precision"},
+                        {"ewa_train", "epoch", "epochs"},
                         {"distributed", "expert_paralel", "expert_parallel"},
                         {"upcycle", "rope_teta", "rope_theta"}};
   for (const auto& c : cases) {
@@ -41,7 +45,8 @@ TEST(Config, ATypoInEverySectionNamesTheSectionAndTheKnownKeys) {
   }
   json top = minimal();
   top["run_dri"] = "x";
-  expect_error([&] { ExperimentConfig::from_json(top, "exp.json"); }, {"exp.json", "experiment", "'run_dri'", "run_dir"});
+  expect_error([&] { ExperimentConfig::from_json(top, "exp.json"); },
+               {"exp.json", "experiment", "'run_dri'", "run_dir"});
 }
 
 TEST(Config, WrongTypesAndUnknownEnumValuesNameTheField) {
@@ -50,26 +55,56 @@ TEST(Config, WrongTypesAndUnknownEnumValuesNameTheField) {
     j[section] = std::move(fields);
     return j;
   };
-  expect_error([&] { ExperimentConfig::from_json(with("sft_train", {{"lr", "fast"}}), "e.json"); },
-               {"e.json", "sft_train.lr", "number", "string"});
-  expect_error([&] { ExperimentConfig::from_json(with("sft_train", {{"epochs", 1.5}}), "e.json"); },
-               {"e.json", "sft_train.epochs", "integer", "1.5"});
-  expect_error([&] { ExperimentConfig::from_json(with("moe_train", {{"precision", "fp8"}}), "e.json"); },
-               {"e.json", "moe_train.precision", "fp32, bf16, bf16_autocast", "'fp8'"});
-  expect_error([&] { ExperimentConfig::from_json(with("moe", {{"num_experts", 8}, {"top_k", 2}, {"routing", "topk"}}), "e.json"); },
-               {"e.json", "moe.routing", "xft, shared_no_norm, vanilla", "'topk'"});
-  expect_error([&] { ExperimentConfig::from_json(with("moe", {{"top_k", 2}}), "e.json"); },
-               {"e.json", "moe.num_experts", "required"});
-  expect_error([&] { ExperimentConfig::from_json(with("ewa", {{"schedule", "cosine"}}), "e.json"); },
-               {"e.json", "ewa.schedule", "constant, linear"});
-  expect_error([&] { ExperimentConfig::from_json(with("merge", {{"fixed_shared_rate", 1}}), "e.json"); },
-               {"e.json", "merge.fixed_shared_rate", "boolean"});
-  expect_error([&] { ExperimentConfig::from_json(with("distributed", {{"backend", "mpi"}}), "e.json"); },
-               {"e.json", "distributed.backend", "auto, gloo, nccl"});
-  expect_error([&] { ExperimentConfig::from_json(with("data", {{"path", "d"}, {"format", "csv"}}), "e.json"); },
-               {"e.json", "data.format", "'csv'"});
-  expect_error([&] { ExperimentConfig::from_json(with("upcycle", {{"seed", -1}}), "e.json"); },
-               {"e.json", "upcycle.seed", "non-negative"});
+  expect_error(
+      [&] {
+        ExperimentConfig::from_json(with("sft_train", {{"lr", "fast"}}), "e.json");
+      },
+      {"e.json", "sft_train.lr", "number", "string"});
+  expect_error(
+      [&] {
+        ExperimentConfig::from_json(with("sft_train", {{"epochs", 1.5}}), "e.json");
+      },
+      {"e.json", "sft_train.epochs", "integer", "1.5"});
+  expect_error(
+      [&] {
+        ExperimentConfig::from_json(with("moe_train", {{"precision", "fp8"}}), "e.json");
+      },
+      {"e.json", "moe_train.precision", "fp32, bf16, bf16_autocast", "'fp8'"});
+  expect_error(
+      [&] {
+        ExperimentConfig::from_json(with("moe", {{"num_experts", 8}, {"top_k", 2}, {"routing", "topk"}}), "e.json");
+      },
+      {"e.json", "moe.routing", "xft, shared_no_norm, vanilla", "'topk'"});
+  expect_error(
+      [&] {
+        ExperimentConfig::from_json(with("moe", {{"top_k", 2}}), "e.json");
+      },
+      {"e.json", "moe.num_experts", "required"});
+  expect_error(
+      [&] {
+        ExperimentConfig::from_json(with("ewa", {{"schedule", "cosine"}}), "e.json");
+      },
+      {"e.json", "ewa.schedule", "constant, linear"});
+  expect_error(
+      [&] {
+        ExperimentConfig::from_json(with("merge", {{"fixed_shared_rate", 1}}), "e.json");
+      },
+      {"e.json", "merge.fixed_shared_rate", "boolean"});
+  expect_error(
+      [&] {
+        ExperimentConfig::from_json(with("distributed", {{"backend", "mpi"}}), "e.json");
+      },
+      {"e.json", "distributed.backend", "auto, gloo, nccl"});
+  expect_error(
+      [&] {
+        ExperimentConfig::from_json(with("data", {{"path", "d"}, {"format", "csv"}}), "e.json");
+      },
+      {"e.json", "data.format", "'csv'"});
+  expect_error(
+      [&] {
+        ExperimentConfig::from_json(with("upcycle", {{"seed", -1}}), "e.json");
+      },
+      {"e.json", "upcycle.seed", "non-negative"});
 }
 
 TEST(Config, EnumsParseAndEverySectionReadsBackWhatItWrites) {
@@ -95,7 +130,8 @@ TEST(Config, EnumsParseAndEverySectionReadsBackWhatItWrites) {
   EXPECT_EQ(c.to_json()["moe"]["router"], "mlp");
   EXPECT_EQ(c.to_json()["sft_train"]["precision"], "bf16_autocast");
   // Without a shared expert the routing defaults to vanilla (Eq. 1).
-  const auto vanilla = xft::MoeConfig::from_json({{"num_experts", 4}, {"top_k", 2}, {"shared_expert", false}}, "m.json");
+  const auto vanilla =
+      xft::MoeConfig::from_json({{"num_experts", 4}, {"top_k", 2}, {"shared_expert", false}}, "m.json");
   EXPECT_EQ(vanilla.routing, xft::RoutingMode::kVanilla);
 }
 
@@ -123,10 +159,13 @@ TEST(Config, EveryShippedConfigLoadsAndTheReferenceSwitchSetsTheAuthorsCode) {
   EXPECT_EQ(lambda1.merge.shared_rate, 1.0);
   // The reference switch, as an overlay file and as one --set.
   const auto dir = xft::test::scratch_dir("compat");
-  std::ofstream(dir + "/ref.json") << json{{"include", {(configs / "deepseek-coder-1.3b.json").string(),
-                                                       (configs / "compat" / "reference.json").string()}}}.dump();
-  for (const auto& c : {ExperimentConfig::load(dir + "/ref.json"),
-                        ExperimentConfig::load((configs / "deepseek-coder-1.3b.json").string(), {"compat=reference"})}) {
+  std::ofstream(dir + "/ref.json") << json{{"include",
+                                            {(configs / "deepseek-coder-1.3b.json").string(),
+                                             (configs / "compat" / "reference.json").string()}}}
+                                          .dump();
+  for (const auto& c :
+       {ExperimentConfig::load(dir + "/ref.json"),
+        ExperimentConfig::load((configs / "deepseek-coder-1.3b.json").string(), {"compat=reference"})}) {
     EXPECT_EQ(c.compat, "reference");
     EXPECT_TRUE(c.moe.router_noise);
     EXPECT_EQ(c.moe.load_estimate, xft::LoadEstimate::kReference);
@@ -141,7 +180,8 @@ TEST(Config, EveryShippedConfigLoadsAndTheReferenceSwitchSetsTheAuthorsCode) {
   EXPECT_FALSE(plain.moe.aux_counts_padding);
   EXPECT_EQ(plain.upcycle.rope_theta, 0.0);
   // An explicit --set keeps the last word over the switch.
-  const auto mixed = ExperimentConfig::load((configs / "tiny.json").string(), {"compat=reference", "upcycle.rope_theta=500000"});
+  const auto mixed =
+      ExperimentConfig::load((configs / "tiny.json").string(), {"compat=reference", "upcycle.rope_theta=500000"});
   EXPECT_EQ(mixed.upcycle.rope_theta, 500000.0);
   EXPECT_TRUE(mixed.moe.router_noise);
   // Include errors name the file.

@@ -13,12 +13,12 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include "test_util.h"
-#include "xft/data/batcher.h"
 #include "xft/core/error.h"
+#include "xft/data/batcher.h"
 #include "xft/data/instruction_data.h"
 #include "xft/data/tokenizer.h"
 
@@ -41,7 +41,8 @@ std::vector<std::string>& scratch_dirs() {
 
 std::string scratch_dir(const std::string& tag) {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  std::string pattern = "/tmp/xft-test-" + std::string(info->test_suite_name()) + "-" + info->name() + "-" + tag + "-XXXXXX";
+  std::string pattern =
+      "/tmp/xft-test-" + std::string(info->test_suite_name()) + "-" + info->name() + "-" + tag + "-XXXXXX";
   if (::mkdtemp(pattern.data()) == nullptr) ADD_FAILURE() << "mkdtemp failed for " << pattern;
   scratch_dirs().push_back(pattern);
   return pattern;
@@ -51,8 +52,9 @@ class RemoveScratchDirs : public ::testing::Environment {
  public:
   void TearDown() override {
     for (const auto& dir : scratch_dirs()) {
-      ::nftw(dir.c_str(), [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); }, 16,
-             FTW_DEPTH | FTW_PHYS);
+      ::nftw(
+          dir.c_str(), [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); }, 16,
+          FTW_DEPTH | FTW_PHYS);
     }
     scratch_dirs().clear();
   }
@@ -82,7 +84,8 @@ std::string corpus() {
   for (int f = 0; f < 40; ++f) {
     const std::string a = words[pick(10)], b = words[pick(10)];
     os << "def compute_" << a << "(" << a << ", " << b << "=" << pick(100) << "):\n";
-    os << "    " << b << " = [" << a << " " << ops[pick(5)] << " " << pick(1000) << " for _ in range(" << pick(50) << ")]\n";
+    os << "    " << b << " = [" << a << " " << ops[pick(5)] << " " << pick(1000) << " for _ in range(" << pick(50)
+       << ")]\n";
     os << "    if " << a << " > " << b << ":\n";
     os << "        return " << a << "  # the " << b << " wins\n";
     os << "    return {\"" << a << "\": " << b << "}\n\n";
@@ -104,7 +107,8 @@ const Tokenizer& tiny_tokenizer() {
 }
 
 std::vector<int64_t> slice(const std::vector<int64_t>& v, size_t begin, size_t end) {
-  return std::vector<int64_t>(v.begin() + static_cast<std::ptrdiff_t>(begin), v.begin() + static_cast<std::ptrdiff_t>(end));
+  return std::vector<int64_t>(v.begin() + static_cast<std::ptrdiff_t>(begin),
+                              v.begin() + static_cast<std::ptrdiff_t>(end));
 }
 
 std::string magicoder_prompt(const std::string& instruction) {
@@ -217,7 +221,8 @@ TEST(Tokenizer, TokenizerJsonOnlyIsAClearError) {
 // ---------------------------------------------------------------------------------------- data config
 
 TEST(DataConfig, FromJsonDefaultsTypesAndUnknownKeys) {
-  const auto c = DataConfig::from_json(json{{"path", "d.jsonl"}, {"response_field", "output"}, {"max_length", 64}}, "t.json");
+  const auto c =
+      DataConfig::from_json(json{{"path", "d.jsonl"}, {"response_field", "output"}, {"max_length", 64}}, "t.json");
   EXPECT_EQ(c.path, "d.jsonl");
   EXPECT_EQ(c.response_field, "output");
   EXPECT_EQ(c.max_length, 64);
@@ -226,15 +231,27 @@ TEST(DataConfig, FromJsonDefaultsTypesAndUnknownKeys) {
   EXPECT_FALSE(c.strict);
   EXPECT_EQ(DataConfig::from_json(c.to_json(), "again").to_json(), c.to_json());
 
-  expect_error([] { DataConfig::from_json(json{{"path", "d"}, {"max_lenght", 3}, {"colour", 1}}, "t.json"); },
-               {"t.json", "'max_lenght'", "'colour'", "max_length"});
-  expect_error([] { DataConfig::from_json(json{{"path", "d"}, {"max_length", "long"}}, "t.json"); },
-               {"t.json", "max_length", "integer"});
+  expect_error(
+      [] {
+        DataConfig::from_json(json{{"path", "d"}, {"max_lenght", 3}, {"colour", 1}}, "t.json");
+      },
+      {"t.json", "'max_lenght'", "'colour'", "max_length"});
+  expect_error(
+      [] {
+        DataConfig::from_json(json{{"path", "d"}, {"max_length", "long"}}, "t.json");
+      },
+      {"t.json", "max_length", "integer"});
   expect_error([] { DataConfig::from_json(json{{"path", "d"}, {"format", "csv"}}, "t.json"); }, {"t.json", "csv"});
-  expect_error([] { DataConfig::from_json(json{{"path", "d"}, {"prompt_template", "no slot"}}, "t.json"); },
-               {"t.json", "{instruction}"});
-  expect_error([] { DataConfig::from_json(json{{"path", "d"}, {"format", "pretokenized"}}, "t.json"); },
-               {"t.json", "bos_id", "eos_id"});
+  expect_error(
+      [] {
+        DataConfig::from_json(json{{"path", "d"}, {"prompt_template", "no slot"}}, "t.json");
+      },
+      {"t.json", "{instruction}"});
+  expect_error(
+      [] {
+        DataConfig::from_json(json{{"path", "d"}, {"format", "pretokenized"}}, "t.json");
+      },
+      {"t.json", "bos_id", "eos_id"});
 }
 
 // -------------------------------------------------------------------------------- instruction records
@@ -257,8 +274,10 @@ TEST(InstructionData, PromptMaskedAndMagicoderTemplateFilled) {
   EXPECT_EQ(slice(ex.input_ids, 1, p), prompt_ids);
   EXPECT_EQ(slice(ex.input_ids, p, ex.input_ids.size() - 1), response_ids);
   for (size_t t = 0; t < ex.labels.size(); ++t) {
-    if (t < p) EXPECT_EQ(ex.labels[t], kIgnoreLabel) << t;
-    else EXPECT_EQ(ex.labels[t], ex.input_ids[t]) << t;
+    if (t < p)
+      EXPECT_EQ(ex.labels[t], kIgnoreLabel) << t;
+    else
+      EXPECT_EQ(ex.labels[t], ex.input_ids[t]) << t;
   }
   EXPECT_EQ(prompt_text(data, 0, tok), magicoder_prompt("Write add."));
   EXPECT_EQ(tok.decode(slice(ex.input_ids, p, ex.input_ids.size() - 1)), response);
@@ -328,14 +347,14 @@ TEST(InstructionData, MalformedRecordsSkippedAndReportedByLine) {
   const std::string path = dir + "/d.jsonl";
   write_file(path,
              "\xEF\xBB\xBF{\"instruction\": \"a\", \"response\": \"b = 1\"}\n"  // 1 ok, after a BOM
-             "{\"instruction\": \"a\", \"response\": \n"           // 2 invalid JSON
-             "\n"                                                  // 3 blank: ignored
-             "[1, 2]\n"                                            // 4 not an object
-             "{\"instruction\": \"a\"}\n"                          // 5 missing response
-             "   \t\r\n"                                           // 6 blank: ignored
-             "{\"instruction\": 5, \"response\": \"x\"}\n"         // 7 wrong type
-             "{\"instruction\": \"a\", \"response\": \" \\n \"}\r\n"  // 8 empty response
-             "{\"instruction\": \"c\", \"response\": \"d = 2\"}");  // 9 ok, no final newline
+             "{\"instruction\": \"a\", \"response\": \n"                        // 2 invalid JSON
+             "\n"                                                               // 3 blank: ignored
+             "[1, 2]\n"                                                         // 4 not an object
+             "{\"instruction\": \"a\"}\n"                                       // 5 missing response
+             "   \t\r\n"                                                        // 6 blank: ignored
+             "{\"instruction\": 5, \"response\": \"x\"}\n"                      // 7 wrong type
+             "{\"instruction\": \"a\", \"response\": \" \\n \"}\r\n"            // 8 empty response
+             "{\"instruction\": \"c\", \"response\": \"d = 2\"}");              // 9 ok, no final newline
   const auto data = InstructionDataset::load(config_for(path), &tok);
   EXPECT_EQ(data.size(), 2u);
   const auto& r = data.report();
@@ -345,15 +364,19 @@ TEST(InstructionData, MalformedRecordsSkippedAndReportedByLine) {
   EXPECT_EQ(r.skipped, 5);
   EXPECT_FALSE(r.array_elements);
   const std::vector<std::pair<int64_t, std::string>> expected = {
-      {2, "invalid JSON"}, {4, "not a JSON object"}, {5, "missing field 'response'"},
-      {7, "field 'instruction' is number; expected a string"}, {8, "empty response"}};
+      {2, "invalid JSON"},
+      {4, "not a JSON object"},
+      {5, "missing field 'response'"},
+      {7, "field 'instruction' is number; expected a string"},
+      {8, "empty response"}};
   ASSERT_EQ(r.skipped_records.size(), expected.size());
   for (size_t i = 0; i < expected.size(); ++i) {
     EXPECT_EQ(r.skipped_records[i].line, expected[i].first);
     EXPECT_NE(r.skipped_records[i].reason.find(expected[i].second), std::string::npos) << r.skipped_records[i].reason;
   }
   const std::string s = r.summary();
-  for (const char* part : {"7 records", "2 used", "5 skipped", "line numbers", ":2: invalid JSON", ":8: empty response"}) {
+  for (const char* part :
+       {"7 records", "2 used", "5 skipped", "line numbers", ":2: invalid JSON", ":8: empty response"}) {
     EXPECT_NE(s.find(part), std::string::npos) << "summary lacks '" << part << "':\n" << s;
   }
   EXPECT_NE(s.find(path + ":4: not a JSON object"), std::string::npos) << s;
@@ -454,8 +477,8 @@ TEST(InstructionData, PretokenizedUsesConfigIds) {
   EXPECT_EQ(p[3].line, 6);
   EXPECT_NE(p[3].reason.find("missing field 'response_ids'"), std::string::npos);
   // With a tokenizer, ids are also checked against its vocabulary.
-  write_file(dir + "/big.jsonl", jsonl({{{"prompt_ids", {1}}, {"response_ids", {400}}},
-                                        {{"prompt_ids", {1}}, {"response_ids", {399}}}}));
+  write_file(dir + "/big.jsonl",
+             jsonl({{{"prompt_ids", {1}}, {"response_ids", {400}}}, {{"prompt_ids", {1}}, {"response_ids", {399}}}}));
   c.path = dir + "/big.jsonl";
   const auto checked = InstructionDataset::load(c, &tiny_tokenizer());
   EXPECT_EQ(checked.size(), 1u);
@@ -502,9 +525,11 @@ TEST(Collate, PadsRightAndMasks) {
   const auto t = [](std::vector<int64_t> v) { return torch::tensor(v).view({3, -1}); };
   EXPECT_EQ(b.input_ids.sizes(), (std::vector<int64_t>{3, 7}));
   EXPECT_EQ(b.input_ids.scalar_type(), torch::kInt64);
-  EXPECT_TRUE(torch::equal(b.input_ids, t({1, 10, 11, 20, 2, 7, 7, /**/ 1, 12, 21, 22, 23, 24, 2, /**/ 1, 10, 11, 20, 2, 7, 7})));
-  EXPECT_TRUE(torch::equal(b.attention_mask, t({1, 1, 1, 1, 1, 0, 0, /**/ 1, 1, 1, 1, 1, 1, 1, /**/ 1, 1, 1, 1, 1, 0, 0})));
-  EXPECT_TRUE(torch::equal(b.labels, t({-100, -100, -100, 20, 2, -100, -100, /**/ -100, -100, 21, 22, 23, 24, 2,
+  EXPECT_TRUE(torch::equal(b.input_ids,
+                           t({1, 10, 11, 20, 2, 7, 7, /**/ 1, 12, 21, 22, 23, 24, 2, /**/ 1, 10, 11, 20, 2, 7, 7})));
+  EXPECT_TRUE(
+      torch::equal(b.attention_mask, t({1, 1, 1, 1, 1, 0, 0, /**/ 1, 1, 1, 1, 1, 1, 1, /**/ 1, 1, 1, 1, 1, 0, 0})));
+  EXPECT_TRUE(torch::equal(b.labels, t({-100,      -100, -100, 20, 2, -100, -100, /**/ -100, -100, 21, 22, 23, 24, 2,
                                         /**/ -100, -100, -100, 20, 2, -100, -100})));
   EXPECT_EQ(b.loss_tokens, 2 + 5 + 2);
   EXPECT_EQ(b.loss_tokens, (b.labels != -100).sum().item<int64_t>());

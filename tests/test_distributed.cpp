@@ -16,14 +16,14 @@
 
 #include "test_util.h"
 #include "tiny_world.h"
+#include "xft/core/safetensors.h"
 #include "xft/distributed/distributed.h"
 #include "xft/distributed/expert_sharding.h"
-#include "xft/core/safetensors.h"
 
 namespace fs = std::filesystem;
 using namespace xft;
-using xft::test::read_all;
 using xft::test::losses;
+using xft::test::read_all;
 
 namespace {
 
@@ -45,9 +45,10 @@ const std::string& world_dir() {
 // global batch 8 in micro-batches of 2, plus `extra` overrides.
 std::string args(const std::string& run_dir, const std::string& extra = "") {
   const auto& w = world_dir();
-  std::string a = " --config " + xft::test::env_or_empty("XFT_SOURCE_DIR") + "/configs/tiny.json --set run_dir=" +
-                  run_dir + " --set base_model=" + w + "/base --set data.path=" + w + "/data.jsonl" +
-                  " --set eval_data=" + w + "/data.jsonl --set data.max_length=512 --set distributed.timeout_s=60";
+  std::string a = " --config " + xft::test::env_or_empty("XFT_SOURCE_DIR") +
+                  "/configs/tiny.json --set run_dir=" + run_dir + " --set base_model=" + w +
+                  "/base --set data.path=" + w + "/data.jsonl" + " --set eval_data=" + w +
+                  "/data.jsonl --set data.max_length=512 --set distributed.timeout_s=60";
   for (const auto* s : {"sft_train", "moe_train", "merge_train", "ewa_train"})
     a += std::string(" --set ") + s + ".micro_batch=2";
   return a + " " + extra;
@@ -82,8 +83,9 @@ std::vector<Rank> spawn(const std::string& driver, const std::string& a, int wor
     k.log = dir + "/rank" + std::to_string(r) + ".log";
     k.rc_file = dir + "/rank" + std::to_string(r) + ".rc";
     const auto pid_file = dir + "/rank" + std::to_string(r) + ".pid";
-    const std::string env = "OMP_NUM_THREADS=1 RANK=" + std::to_string(r) + " LOCAL_RANK=" + std::to_string(r) + " WORLD_SIZE=" +
-                            std::to_string(world) + " MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(port);
+    const std::string env = "OMP_NUM_THREADS=1 RANK=" + std::to_string(r) + " LOCAL_RANK=" + std::to_string(r) +
+                            " WORLD_SIZE=" + std::to_string(world) +
+                            " MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(port);
     const std::string inner = env + " " + bin(driver) + a + " > " + k.log + " 2>&1 & p=$!; echo $p > " + pid_file +
                               "; wait $p; echo $? > " + k.rc_file;
     EXPECT_EQ(std::system(("sh -c '" + inner + "' &").c_str()), 0);
@@ -165,8 +167,8 @@ std::string expect_world_of_one_is_the_plain_run(const std::string& dir, const s
   EXPECT_EQ(xft::test::driver(driver, args(dir + "/plain", extra), dir + "/plain-" + driver + ".log"), 0)
       << read_all(dir + "/plain-" + driver + ".log");
   EXPECT_EQ(torchrun(driver, args(dir + "/one", extra), 1, log), 0) << read_all(log);
-  const std::vector<std::string> stages = driver == "xft" ? std::vector<std::string>{"xft/moe", "xft/merge"}
-                                                          : std::vector<std::string>{driver};
+  const std::vector<std::string> stages =
+      driver == "xft" ? std::vector<std::string>{"xft/moe", "xft/merge"} : std::vector<std::string>{driver};
   for (const auto& st : stages) {
     expect_same_curves(dir + "/plain/" + st + "/metrics.jsonl", dir + "/one/" + st + "/metrics.jsonl", tol);
     expect_same_model(dir + "/plain/" + st + "/final", dir + "/one/" + st + "/final", tol);
@@ -180,12 +182,21 @@ std::string expect_world_of_one_is_the_plain_run(const std::string& dir, const s
 }  // namespace
 
 TEST(Distributed, ConfigAndLaunchErrorsAreClear) {
-  xft::test::expect_error([] { DistributedConfig::from_json({{"backend", "mpi"}}, "c.json"); },
-                          {"c.json", "backend", "gloo"});
-  xft::test::expect_error([] { DistributedConfig::from_json({{"expert_paralel", 2}}, "c.json"); },
-                          {"c.json", "expert_paralel", "known: backend, bucket_mb, expert_parallel, shard_merge, timeout_s"});
-  xft::test::expect_error([] { DistributedConfig::from_json({{"timeout_s", "60"}}, "c.json"); },
-                          {"c.json", "distributed.timeout_s", "number", "string"});
+  xft::test::expect_error(
+      [] {
+        DistributedConfig::from_json({{"backend", "mpi"}}, "c.json");
+      },
+      {"c.json", "backend", "gloo"});
+  xft::test::expect_error(
+      [] {
+        DistributedConfig::from_json({{"expert_paralel", 2}}, "c.json");
+      },
+      {"c.json", "expert_paralel", "known: backend, bucket_mb, expert_parallel, shard_merge, timeout_s"});
+  xft::test::expect_error(
+      [] {
+        DistributedConfig::from_json({{"timeout_s", "60"}}, "c.json");
+      },
+      {"c.json", "distributed.timeout_s", "number", "string"});
   xft::test::expect_error([] { DistributedConfig::from_json(nlohmann::json::array(), "c.json"); },
                           {"c.json", "distributed section must be an object"});
   xft::test::expect_error([] { DistributedConfig::from_json({{"timeout_s", 0}}, "c.json"); }, {"timeout_s"});
@@ -239,7 +250,8 @@ TEST(Distributed, DataParallelSftMatchesSingleProcess) {
   // The step was clipped (the norm exceeds 0.05), so the distributed norm was checked too.
   EXPECT_GT(first_metrics_row(dir + "/four/sft/metrics.jsonl").at("grad_norm").get<double>(), 0.05);
   // Small buckets: most all-reduces start inside the backward (overlap), with the same result.
-  ASSERT_EQ(torchrun("sft", args(dir + "/small", extra + " --set distributed.bucket_mb=0.004"), 2, dir + "/small.log"), 0)
+  ASSERT_EQ(torchrun("sft", args(dir + "/small", extra + " --set distributed.bucket_mb=0.004"), 2, dir + "/small.log"),
+            0)
       << read_all(dir + "/small.log");
   expect_same_model(dir + "/one/sft/final", dir + "/small/sft/final", 1e-5);
   const auto row = first_metrics_row(dir + "/small/sft/metrics.jsonl");
@@ -261,7 +273,8 @@ TEST(Distributed, MicroBatchLossReductionDataParallelMatchesSingleProcess) {
   ASSERT_EQ(xft::test::driver("sft", args(dir + "/token", "--set sft_train.micro_batch=2 --set sft_train.max_steps=8"),
                               dir + "/token.log"),
             0);
-  EXPECT_GT(std::abs(losses(dir + "/one/sft/metrics.jsonl").at(0) - losses(dir + "/token/sft/metrics.jsonl").at(0)), 1e-6);
+  EXPECT_GT(std::abs(losses(dir + "/one/sft/metrics.jsonl").at(0) - losses(dir + "/token/sft/metrics.jsonl").at(0)),
+            1e-6);
 }
 
 // The XFT pipeline with the routed experts split over ranks: the MoE stage (expert parallel
@@ -291,9 +304,10 @@ TEST(Distributed, ExpertParallelXftMatchesSingleProcess) {
     const auto run = dir + "/" + c.name;
     const auto one = dir + "/" + c.reference;
     fs::create_directories(run + "-logs");
-    ASSERT_EQ(run_ranks("xft", args(run, moe + " --set distributed.expert_parallel=" + std::to_string(c.ep) + " " + c.extra),
-                        c.world, run + "-logs"),
-              0)
+    ASSERT_EQ(
+        run_ranks("xft", args(run, moe + " --set distributed.expert_parallel=" + std::to_string(c.ep) + " " + c.extra),
+                  c.world, run + "-logs"),
+        0)
         << c.name;
     EXPECT_NE(read_all(run + "-logs/rank0.log").find("expert_parallel " + std::to_string(c.ep)), std::string::npos);
     expect_same_curves(one + "/xft/moe/metrics.jsonl", run + "/xft/moe/metrics.jsonl");
@@ -377,16 +391,17 @@ void expect_same_coefficients(const std::string& a, const std::string& b, double
 // exported dense model.
 TEST(Distributed, UnevenExpertParallelXftMatchesSingleProcess) {
   const auto dir = xft::test::scratch_dir("ep-uneven");
-  const std::string moe = "--set moe.num_experts=8 --set moe.top_k=3 --set moe_train.max_grad_norm=0.5 "
-                          "--set merge_train.max_steps=3";
+  const std::string moe =
+      "--set moe.num_experts=8 --set moe.top_k=3 --set moe_train.max_grad_norm=0.5 "
+      "--set merge_train.max_steps=3";
   ASSERT_EQ(xft::test::driver("xft", args(dir + "/one", moe), dir + "/one.log"), 0) << read_all(dir + "/one.log");
   struct Case {
     const char* name;
     int world, ep;
     bool shard_merge;
   };
-  for (const auto& c : {Case{"ep2", 2, 2, true}, Case{"ep4", 4, 4, true}, Case{"ep2x2", 4, 2, false},
-                        Case{"ep8", 8, 8, true}}) {
+  for (const auto& c :
+       {Case{"ep2", 2, 2, true}, Case{"ep4", 4, 4, true}, Case{"ep2x2", 4, 2, false}, Case{"ep8", 8, 8, true}}) {
     const auto run = dir + "/" + c.name;
     fs::create_directories(run + "-logs");
     ASSERT_EQ(run_ranks("xft",
@@ -420,14 +435,15 @@ TEST(Distributed, UnevenExpertParallelXftMatchesSingleProcess) {
 // single-process run.
 TEST(Distributed, IdleExpertRankWithEmptyStacksMatchesSingleProcess) {
   const auto dir = xft::test::scratch_dir("ep-idle");
-  const std::string moe = "--set moe.num_experts=7 --set moe.top_k=2 --set moe.routing=vanilla "
-                          "--set moe.shared_expert=false --set merge.fixed_shared_rate=false --set merge.shared_rate=0.5 "
-                          "--set merge_train.max_steps=2";
+  const std::string moe =
+      "--set moe.num_experts=7 --set moe.top_k=2 --set moe.routing=vanilla "
+      "--set moe.shared_expert=false --set merge.fixed_shared_rate=false --set merge.shared_rate=0.5 "
+      "--set merge_train.max_steps=2";
   ASSERT_EQ(xft::test::driver("xft", args(dir + "/one", moe), dir + "/one.log"), 0) << read_all(dir + "/one.log");
   const auto run = dir + "/ep8";
   fs::create_directories(run + "-logs");
-  ASSERT_EQ(run_ranks("xft", args(run, moe + " --set distributed.expert_parallel=8 --set distributed.shard_merge=true"), 8,
-                      run + "-logs"),
+  ASSERT_EQ(run_ranks("xft", args(run, moe + " --set distributed.expert_parallel=8 --set distributed.shard_merge=true"),
+                      8, run + "-logs"),
             0);
   EXPECT_EQ(stack_bytes(read_all(run + "-logs/rank7.log"), 7), 0);
   for (const auto* st : {"/xft/moe", "/xft/merge"}) {
@@ -466,8 +482,9 @@ TEST(Distributed, EwaMatchesSingleProcessOnEveryRank) {
 TEST(Distributed, ResumeWithTheSameWorldSize) {
   const auto dir = xft::test::scratch_dir("resume");
   // In loss_reduction micro_batch (the token mode's resume is tested in test_train).
-  const auto a = args(dir + "/run", "--set distributed.expert_parallel=2 --set moe.num_experts=8 --set moe.top_k=3 "
-                                    "--set moe_train.loss_reduction=micro_batch");
+  const auto a = args(dir + "/run",
+                      "--set distributed.expert_parallel=2 --set moe.num_experts=8 --set moe.top_k=3 "
+                      "--set moe_train.loss_reduction=micro_batch");
   fs::create_directories(dir + "/logs1");
   ASSERT_EQ(run_ranks("xft", a, 2, dir + "/logs1"), 0);
   const auto done = dir + "/done";
@@ -516,8 +533,9 @@ TEST(Distributed, TorchrunRestartResumesFromTheNewestCheckpoint) {
 TEST(Distributed, DeadOrHungRankIsAClearErrorWithinTheTimeout) {
   for (const int sig : {SIGKILL, SIGSTOP}) {
     const auto dir = xft::test::scratch_dir(sig == SIGKILL ? "dead" : "hung");
-    const auto a = args(dir + "/run", "--set sft_train.max_steps=100000 --set sft_train.save_every=2 "
-                                      "--set sft_train.schedule=constant --set distributed.timeout_s=5");
+    const auto a = args(dir + "/run",
+                        "--set sft_train.max_steps=100000 --set sft_train.save_every=2 "
+                        "--set sft_train.schedule=constant --set distributed.timeout_s=5");
     auto ranks = spawn("sft", a, 2, dir);
     const auto ck = dir + "/run/sft/checkpoints/step-00000002";
     for (int i = 0; i < 6000 && !fs::exists(ck); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -549,7 +567,8 @@ TEST(Distributed, DeadOrHungRankIsAClearErrorWithinTheTimeout) {
 TEST(Distributed, OneProcessUnderTorchrunEqualsThePlainRun) {
   const auto dir = xft::test::scratch_dir("world1");
   const auto log = expect_world_of_one_is_the_plain_run(
-      dir, "sft", "--set sft_train.max_steps=4 --set sft_train.max_grad_norm=0.05 --set distributed.bucket_mb=0.004", 0.0);
+      dir, "sft", "--set sft_train.max_steps=4 --set sft_train.max_grad_norm=0.05 --set distributed.bucket_mb=0.004",
+      0.0);
   EXPECT_NE(log.find("1 ranks, gloo"), std::string::npos) << log;
   const auto row = first_metrics_row(dir + "/one/sft/metrics.jsonl");
   EXPECT_GT(row.at("buckets_overlapped").get<int64_t>(), 0) << row.dump();

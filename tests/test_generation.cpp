@@ -1,9 +1,9 @@
 // Batched generation with a KV cache against transformers' greedy generate (left padding),
 // on dense and upcycled MoE checkpoints, and sampling's controls.
 #include "test_util.h"
-#include "xft/model/model_io.h"
 #include "xft/eval/generation.h"
 #include "xft/methods/upcycle.h"
+#include "xft/model/model_io.h"
 
 using namespace xft;
 
@@ -14,8 +14,8 @@ struct Expected {
 };
 Expected expected(const std::string& fixture = "generate") {
   auto j = read_json_file(xft::test::fixture(fixture) + "/expected.json");
-  return {j["prompts"].get<std::vector<std::vector<int64_t>>>(), j["generated"].get<std::vector<std::vector<int64_t>>>(),
-          j["max_new_tokens"].get<int64_t>()};
+  return {j["prompts"].get<std::vector<std::vector<int64_t>>>(),
+          j["generated"].get<std::vector<std::vector<int64_t>>>(), j["max_new_tokens"].get<int64_t>()};
 }
 }  // namespace
 
@@ -69,7 +69,8 @@ TEST(Generation, SamplingIsSeededAndTopPNarrowsToGreedy) {
   s.top_p = 1e-6;  // only the most likely token survives: greedy
   auto greedy = generate(*model, e.prompts, s);
   for (size_t i = 0; i < greedy.size(); ++i) {
-    std::vector<int64_t> want(e.generated[i].begin(), e.generated[i].begin() + std::min<size_t>(8, e.generated[i].size()));
+    std::vector<int64_t> want(e.generated[i].begin(),
+                              e.generated[i].begin() + std::min<size_t>(8, e.generated[i].size()));
     EXPECT_EQ(greedy[i], want);
   }
 }

@@ -239,15 +239,21 @@ TEST(FoldExperts, MixesEveryLayersStacksByItsCoefficientsAndDropsTheRouters) {
   // One row for every layer: EWA's uniform average is the experts' mean.
   const auto avg = xft::fold_experts(moe, torch::full({N}, 1.0 / N, torch::kFloat64));
   std::map<std::string, torch::Tensor> avg_by_name(avg.begin(), avg.end());
-  EXPECT_LE(max_abs_diff(avg_by_name.at("model.layers.1.mlp.up_proj.weight"), stacks[1][1].to(torch::kFloat64).mean(0)), 1e-6);
+  EXPECT_LE(max_abs_diff(avg_by_name.at("model.layers.1.mlp.up_proj.weight"), stacks[1][1].to(torch::kFloat64).mean(0)),
+            1e-6);
   // Clear errors: coefficients that do not match the stacks, a layer without its stack.
-  xft::test::expect_error([&] { xft::fold_experts(moe, torch::ones({2, 4})); }, {"model.layers.0.mlp.experts.gate_proj", "4 coefficients"});
+  xft::test::expect_error(
+      [&] {
+        xft::fold_experts(moe, torch::ones({2, 4}));
+      },
+      {"model.layers.0.mlp.experts.gate_proj", "4 coefficients"});
   xft::test::expect_error([&] { xft::fold_experts(moe, torch::ones({3, 3})); }, {"3 rows", "2 layers"});
   auto missing = moe;
   missing.erase(std::remove_if(missing.begin(), missing.end(),
                                [](const auto& nt) { return nt.first == "model.layers.1.mlp.experts.down_proj"; }),
                 missing.end());
-  xft::test::expect_error([&] { xft::fold_experts(missing, c); }, {"missing tensor 'model.layers.1.mlp.experts.down_proj'"});
+  xft::test::expect_error([&] { xft::fold_experts(missing, c); },
+                          {"missing tensor 'model.layers.1.mlp.experts.down_proj'"});
 }
 
 // Table 12's endpoints: lambda = 1 exports the shared expert itself, lambda = 0 ignores it.

@@ -4,9 +4,9 @@
 #include <filesystem>
 #include <fstream>
 
+#include "cuda/cuda_ops.h"
 #include "test_util.h"
 #include "xft/model/model_io.h"
-#include "cuda/cuda_ops.h"
 #include "xft/model/rms_norm.h"
 
 namespace fs = std::filesystem;
@@ -106,14 +106,23 @@ TEST(Config, RejectsInconsistentStableLmConfigs) {
   const auto file = dir + "/config.json";
   edit_config(dir, [](nlohmann::json& j) { j["architectures"] = {"LlamaForCausalLM"}; });
   expect_error([&] { ModelConfig::load(dir); }, {file, "LlamaForCausalLM", "StableLmForCausalLM"});
-  edit_config(dir, [](nlohmann::json& j) { j["architectures"] = {"StableLmForCausalLM"}; j["head_dim"] = 32; });
+  edit_config(dir, [](nlohmann::json& j) {
+    j["architectures"] = {"StableLmForCausalLM"};
+    j["head_dim"] = 32;
+  });
   expect_error([&] { ModelConfig::load(dir); }, {file, "head_dim (32)", "hidden_size / num_attention_heads (16)"});
   // int(16 * 0.1) = 1 rotary dim: not a whole number of rotated pairs.
-  edit_config(dir, [](nlohmann::json& j) { j.erase("head_dim"); j["partial_rotary_factor"] = 0.1; });
+  edit_config(dir, [](nlohmann::json& j) {
+    j.erase("head_dim");
+    j["partial_rotary_factor"] = 0.1;
+  });
   expect_error([&] { ModelConfig::load(dir); }, {file, "partial_rotary_factor", "expected an even number"});
   edit_config(dir, [](nlohmann::json& j) { j["partial_rotary_factor"] = 1.5; });
   expect_error([&] { ModelConfig::load(dir); }, {file, "partial_rotary_factor must be in (0, 1]"});
-  edit_config(dir, [](nlohmann::json& j) { j["partial_rotary_factor"] = 0.25; j["use_qkv_bias"] = "yes"; });
+  edit_config(dir, [](nlohmann::json& j) {
+    j["partial_rotary_factor"] = 0.25;
+    j["use_qkv_bias"] = "yes";
+  });
   expect_error([&] { ModelConfig::load(dir); }, {file, "use_qkv_bias", "wrong type"});
 }
 
@@ -150,10 +159,17 @@ TEST(Config, RejectsUnsupportedArchitectureAndMissingFields) {
   const auto dir = xft::test::scratch_dir("cfg");
   copy_dir(fixture("gqa") + "/model", dir);
   edit_config(dir, [](nlohmann::json& j) { j["model_type"] = "gpt2"; });
-  expect_error([&] { ModelConfig::load(dir); }, {dir + "/config.json", "model_type", "gpt2", "supported: llama, stablelm"});
-  edit_config(dir, [](nlohmann::json& j) { j["model_type"] = "llama"; j.erase("hidden_size"); });
+  expect_error([&] { ModelConfig::load(dir); },
+               {dir + "/config.json", "model_type", "gpt2", "supported: llama, stablelm"});
+  edit_config(dir, [](nlohmann::json& j) {
+    j["model_type"] = "llama";
+    j.erase("hidden_size");
+  });
   expect_error([&] { ModelConfig::load(dir); }, {"config.json", "hidden_size"});
-  edit_config(dir, [](nlohmann::json& j) { j["hidden_size"] = 64; j["rope_scaling"] = {{"type", "dynamic"}, {"factor", 2.0}}; });
+  edit_config(dir, [](nlohmann::json& j) {
+    j["hidden_size"] = 64;
+    j["rope_scaling"] = {{"type", "dynamic"}, {"factor", 2.0}};
+  });
   expect_error([&] { ModelConfig::load(dir); }, {"config.json", "rope_scaling", "dynamic"});
   std::ofstream(dir + "/config.json") << "{\n  \"model_type\": \"llama\",\n  oops\n}";
   expect_error([&] { ModelConfig::load(dir); }, {"config.json:3", "invalid JSON"});
@@ -163,7 +179,8 @@ TEST(Checkpoint, ShapeThatDisagreesWithConfigNamesTensorAndFile) {
   const auto dir = xft::test::scratch_dir("shape");
   copy_dir(fixture("gqa") + "/model", dir);
   edit_config(dir, [](nlohmann::json& j) { j["intermediate_size"] = 80; });
-  expect_error([&] { load_model(dir); }, {"model.safetensors", "model.layers.0.mlp.gate_proj.weight", "[96, 64]", "[80, 64]"});
+  expect_error([&] { load_model(dir); },
+               {"model.safetensors", "model.layers.0.mlp.gate_proj.weight", "[96, 64]", "[80, 64]"});
 }
 
 TEST(Checkpoint, MissingAndUnexpectedTensorsAreErrors) {
@@ -237,7 +254,7 @@ TEST(Checkpoint, SaveReplacesDirectoryWhole) {
   const auto dir = xft::test::scratch_dir("atomic") + "/m";
   save_model(*model, dir, torch::kFloat32, 20000);  // sharded first
   ASSERT_TRUE(fs::exists(dir + "/model.safetensors.index.json"));
-  save_model(*model, dir);                          // then a single file replaces it whole
+  save_model(*model, dir);  // then a single file replaces it whole
   EXPECT_FALSE(fs::exists(dir + "/model.safetensors.index.json"));
   EXPECT_TRUE(fs::exists(dir + "/model.safetensors"));
   for (const auto& e : fs::directory_iterator(fs::path(dir).parent_path())) {
@@ -253,14 +270,18 @@ TEST(Tool, ForwardWritesLogitsAsSafetensors) {
   auto ids = SafetensorsFile::open(dir + "/expected.safetensors")->get("input_ids")[0];
   std::string list;
   for (int64_t i = 0; i < ids.size(0); ++i) list += (i ? "," : "") + std::to_string(ids[i].item<int64_t>());
-  ASSERT_EQ(xft::test::run(tool + " forward --model " + dir + "/model --tokens " + list + " --out " + out + " > /dev/null"), 0);
+  ASSERT_EQ(
+      xft::test::run(tool + " forward --model " + dir + "/model --tokens " + list + " --out " + out + " > /dev/null"),
+      0);
   auto logits = SafetensorsFile::open(out)->get("logits");
   auto want = SafetensorsFile::open(dir + "/expected.safetensors")->get("logits")[0];
   ASSERT_EQ(logits.scalar_type(), torch::kFloat32);
   ASSERT_EQ(logits.sizes(), want.sizes());
   EXPECT_LE(max_abs_diff(logits, want), 1e-4);
-  EXPECT_NE(xft::test::run(tool + " forward --model " + dir + "/model --tokens 1,x,3 --out " + out + " 2> /dev/null"), 0);
-  EXPECT_NE(xft::test::run(tool + " forward --model " + dir + "/model --tokens 1,100000 --out " + out + " 2> /dev/null"), 0);
+  EXPECT_NE(xft::test::run(tool + " forward --model " + dir + "/model --tokens 1,x,3 --out " + out + " 2> /dev/null"),
+            0);
+  EXPECT_NE(
+      xft::test::run(tool + " forward --model " + dir + "/model --tokens 1,100000 --out " + out + " 2> /dev/null"), 0);
   EXPECT_EQ(xft::test::run(tool + " inspect " + dir + "/model > /dev/null"), 0);
 }
 

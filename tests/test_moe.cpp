@@ -6,9 +6,9 @@
 
 #include "moe_reference.h"
 #include "test_util.h"
+#include "xft/methods/upcycle.h"
 #include "xft/model/model_io.h"
 #include "xft/moe/moe_layer.h"
-#include "xft/methods/upcycle.h"
 
 namespace fs = std::filesystem;
 using namespace xft;
@@ -30,13 +30,17 @@ MoeConfig moe_config(int64_t N, int64_t K, const std::string& routing = "xft", c
 }
 
 ModelConfig tiny_dense() {
-  return ModelConfig::from_json({{"model_type", "llama"}, {"vocab_size", 53}, {"hidden_size", 32},
-                                 {"intermediate_size", 48}, {"num_hidden_layers", 2}, {"num_attention_heads", 4},
-                                 {"num_key_value_heads", 2}, {"rope_theta", 100000.0},
+  return ModelConfig::from_json({{"model_type", "llama"},
+                                 {"vocab_size", 53},
+                                 {"hidden_size", 32},
+                                 {"intermediate_size", 48},
+                                 {"num_hidden_layers", 2},
+                                 {"num_attention_heads", 4},
+                                 {"num_key_value_heads", 2},
+                                 {"rope_theta", 100000.0},
                                  {"rope_scaling", {{"type", "linear"}, {"factor", 4.0}}}},
                                 "tiny");
 }
-
 
 }  // namespace
 
@@ -135,8 +139,12 @@ TEST_P(UpcycleInvariance, XftRoutingReproducesDenseLogits) {
   auto got = model->forward(ids).logits;
   EXPECT_LE(max_abs_diff(got, want), 1e-5);
   // The routers are live (not all-zero), so the invariance is not an accident of uniform routing.
-  EXPECT_GT(model->layer(0)->mlp->named_parameters()["router." + std::string(p.router == "mlp" ? "w1" : "weight")]
-                .abs().sum().item<double>(), 0.0);
+  EXPECT_GT(model->layer(0)
+                ->mlp->named_parameters()["router." + std::string(p.router == "mlp" ? "w1" : "weight")]
+                .abs()
+                .sum()
+                .item<double>(),
+            0.0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, UpcycleInvariance,
@@ -165,7 +173,9 @@ double upcycle_gap(const MoeConfig& moe_cfg, const std::string& name) {
   return max_abs_diff(model->forward(ids).logits, dense->forward(ids).logits);
 }
 
-TEST(Upcycle, SharedNoNormBreaksTheInvariance) { EXPECT_GT(upcycle_gap(moe_config(8, 6, "shared_no_norm"), "nonorm"), 1e-3); }
+TEST(Upcycle, SharedNoNormBreaksTheInvariance) {
+  EXPECT_GT(upcycle_gap(moe_config(8, 6, "shared_no_norm"), "nonorm"), 1e-3);
+}
 
 // Table 4's "- Shared Expert" as the reference ran it: top-K over all N, renormalised (a softmax
 // over the top-K logits), so the fresh MoE is the dense model; the raw Eq. 1 scores are not.
@@ -191,14 +201,16 @@ TEST(Upcycle, ExpertsCopyTheDenseFfnAndRoutersAreNormal) {
   for (int64_t e = 0; e < 8; ++e) EXPECT_TRUE(torch::equal(stacked[e], dense_gate));
   EXPECT_EQ(m.at("model.layers.0.mlp.experts.down_proj").sizes(), (std::vector<int64_t>{8, 32, 48}));
   EXPECT_TRUE(torch::equal(m.at("model.embed_tokens.weight"), dense->named_parameters()["model.embed_tokens.weight"]));
-  auto router = torch::cat({m.at("model.layers.0.mlp.router.weight").flatten(), m.at("model.layers.1.mlp.router.weight").flatten()});
+  auto router = torch::cat(
+      {m.at("model.layers.0.mlp.router.weight").flatten(), m.at("model.layers.1.mlp.router.weight").flatten()});
   EXPECT_NEAR(router.std().item<double>(), 0.02, 0.002);
   EXPECT_NEAR(router.mean().item<double>(), 0.0, 0.002);
   EXPECT_EQ(m.count("model.layers.0.mlp.gate_proj.weight"), 0u);
   // Same seed, same routers; another seed, other routers.
   auto again = upcycle(dense_cfg, in, moe_config(8, 6), 5);
   auto other = upcycle(dense_cfg, in, moe_config(8, 6), 6);
-  std::map<std::string, torch::Tensor> a(again.tensors.begin(), again.tensors.end()), o(other.tensors.begin(), other.tensors.end());
+  std::map<std::string, torch::Tensor> a(again.tensors.begin(), again.tensors.end()),
+      o(other.tensors.begin(), other.tensors.end());
   EXPECT_TRUE(torch::equal(a.at("model.layers.0.mlp.router.weight"), m.at("model.layers.0.mlp.router.weight")));
   EXPECT_FALSE(torch::equal(o.at("model.layers.0.mlp.router.weight"), m.at("model.layers.0.mlp.router.weight")));
 }
@@ -220,8 +232,10 @@ TEST(Upcycle, MoeConfigWithoutDenseFieldsIsAnError) {
   const auto dir = xft::test::scratch_dir("cfg");
   std::ofstream(dir + "/config.json") << R"({"model_type": "llama", "moe": {"num_experts": 8, "top_k": 6}})";
   expect_error([&] { ModelConfig::load(dir); }, {"config.json", "missing required field", "vocab_size"});
-  std::ofstream(dir + "/config.json") << tiny_dense().to_json().dump() .substr(0, tiny_dense().to_json().dump().size() - 1)
-                                     << R"(, "moe": {"num_experts": 8})" << "}";
+  std::ofstream(dir + "/config.json") << tiny_dense().to_json().dump().substr(0,
+                                                                              tiny_dense().to_json().dump().size() - 1)
+                                      << R"(, "moe": {"num_experts": 8})"
+                                      << "}";
   expect_error([&] { ModelConfig::load(dir); }, {"config.json", "moe.top_k", "required"});
 }
 
@@ -250,7 +264,9 @@ TEST(Upcycle, CommandOnTransformersCheckpoint) {
   EXPECT_EQ(SafetensorsFile::open(logits)->get("logits").sizes(), (std::vector<int64_t>{3, 101}));
   EXPECT_EQ(xft::test::run(tool + " inspect " + out + " > /dev/null"), 0);
   // Bad arguments fail with an error, not a crash.
-  EXPECT_NE(xft::test::run(tool + " upcycle --model " + dense_dir + " --out " + out + "2 --experts 4 --top-k 6 2> /dev/null"), 0);
+  EXPECT_NE(
+      xft::test::run(tool + " upcycle --model " + dense_dir + " --out " + out + "2 --experts 4 --top-k 6 2> /dev/null"),
+      0);
   EXPECT_FALSE(fs::exists(out + "2"));
 }
 
@@ -310,8 +326,11 @@ TEST(Upcycle, RopeThetaOverrideAndScalingDrop) {
   // The merged model inherits it: dense() keeps every field but the MoE section.
   EXPECT_EQ(changed.config.dense().rope_theta, 10000.0);
   // The section's reader rejects nonsense.
-  xft::test::expect_error([] { xft::UpcycleConfig::from_json({{"rope_theta", -1.0}}, "u.json"); },
-                          {"u.json", "upcycle.rope_theta"});
+  xft::test::expect_error(
+      [] {
+        xft::UpcycleConfig::from_json({{"rope_theta", -1.0}}, "u.json");
+      },
+      {"u.json", "upcycle.rope_theta"});
 }
 
 // The aux loss and the routing counts cover real tokens only: a padded batch with its token mask

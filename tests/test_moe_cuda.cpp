@@ -7,12 +7,12 @@
 // The GPU tests skip without a visible GPU; the reference index build is tested on the CPU.
 #include <torch/cuda.h>
 
-#include "moe_reference.h"
-#include "test_util.h"
 #include "cuda/cuda_ops.h"
 #include "cuda/moe_cuda.h"
 #include "moe/dispatch_cuda.h"
 #include "moe/routing_cuda.h"
+#include "moe_reference.h"
+#include "test_util.h"
 #include "xft/moe/moe_layer.h"
 
 #ifdef XFT_WITH_CUDA
@@ -75,7 +75,9 @@ torch::Tensor random_experts(int64_t T, int64_t S, int64_t E, std::vector<int64_
     for (int64_t e = 0; e < E; ++e) pool.push_back(e);
   }
   auto table = torch::tensor(pool, torch::kInt64);
-  return table.index_select(0, torch::rand({T, static_cast<int64_t>(pool.size())}).argsort(int64_t{-1}).narrow(1, 0, S).reshape(-1))
+  return table
+      .index_select(
+          0, torch::rand({T, static_cast<int64_t>(pool.size())}).argsort(int64_t{-1}).narrow(1, 0, S).reshape(-1))
       .view({T, S});
 }
 
@@ -130,8 +132,11 @@ TEST(MoeCudaHost, GatherRejectsMoreSlotsThanItsBackwardTakes) {
   const int64_t S = kMoeCudaMaxSlots + 1;
   MoePermutation perm{torch::zeros({S}, torch::kInt32), torch::zeros({S}, torch::kInt32),
                       torch::full({8}, S, torch::kInt32), 1, S};
-  expect_error([&] { moe_gather_rows_cuda(torch::zeros({1, 16}), perm); },
-               {"moe_gather_rows_cuda", "S = 129", "1 to 128"});
+  expect_error(
+      [&] {
+        moe_gather_rows_cuda(torch::zeros({1, 16}), perm);
+      },
+      {"moe_gather_rows_cuda", "S = 129", "1 to 128"});
 }
 #endif
 
@@ -153,18 +158,24 @@ TEST(MoeCudaRouting, ARuleTheKernelDoesNotKnowIsRefused) {
 
 TEST(MoeCudaRouting, ForwardAndBackwardMatchCpuForEveryMode) {
   REQUIRE_GPU();
-  struct Mode { std::string name; int64_t N, K; bool renorm; };
+  struct Mode {
+    std::string name;
+    int64_t N, K;
+    bool renorm;
+  };
   // R = 7, 8, 16, 64 and, for every mode, R = 40 or 41 with k = 35 or 36: lanes whose second
   // register (experts 32..63) is partly filled, and rounds 32.. of the top-k in v1.
-  const Mode modes[] = {{"xft", 8, 6, false},        {"shared_no_norm", 8, 6, false}, {"vanilla", 8, 2, false},
-                        {"vanilla", 16, 4, true},    {"xft", 65, 9, false},           {"vanilla", 64, 33, true},
-                        {"xft", 41, 36, false},      {"shared_no_norm", 41, 36, false},
-                        {"vanilla", 41, 36, false},  {"vanilla", 41, 36, true}};
+  const Mode modes[] = {{"xft", 8, 6, false},       {"shared_no_norm", 8, 6, false},
+                        {"vanilla", 8, 2, false},   {"vanilla", 16, 4, true},
+                        {"xft", 65, 9, false},      {"vanilla", 64, 33, true},
+                        {"xft", 41, 36, false},     {"shared_no_norm", 41, 36, false},
+                        {"vanilla", 41, 36, false}, {"vanilla", 41, 36, true}};
   for (const auto& m : modes) {
     for (auto dtype : {torch::kFloat32, torch::kBFloat16, torch::kFloat16}) {
       for (int64_t T : kTokenCounts) {
         const auto c = config(m.name, m.N, m.K, m.renorm);
-        SCOPED_TRACE(m.name + " N" + std::to_string(m.N) + " " + std::string(c10::toString(dtype)) + " T" + std::to_string(T));
+        SCOPED_TRACE(m.name + " N" + std::to_string(m.N) + " " + std::string(c10::toString(dtype)) + " T" +
+                     std::to_string(T));
         // Multiples of 1/8: distinct logits are far apart, equal ones tie exactly on both devices.
         auto z = (torch::randint(-24, 24, {T, c.num_routed()}) / 8.0).to(dtype);
         auto zc = z.clone().requires_grad_(true), zg = z.to(cuda()).requires_grad_(true);
@@ -236,9 +247,13 @@ torch::Tensor non_finite_logits(int64_t T, int64_t R) {
 TEST(MoeCudaRouting, NonFiniteLogitsRouteAsOnTheCpu) {
   REQUIRE_GPU();
   torch::manual_seed(12);
-  struct Mode { std::string name; int64_t N, K; bool renorm; };
-  const Mode modes[] = {{"xft", 8, 6, false},          {"xft", 41, 36, false}, {"shared_no_norm", 41, 36, false},
-                        {"vanilla", 41, 36, true},     {"vanilla", 64, 5, false}, {"xft", 65, 9, false}};
+  struct Mode {
+    std::string name;
+    int64_t N, K;
+    bool renorm;
+  };
+  const Mode modes[] = {{"xft", 8, 6, false},      {"xft", 41, 36, false},    {"shared_no_norm", 41, 36, false},
+                        {"vanilla", 41, 36, true}, {"vanilla", 64, 5, false}, {"xft", 65, 9, false}};
   for (const auto& m : modes) {
     for (auto dtype : {torch::kFloat32, torch::kBFloat16, torch::kFloat16}) {
       const auto c = config(m.name, m.N, m.K, m.renorm);
@@ -276,7 +291,8 @@ TEST(MoeCudaPermute, IndexBuildEqualsTheStableCountingSort) {
           SCOPED_TRACE("T" + std::to_string(T) + " S" + std::to_string(S) + " E" + std::to_string(E));
           std::vector<int64_t> pool;
           if (skew) pool = {E - 1, 3, 1, 0, 5, 2};  // all the others get no token
-          auto ids = random_experts(T, S, E, skew ? std::vector<int64_t>(pool.begin(), pool.begin() + std::max<int64_t>(S, 1)) : pool);
+          auto ids = random_experts(
+              T, S, E, skew ? std::vector<int64_t>(pool.begin(), pool.begin() + std::max<int64_t>(S, 1)) : pool);
           if (skew) ids.narrow(1, 0, 1).fill_(E - 1);  // one hot expert takes every token
           auto want = reference_permutation(ids, E);
           auto got = moe_permutation_cuda(ids.to(cuda()), E);
@@ -373,16 +389,28 @@ TEST(MoeCudaGrouped, GroupedLinearRejectsBadOffsets) {
   auto x = torch::randn({10, 16}, bf16);
   auto w = torch::randn({4, 8, 16}, bf16);
   auto offs = [](std::vector<int32_t> v) { return torch::tensor(v, torch::kInt32).to(cuda()); };
-  expect_error([&] { grouped_linear_cuda(x, w, offs({2, 5, 5, 10}).to(torch::kInt64)); },
-               {"grouped_linear_cuda", "int32", "[4]", "Long"});
+  expect_error(
+      [&] {
+        grouped_linear_cuda(x, w, offs({2, 5, 5, 10}).to(torch::kInt64));
+      },
+      {"grouped_linear_cuda", "int32", "[4]", "Long"});
   expect_error([&] { grouped_linear_cuda(x, w, offs({5, 5, 10})); }, {"grouped_linear_cuda", "[4]", "[3]"});
-  expect_error([&] { grouped_linear_cuda(x, w, offs({2, 9, 5, 9, 5, 9, 10, 9}).slice(0, 0, 8, 2)); },
-               {"grouped_linear_cuda", "not contiguous"});
-  expect_error([&] { grouped_linear_cuda(x, w, torch::tensor({2, 5, 5, 10}, torch::kInt32)); },
-               {"grouped_linear_cuda", "cpu"});
+  expect_error(
+      [&] {
+        grouped_linear_cuda(x, w, offs({2, 9, 5, 9, 5, 9, 10, 9}).slice(0, 0, 8, 2));
+      },
+      {"grouped_linear_cuda", "not contiguous"});
+  expect_error(
+      [&] {
+        grouped_linear_cuda(x, w, torch::tensor({2, 5, 5, 10}, torch::kInt32));
+      },
+      {"grouped_linear_cuda", "cpu"});
   expect_error([&] { grouped_linear_cuda(x, w, offs({-1, 5, 5, 10})); }, {"grouped_linear_cuda", ">= 0", "-1"});
-  expect_error([&] { grouped_linear_cuda(x, w, offs({2, 6, 5, 10})); },
-               {"grouped_linear_cuda", "non-decreasing", "6 then 5", "index 2"});
+  expect_error(
+      [&] {
+        grouped_linear_cuda(x, w, offs({2, 6, 5, 10}));
+      },
+      {"grouped_linear_cuda", "non-decreasing", "6 then 5", "index 2"});
   expect_error([&] { grouped_linear_cuda(x, w, offs({2, 5, 5, 9})); }, {"grouped_linear_cuda", "M = 10", "got 9"});
   expect_error([&] { grouped_linear_cuda(x, w, offs({2, 5, 5, 11})); }, {"grouped_linear_cuda", "M = 10", "got 11"});
 }
@@ -397,9 +425,12 @@ TEST(MoeCudaGrouped, ZeroEmptyGroupsZeroesOnlyTheEmptyOnes) {
   // Inclusive ends for 6 groups: groups 0, 2, 4 and 5 are empty.
   auto ends = torch::tensor({0, 4, 4, 9, 9, 9}, torch::kInt32).to(cuda());
   const bool empty[] = {true, false, true, false, true, true};
-  struct Case { std::vector<int64_t> inner; torch::Dtype dtype; };
-  const Case cases[] = {{{4, 8}, torch::kFloat32},  {{3, 2}, torch::kFloat32},    {{5}, torch::kFloat32},
-                        {{3, 5}, torch::kBFloat16}, {{3}, torch::kUInt8},         {{160000}, torch::kFloat32}};
+  struct Case {
+    std::vector<int64_t> inner;
+    torch::Dtype dtype;
+  };
+  const Case cases[] = {{{4, 8}, torch::kFloat32},  {{3, 2}, torch::kFloat32}, {{5}, torch::kFloat32},
+                        {{3, 5}, torch::kBFloat16}, {{3}, torch::kUInt8},      {{160000}, torch::kFloat32}};
   for (const auto& cs : cases) {
     std::vector<int64_t> shape = {6};
     shape.insert(shape.end(), cs.inner.begin(), cs.inner.end());
@@ -480,7 +511,8 @@ TEST(MoeCudaDispatch, RerunsAreBitwiseIdentical) {
   auto go = torch::randn({4099, 64}, cuda());
   auto run = [&] {
     auto out = moe_combine_cuda(*experts, x, ids, w);
-    auto g = torch::autograd::grad({(out * go).sum()}, {x, w, experts->gate_proj, experts->up_proj, experts->down_proj});
+    auto g =
+        torch::autograd::grad({(out * go).sum()}, {x, w, experts->gate_proj, experts->up_proj, experts->down_proj});
     g.push_back(out.detach());
     return g;
   };

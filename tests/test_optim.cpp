@@ -146,23 +146,23 @@ TEST(AdamW, TwoStepsWithAndWithoutWeightDecay) {
   const std::vector<Vec> gb = {{1, -1, 2, 0.5, 0.25, -4}, {0.1, 0.3, -2, 1, 0.5, 1}};
   // Twice: the op sequence, then torch's fused kernel (fused_optimizer), against the same hand values.
   for (const bool fused : {false, true})
-  for (const bool decay : {false, true}) {
-    auto a = param(p0, {3}), b = param(p1, {2, 3}), n = param(p0, {3});
-    const double w = decay ? wd : 0.0;
-    // "n" gets the same grads as "a" but is exempt from decay.
-    auto o = adamw_options(lr, w, {"n"});
-    o.fused = fused;
-    auto opt = xft::make_adamw({{"a", a}, {"b", b}, {"n", n}}, o);
-    for (int s = 0; s < 2; ++s) {
-      set_grad(a, ga[s]);
-      set_grad(b, gb[s]);
-      set_grad(n, ga[s]);
-      opt->step();
+    for (const bool decay : {false, true}) {
+      auto a = param(p0, {3}), b = param(p1, {2, 3}), n = param(p0, {3});
+      const double w = decay ? wd : 0.0;
+      // "n" gets the same grads as "a" but is exempt from decay.
+      auto o = adamw_options(lr, w, {"n"});
+      o.fused = fused;
+      auto opt = xft::make_adamw({{"a", a}, {"b", b}, {"n", n}}, o);
+      for (int s = 0; s < 2; ++s) {
+        set_grad(a, ga[s]);
+        set_grad(b, gb[s]);
+        set_grad(n, ga[s]);
+        opt->step();
+      }
+      expect_values(a, each(3, [&](size_t i) { return adamw_ref(p0[i], {ga[0][i], ga[1][i]}, lr, w); }), 1e-6);
+      expect_values(b, each(6, [&](size_t i) { return adamw_ref(p1[i], {gb[0][i], gb[1][i]}, lr, w); }), 1e-6);
+      expect_values(n, each(3, [&](size_t i) { return adamw_ref(p0[i], {ga[0][i], ga[1][i]}, lr, 0.0); }), 1e-6);
     }
-    expect_values(a, each(3, [&](size_t i) { return adamw_ref(p0[i], {ga[0][i], ga[1][i]}, lr, w); }), 1e-6);
-    expect_values(b, each(6, [&](size_t i) { return adamw_ref(p1[i], {gb[0][i], gb[1][i]}, lr, w); }), 1e-6);
-    expect_values(n, each(3, [&](size_t i) { return adamw_ref(p0[i], {ga[0][i], ga[1][i]}, lr, 0.0); }), 1e-6);
-  }
 }
 
 TEST(AdamW, ParameterWithoutGradIsUntouchedAndKeepsItsOwnStep) {
@@ -406,8 +406,11 @@ TEST(OptimizerState, LoadRejectsMissingMisshapenAndUnexpectedEntries) {
   };
   const auto before = state_entry(*opt, "w/exp_avg").clone();
   expect_error([&] { opt->load_state(edited("w/exp_avg_sq", {})); }, {"missing", "'w/exp_avg_sq'"});
-  expect_error([&] { opt->load_state(edited("w/exp_avg", torch::zeros({3, 2}))); },
-               {"'w/exp_avg'", "shape [3, 2]", "[2, 3]"});
+  expect_error(
+      [&] {
+        opt->load_state(edited("w/exp_avg", torch::zeros({3, 2})));
+      },
+      {"'w/exp_avg'", "shape [3, 2]", "[2, 3]"});
   expect_error([&] { opt->load_state(edited("v/step", torch::zeros({1}, torch::kLong))); }, {"'v/step'", "shape"});
   expect_error([&] { opt->load_state(edited("x/exp_avg", torch::zeros({2}))); }, {"unexpected", "'x/exp_avg'"});
   expect_error([&] { opt->load_state(edited("__step__", {})); }, {"missing", "'__step__'"});
@@ -423,8 +426,11 @@ TEST(Optimizer, RejectsBadParameters) {
   expect_error([] { xft::make_adamw({{"w", torch::zeros({2})}}, {}); }, {"'w'", "require grad"});
   expect_error([] { xft::make_adamw({{"w", param({1}, {1})}, {"w", param({1}, {1})}}, {}); }, {"'w'", "twice"});
   expect_error([] { xft::make_adamw({{"w", param({1}, {1}, torch::kDouble)}}, {}); }, {"'w'", "dtype"});
-  expect_error([] { xft::make_adafactor({{"w", param({1}, {1})}}, adafactor_options(1, 0, {"norm.weight"})); },
-               {"'norm.weight'"});
+  expect_error(
+      [] {
+        xft::make_adafactor({{"w", param({1}, {1})}}, adafactor_options(1, 0, {"norm.weight"}));
+      },
+      {"'norm.weight'"});
   auto a = param({1, 2}, {2}), w = param({1, 2}, {2});
   auto opt = xft::make_adamw({{"a", a}, {"w", w}}, {});
   set_grad(a, {1, 1});
@@ -436,7 +442,7 @@ TEST(Optimizer, RejectsBadParameters) {
 
 TEST(LrSchedule, ValuesLikeTransformers) {
   const xft::LrSchedule s{xft::ScheduleKind::kLinear, 10, 110, 1e-3};
-  EXPECT_EQ(s.at(0), 0.0);                  // the first optimizer step runs at lr 0
+  EXPECT_EQ(s.at(0), 0.0);                   // the first optimizer step runs at lr 0
   EXPECT_DOUBLE_EQ(s.at(5), 1e-3 * 5 / 10);  // mid-warmup
   EXPECT_DOUBLE_EQ(s.at(10), 1e-3);          // end of warmup: (110-10)/100 = 1
   EXPECT_DOUBLE_EQ(s.at(60), 1e-3 * 50 / 100);
@@ -456,8 +462,11 @@ TEST(LrSchedule, ValuesLikeTransformers) {
 }
 
 TEST(LrSchedule, ValidateRejectsBadSettings) {
-  expect_error([] { xft::TrainConfig::from_json({{"schedule", "cosine"}}, "t.json", "sft_train"); },
-               {"t.json", "sft_train.schedule", "'cosine'", "linear, constant, constant_with_warmup"});
+  expect_error(
+      [] {
+        xft::TrainConfig::from_json({{"schedule", "cosine"}}, "t.json", "sft_train");
+      },
+      {"t.json", "sft_train.schedule", "'cosine'", "linear, constant, constant_with_warmup"});
   expect_error([] { xft::LrSchedule{xft::ScheduleKind::kLinear, -1, 10, 1e-5}.validate(); }, {"warmup", "-1"});
   expect_error([] { xft::LrSchedule{xft::ScheduleKind::kLinear, 0, 0, 1e-5}.validate(); }, {"total", "0"});
   expect_error([] { xft::LrSchedule{xft::ScheduleKind::kLinear, 0, 10, -1.0}.validate(); }, {"peak"});
@@ -494,9 +503,9 @@ TEST(WeightDecay, HfTrainerExclusions) {
   for (const char* n : {"model.layers.0.self_attn.q_proj.weight", "model.layers.0.mlp.experts.3.gate_proj.weight",
                         "model.layers.0.mlp.gate.weight", "model.normalizer.weight"})
     EXPECT_TRUE(xft::hf_applies_weight_decay(n)) << n;
-  for (const char* n : {"model.layers.0.input_layernorm.weight", "model.layers.0.post_attention_layernorm.weight",
-                        "model.norm.weight", "model.layers.0.self_attn.q_norm.weight",
-                        "model.layers.0.self_attn.o_proj.bias", "Model.RMSNorm.weight"})
+  for (const char* n :
+       {"model.layers.0.input_layernorm.weight", "model.layers.0.post_attention_layernorm.weight", "model.norm.weight",
+        "model.layers.0.self_attn.q_norm.weight", "model.layers.0.self_attn.o_proj.bias", "Model.RMSNorm.weight"})
     EXPECT_FALSE(xft::hf_applies_weight_decay(n)) << n;
 }
 

@@ -63,7 +63,8 @@ TEST(Packing, SameLogitsLossAndGradientsAsUnpacked) {
             if (u.attention_mask[e].sum().item<int64_t>() != len) continue;
             if (!torch::equal(u.input_ids[e].narrow(0, 0, len), p.input_ids[r].narrow(0, t, len))) continue;
             found = true;
-            EXPECT_LE(max_abs_diff(lp[r].narrow(0, t, len), lu[e].narrow(0, 0, len)), 1e-5) << "row " << r << " doc " << d;
+            EXPECT_LE(max_abs_diff(lp[r].narrow(0, t, len), lu[e].narrow(0, 0, len)), 1e-5)
+                << "row " << r << " doc " << d;
           }
           EXPECT_TRUE(found) << "row " << r << " doc " << d;
           t += len;
@@ -97,7 +98,8 @@ TEST(Packing, TrainerLossesMatchUnpackedAndResumeIsExact) {
   EXPECT_NEAR(la[0], lb[0], 1e-5);
   EXPECT_NEAR(xft::test::metric(dir + "/a/metrics.jsonl", "aux_loss")[0],
               xft::test::metric(dir + "/b/metrics.jsonl", "aux_loss")[0], 1e-5);
-  EXPECT_EQ(xft::test::metric(dir + "/a/metrics.jsonl", "tokens"), xft::test::metric(dir + "/b/metrics.jsonl", "tokens"));
+  EXPECT_EQ(xft::test::metric(dir + "/a/metrics.jsonl", "tokens"),
+            xft::test::metric(dir + "/b/metrics.jsonl", "tokens"));
   auto c = load_model(dir + "/moe");
   Trainer crashing("moe", c, model_tensors(*c), data, cfg, dir + "/c", 0);
   crashing.set_packing(32);

@@ -65,14 +65,18 @@ TEST(ChatTemplate, RendersAsTransformersOnThreeRealTemplates) {
 TEST(ChatTemplate, AMissingOrBrokenTemplateIsAnErrorNamingTheFile) {
   const auto scratch = xft::test::scratch_dir("tmpl");
   std::ofstream(scratch + "/tokenizer_config.json") << R"({"bos_token": "<s>"})";
-  expect_error([&] { xft::load_chat_template(scratch); }, {"has no chat template", "tokenizer_config.json", "--prompt completion"});
+  expect_error([&] { xft::load_chat_template(scratch); },
+               {"has no chat template", "tokenizer_config.json", "--prompt completion"});
   std::ofstream(scratch + "/tokenizer_config.json") << R"({"chat_template": [{"name": "tool_use", "template": "x"}]})";
   expect_error([&] { xft::load_chat_template(scratch); }, {"tokenizer_config.json", "without one named 'default'"});
   std::ofstream(scratch + "/tokenizer_config.json")
       << R"({"chat_template": [{"name": "default", "template": "{% for m in messages %}{{ m['content'] }}"}]})";
   const auto broken = xft::load_chat_template(scratch);  // an unclosed for: Jinja refuses it at compile time
-  expect_error([&] { xft::render_chat(broken, {{{"user", "hi"}}}, true, xft::test::test_limits()); },
-               {"tokenizer_config.json (chat_template)", "does not compile"});
+  expect_error(
+      [&] {
+        xft::render_chat(broken, {{{"user", "hi"}}}, true, xft::test::test_limits());
+      },
+      {"tokenizer_config.json (chat_template)", "does not compile"});
 }
 
 TEST(Prompt, ChatPromptsEqualEvalPlusOwnOnSmolLM2) {
@@ -80,7 +84,8 @@ TEST(Prompt, ChatPromptsEqualEvalPlusOwnOnSmolLM2) {
   const auto style = xft::prompt_style(xft::PromptMode::kChat, xft::test::fixture("smollm2"), xft::test::test_limits());
   std::vector<const xft::Problem*> problems;
   for (const auto& e : expected["chat"]) {
-    const auto it = std::find_if(humaneval().begin(), humaneval().end(), [&](const xft::Problem& p) { return p.task_id == e["task_id"]; });
+    const auto it = std::find_if(humaneval().begin(), humaneval().end(),
+                                 [&](const xft::Problem& p) { return p.task_id == e["task_id"]; });
     ASSERT_NE(it, humaneval().end());
     problems.push_back(&*it);
   }
@@ -96,7 +101,8 @@ TEST(Prompt, ChatPromptsEqualEvalPlusOwnOnSmolLM2) {
 TEST(Prompt, ModesNameTheirInputsProgramsAndStops) {
   const xft::Problem& p = humaneval().front();
   EXPECT_EQ(xft::parse_prompt_mode("completion", "x"), xft::PromptMode::kCompletion);
-  expect_error([] { xft::parse_prompt_mode("plain", "--prompt"); }, {"--prompt", "'plain'", "instruction, completion or chat"});
+  expect_error([] { xft::parse_prompt_mode("plain", "--prompt"); },
+               {"--prompt", "'plain'", "instruction, completion or chat"});
   for (auto mode : {xft::PromptMode::kInstruction, xft::PromptMode::kCompletion, xft::PromptMode::kChat})
     EXPECT_EQ(xft::parse_prompt_mode(xft::prompt_mode_name(mode), "x"), mode);
   const xft::PromptStyle completion{xft::PromptMode::kCompletion, {}, {}};
@@ -111,7 +117,8 @@ TEST(Prompt, ModesNameTheirInputsProgramsAndStops) {
   mbpp.kind = "mbpp";
   mbpp.prompt = "Write a function to add two numbers. ";
   mbpp.test_list = {"assert add(1, 2) == 3", "assert add(0, 0) == 0"};
-  EXPECT_EQ(xft::model_inputs({&mbpp}, completion)[0], "\"\"\"\nWrite a function to add two numbers.\nassert add(1, 2) == 3\n\"\"\"\n");
+  EXPECT_EQ(xft::model_inputs({&mbpp}, completion)[0],
+            "\"\"\"\nWrite a function to add two numbers.\nassert add(1, 2) == 3\n\"\"\"\n");
 }
 
 // The modes end to end: a generator answering each task with its canonical solution, in the form

@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include "test_util.h"
 #include "tiny_world.h"
@@ -31,15 +31,17 @@ json reference() { return json::parse(xft::test::read_all(xft::test::fixture("sm
 
 torch::Tensor row(const std::vector<int64_t>& ids) { return torch::tensor(ids, torch::kInt64).unsqueeze(0); }
 
-// xft's logits of `model_dir` on `ids`, checked against transformers' loading the same directory.
-void expect_transformers_logits(const std::string& model_dir, const std::vector<int64_t>& ids, const std::string& scratch) {
+// xft's logits of `model_dir` on `ids`, checked against transformers' loading the same directory,
+// within `tol` (max abs difference; SmolLM2's logits run to about 30 in magnitude).
+void expect_transformers_logits(const std::string& model_dir, const std::vector<int64_t>& ids,
+                                const std::string& scratch, double tol = 1e-4) {
   torch::NoGradGuard no_grad;
   auto model = xft::load_model(model_dir);
   model->eval();
   const auto input = row(ids);
   const auto logits = model->forward(input).logits;
   ASSERT_EQ(logits.size(2), 49152);
-  EXPECT_EQ(xft::test::check_hf_load(model_dir, input, logits, "LlamaForCausalLM", scratch, 1e-4), 0)
+  EXPECT_EQ(xft::test::check_hf_load(model_dir, input, logits, "LlamaForCausalLM", scratch, tol), 0)
       << model_dir << ": transformers' logits differ from xft's";
 }
 
@@ -85,9 +87,9 @@ TEST(RealModel, XftPipelineRunsOnSmolLM2AndItsExportLoadsInTransformers) {
     std::ofstream data(dir + "/data.jsonl");
     for (int i = 0; i < 16; ++i) {
       data << json({{"instruction", "Write a Python function scale_" + std::to_string(i) + "(x) that returns x times " +
-                                         std::to_string(i) + "."},
-                    {"response", "```python\ndef scale_" + std::to_string(i) + "(x):\n    return x * " + std::to_string(i) +
-                                     "\n```"}})
+                                        std::to_string(i) + "."},
+                    {"response", "```python\ndef scale_" + std::to_string(i) + "(x):\n    return x * " +
+                                     std::to_string(i) + "\n```"}})
                   .dump()
            << "\n";
     }
@@ -112,6 +114,9 @@ TEST(RealModel, XftPipelineRunsOnSmolLM2AndItsExportLoadsInTransformers) {
   EXPECT_EQ(m->config().intermediate_size, 1536);
   const json ref = reference();
   const auto ids = ref["records"][0]["input_ids"].get<std::vector<int64_t>>();
-  expect_transformers_logits(merged, ids, dir);
-  expect_transformers_logits(dir + "/run/sft/final", ids, dir);
+  // The tuned models' logits differ from transformers' by fp32 rounding through 30 layers
+  // (attention and matmul summation orders): measured 0.6-1.1e-4 depending on the thread count,
+  // so 3e-4 (1e-5 of the logits' range), where a wrong tensor or name gives differences of 1 or more.
+  expect_transformers_logits(merged, ids, dir, 3e-4);
+  expect_transformers_logits(dir + "/run/sft/final", ids, dir, 3e-4);
 }

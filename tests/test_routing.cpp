@@ -30,10 +30,10 @@ TEST(Routing, XftWeightsByHand) {
   auto r = route(logits_532(), config("xft", 4, 3));
   const double p0 = std::exp(0.5) / (std::exp(0.5) + std::exp(0.3));  // softmax over the chosen {0.5, 0.3}
   auto w = r.weights_TS[0];
-  EXPECT_NEAR(w[0].item<double>(), 1 - 0.5, 1e-12);          // shared: 1 - s_max
-  EXPECT_NEAR(w[1].item<double>(), p0 * 0.5, 1e-12);         // softmax * s_max
+  EXPECT_NEAR(w[0].item<double>(), 1 - 0.5, 1e-12);   // shared: 1 - s_max
+  EXPECT_NEAR(w[1].item<double>(), p0 * 0.5, 1e-12);  // softmax * s_max
   EXPECT_NEAR(w[2].item<double>(), (1 - p0) * 0.5, 1e-12);
-  EXPECT_NEAR(w.sum().item<double>(), 1.0, 1e-12);           // Eq. 2: all K weights sum to 1
+  EXPECT_NEAR(w.sum().item<double>(), 1.0, 1e-12);  // Eq. 2: all K weights sum to 1
   EXPECT_TRUE(torch::equal(r.experts_TS[0], torch::tensor({0, 1, 2}, torch::kInt64)));
 }
 
@@ -104,8 +104,8 @@ TEST(Routing, NonFiniteLogitsFollowTheDocumentedRule) {
                                          {0.0, 1 / (2 + e), 0.0, e / (2 + e), 0.0, 1 / (2 + e), 0.0},
                                          {0.5, 0.0, 0.5, 0.0, 0.0, 0.0, 0.0}},
                                         torch::kFloat64);
-  const auto ids_want = torch::tensor({{0, 1, 2, 3, 4, 5}, {0, 1, 2, 3, 4, 5}, {0, 4, 2, 6, 1, 3}, {0, 1, 3, 2, 4, 5}},
-                                      torch::kInt64);
+  const auto ids_want =
+      torch::tensor({{0, 1, 2, 3, 4, 5}, {0, 1, 2, 3, 4, 5}, {0, 4, 2, 6, 1, 3}, {0, 1, 3, 2, 4, 5}}, torch::kInt64);
   for (auto dtype : {torch::kFloat64, torch::kFloat32, torch::kBFloat16}) {
     SCOPED_TRACE(c10::toString(dtype));
     auto z = z64.to(dtype).clone().requires_grad_(true);
@@ -224,8 +224,8 @@ TEST(LoadBalancing, Cv2ByHandWithImportanceFromTheRawScores) {
 
 namespace {
 // The reference's noisy load, transcribed loop by loop in double precision.
-torch::Tensor load_by_hand(const torch::Tensor& clean, const torch::Tensor& noisy, const torch::Tensor& scale, int64_t k,
-                           bool compare_noise) {
+torch::Tensor load_by_hand(const torch::Tensor& clean, const torch::Tensor& noisy, const torch::Tensor& scale,
+                           int64_t k, bool compare_noise) {
   const int64_t T = clean.size(0), R = clean.size(1);
   auto load = torch::zeros({R}, torch::kFloat64);
   for (int64_t t = 0; t < T; ++t) {
@@ -252,8 +252,9 @@ TEST(LoadBalancing, NoisyLoadEqualsTheFormulaAndItsGradientTheFiniteDifferences)
   auto noisy = clean + torch::randn({T, R}, torch::kFloat64) * scale;
   for (auto rule : {xft::LoadEstimate::kShazeer, xft::LoadEstimate::kReference}) {
     const bool ref = rule == xft::LoadEstimate::kReference;
-    EXPECT_LE(max_abs_diff(xft::noisy_topk_load(clean, noisy, scale, k, rule), load_by_hand(clean, noisy, scale, k, ref)),
-              1e-12);
+    EXPECT_LE(
+        max_abs_diff(xft::noisy_topk_load(clean, noisy, scale, k, rule), load_by_hand(clean, noisy, scale, k, ref)),
+        1e-12);
     // d(sum_i w_i load_i) / d(clean, scale) by autograd against central differences (the
     // noisy logits, hence the thresholds and the in/out choice, held fixed).
     auto w = torch::randn({R}, torch::kFloat64);
@@ -269,7 +270,8 @@ TEST(LoadBalancing, NoisyLoadEqualsTheFormulaAndItsGradientTheFiniteDifferences)
         minus.view(-1)[i] -= eps;
         auto f = [&](const torch::Tensor& v) {
           return (which == &c ? xft::noisy_topk_load(v, noisy, scale, k, rule)
-                              : xft::noisy_topk_load(clean, noisy, v, k, rule)) * w;
+                              : xft::noisy_topk_load(clean, noisy, v, k, rule)) *
+                 w;
         };
         numeric.view(-1)[i] = (f(plus) - f(minus)).sum().item<double>() / (2 * eps);
       }
@@ -278,7 +280,8 @@ TEST(LoadBalancing, NoisyLoadEqualsTheFormulaAndItsGradientTheFiniteDifferences)
   }
   // The two rules differ where the noise alone and the noisy logit fall on different sides.
   EXPECT_GT(max_abs_diff(xft::noisy_topk_load(clean, noisy, scale, k, xft::LoadEstimate::kShazeer),
-                         xft::noisy_topk_load(clean, noisy, scale, k, xft::LoadEstimate::kReference)), 1e-3);
+                         xft::noisy_topk_load(clean, noisy, scale, k, xft::LoadEstimate::kReference)),
+            1e-3);
 }
 
 TEST(LoadBalancing, NoisyGatingUsesTheSmoothLoadAndTrainsTheNoiseWeights) {
@@ -318,7 +321,8 @@ TEST(LoadBalancing, SwitchByHand) {
   c.aux_loss = xft::AuxLossKind::kSwitch;
   c.aux_loss_coef = 1.0;
   // f = [0.5, 0, 0.5], P = [0.4, 0.25, 0.35]: 3 * (0.2 + 0.175)
-  EXPECT_NEAR(load_balancing_loss(r, clean_logits(r.probs_TR.log()), c).item<double>(), 3 * (0.5 * 0.4 + 0.5 * 0.35), 1e-12);
+  EXPECT_NEAR(load_balancing_loss(r, clean_logits(r.probs_TR.log()), c).item<double>(), 3 * (0.5 * 0.4 + 0.5 * 0.35),
+              1e-12);
   c.aux_loss = xft::AuxLossKind::kNone;
   EXPECT_FALSE(load_balancing_loss(r, clean_logits(r.probs_TR.log()), c).defined());
 }

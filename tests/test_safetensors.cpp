@@ -36,8 +36,7 @@ std::vector<std::string> list_dir(const std::string& dir) {
   std::vector<std::string> out;
   if (DIR* d = ::opendir(dir.c_str())) {
     while (const dirent* e = ::readdir(d)) {
-      if (std::string(e->d_name) != "." && std::string(e->d_name) != "..")
-        out.emplace_back(e->d_name);
+      if (std::string(e->d_name) != "." && std::string(e->d_name) != "..") out.emplace_back(e->d_name);
     }
     ::closedir(d);
   }
@@ -46,8 +45,8 @@ std::vector<std::string> list_dir(const std::string& dir) {
 }
 void rm_rf(const std::string& p) {
   ::nftw(
-      p.c_str(), [](const char* f, const struct stat*, int, struct FTW*) { return ::remove(f); },
-      16, FTW_DEPTH | FTW_PHYS);
+      p.c_str(), [](const char* f, const struct stat*, int, struct FTW*) { return ::remove(f); }, 16,
+      FTW_DEPTH | FTW_PHYS);
 }
 
 class Safetensors : public ::testing::Test {
@@ -62,8 +61,8 @@ class Safetensors : public ::testing::Test {
   std::string path(const std::string& name) const { return join(dir_, name); }
 
   // Writes [u64 N][header][data] by hand; `n` overrides the stored header length.
-  std::string write_raw(const std::string& name, const std::string& header,
-                        const std::string& data = "", int64_t n = -1) {
+  std::string write_raw(const std::string& name, const std::string& header, const std::string& data = "",
+                        int64_t n = -1) {
     std::string p = path(name);
     std::ofstream out(p, std::ios::binary);
     uint64_t len = n >= 0 ? static_cast<uint64_t>(n) : header.size();
@@ -85,8 +84,7 @@ void expect_error(const std::function<void()>& fn, const std::vector<std::string
     fn();
   } catch (const xft::Error& e) {
     const std::string msg = e.what();
-    for (const auto& n : needles)
-      EXPECT_NE(msg.find(n), std::string::npos) << "'" << n << "' not in: " << msg;
+    for (const auto& n : needles) EXPECT_NE(msg.find(n), std::string::npos) << "'" << n << "' not in: " << msg;
     return;
   } catch (const std::exception& e) {
     FAIL() << "expected xft::Error, got another exception: " << e.what();
@@ -194,9 +192,8 @@ TEST_F(Safetensors, WritingIntoReturnedTensorDoesNotTouchFile) {
 TEST_F(Safetensors, ReadsPythonLayout) {
   // What Python's safetensors writes: compact JSON with __metadata__, space-padded so the
   // buffer starts at a multiple of 8.
-  std::string header =
-      R"({"__metadata__":{"format":"pt"},"bias":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-      R"("weight":{"dtype":"BF16","shape":[2,2],"data_offsets":[8,16]}})";
+  std::string header = R"({"__metadata__":{"format":"pt"},"bias":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                       R"("weight":{"dtype":"BF16","shape":[2,2],"data_offsets":[8,16]}})";
   header.append((8 - (8 + header.size()) % 8) % 8, ' ');
   ASSERT_EQ((8 + header.size()) % 8, 0u);
   std::string data(16, '\0');
@@ -208,8 +205,7 @@ TEST_F(Safetensors, ReadsPythonLayout) {
   EXPECT_EQ(f->metadata().at("format"), "pt");
   EXPECT_EQ(f->names(), (std::vector<std::string>{"bias", "weight"}));
   expect_same(f->get("bias"), torch::tensor({1.5f, -2.0f}));
-  expect_same(f->get("weight"),
-              torch::tensor({1.0f, 2.0f, -1.0f, 0.0f}).reshape({2, 2}).to(torch::kBFloat16));
+  expect_same(f->get("weight"), torch::tensor({1.0f, 2.0f, -1.0f, 0.0f}).reshape({2, 2}).to(torch::kBFloat16));
   EXPECT_EQ(f->entry("weight").begin, 8u);
   EXPECT_EQ(f->entry("weight").end, 16u);
 }
@@ -236,8 +232,7 @@ TEST_F(Safetensors, WrittenHeaderIsPaddedAndSorted) {
   EXPECT_EQ(f->entry("a").begin, 0u);
   EXPECT_EQ(f->entry("z").begin, 8u);
   // Wider dtypes go first so every tensor stays aligned.
-  xft::save_safetensors(
-      p, {{"a", torch::ones({3}, torch::kInt8)}, {"b", torch::ones({1}, torch::kFloat64)}});
+  xft::save_safetensors(p, {{"a", torch::ones({3}, torch::kInt8)}, {"b", torch::ones({1}, torch::kFloat64)}});
   EXPECT_EQ(xft::SafetensorsFile::open(p)->entry("b").begin, 0u);
 }
 
@@ -245,21 +240,13 @@ TEST_F(Safetensors, WrittenHeaderIsPaddedAndSorted) {
 
 TEST_F(Safetensors, WriteRejectsBadInput) {
   const std::string p = path("bad.safetensors");
-  expect_error(
-      [&] {
-        xft::save_safetensors(p, {{"u", torch::Tensor()}});
-      },
-      {p, "'u'", "undefined"});
+  expect_error([&] { xft::save_safetensors(p, {{"u", torch::Tensor()}}); }, {p, "'u'", "undefined"});
   expect_error(
       [&] {
         xft::save_safetensors(p, {{"d", torch::ones({1})}, {"d", torch::ones({1})}});
       },
       {p, "'d'", "duplicate"});
-  expect_error(
-      [&] {
-        xft::save_safetensors(p, {{"c", torch::ones({2}, torch::kComplexFloat)}});
-      },
-      {p, "'c'"});
+  expect_error([&] { xft::save_safetensors(p, {{"c", torch::ones({2}, torch::kComplexFloat)}}); }, {p, "'c'"});
   expect_error([&] { xft::save_safetensors(p, {{"bad\xff", torch::ones({1})}}); }, {p, "UTF-8"});
   EXPECT_TRUE(files().empty());
 }
@@ -280,9 +267,7 @@ TEST_F(Safetensors, InvalidHeaderJson) {
   expect_open_error(write_raw("j.safetensors", R"({"a": {"dtype": )"), {"JSON"});
 }
 
-TEST_F(Safetensors, HeaderNotObject) {
-  expect_open_error(write_raw("arr.safetensors", "[1, 2, 3]"), {"object"});
-}
+TEST_F(Safetensors, HeaderNotObject) { expect_open_error(write_raw("arr.safetensors", "[1, 2, 3]"), {"object"}); }
 
 TEST_F(Safetensors, EntryMissingDtype) {
   json h = two_tensor_header();
@@ -299,8 +284,7 @@ TEST_F(Safetensors, EntryMissingShape) {
 TEST_F(Safetensors, EntryMissingDataOffsets) {
   json h = two_tensor_header();
   h["a"].erase("data_offsets");
-  expect_open_error(write_raw("x.safetensors", h.dump(), std::string(11, '\0')),
-                    {"'a'", "data_offsets"});
+  expect_open_error(write_raw("x.safetensors", h.dump(), std::string(11, '\0')), {"'a'", "data_offsets"});
 }
 
 TEST_F(Safetensors, UnknownDtype) {
@@ -328,8 +312,7 @@ TEST_F(Safetensors, DataOffsetsOutOfRange) {
   json h = two_tensor_header();
   h["b"]["data_offsets"] = {8, 20};
   h["b"]["shape"] = {12};
-  expect_open_error(write_raw("x.safetensors", h.dump(), std::string(11, '\0')),
-                    {"'b'", "data_offsets"});
+  expect_open_error(write_raw("x.safetensors", h.dump(), std::string(11, '\0')), {"'b'", "data_offsets"});
 }
 
 TEST_F(Safetensors, DataOffsetsBeginAfterEnd) {
@@ -341,8 +324,7 @@ TEST_F(Safetensors, DataOffsetsBeginAfterEnd) {
 TEST_F(Safetensors, OverlappingRanges) {
   json h = two_tensor_header();
   h["b"]["data_offsets"] = {4, 7};  // inside a's [0, 8)
-  expect_open_error(write_raw("x.safetensors", h.dump(), std::string(8, '\0')),
-                    {"'b'", "overlaps"});
+  expect_open_error(write_raw("x.safetensors", h.dump(), std::string(8, '\0')), {"'b'", "overlaps"});
 }
 
 TEST_F(Safetensors, ByteCountMismatch) {
@@ -358,8 +340,7 @@ TEST_F(Safetensors, HoleBetweenTensors) {
 }
 
 TEST_F(Safetensors, UnusedBytesAtEnd) {
-  expect_open_error(write_raw("x.safetensors", two_tensor_header().dump(), std::string(16, '\0')),
-                    {"unused"});
+  expect_open_error(write_raw("x.safetensors", two_tensor_header().dump(), std::string(16, '\0')), {"unused"});
 }
 
 TEST_F(Safetensors, TruncatedData) {
@@ -423,8 +404,7 @@ TEST_F(Safetensors, DirectorySharded) {
   ASSERT_TRUE(j.contains("metadata") && j.contains("weight_map"));
   EXPECT_EQ(j["metadata"]["total_size"].get<int64_t>(), total);
   std::set<std::string> shard_files;
-  for (const auto& [name, file] : j["weight_map"].items())
-    shard_files.insert(file.get<std::string>());
+  for (const auto& [name, file] : j["weight_map"].items()) shard_files.insert(file.get<std::string>());
   EXPECT_GE(shard_files.size(), 3u);
   const std::string n = std::to_string(shard_files.size());
   for (const auto& f : shard_files) {
@@ -462,8 +442,7 @@ TEST_F(Safetensors, IndexNamesMissingShard) {
   std::ofstream(join(d, "model.safetensors.index.json"))
       << R"({"metadata":{"total_size":8},"weight_map":{"a":"model-00001-of-00002.safetensors",)"
       << R"("b":"model-00002-of-00002.safetensors"}})";
-  expect_error([&] { xft::TensorDirectory::open(d); },
-               {"model-00002-of-00002.safetensors", "'b'", d});
+  expect_error([&] { xft::TensorDirectory::open(d); }, {"model-00002-of-00002.safetensors", "'b'", d});
 }
 
 TEST_F(Safetensors, IndexInvalidJson) {
@@ -490,8 +469,7 @@ TEST_F(Safetensors, AtomicWriteLeavesNoTemporary) {
   const std::string p = path("m.safetensors");
   xft::save_safetensors(p, {{"a", torch::ones({4})}});
   EXPECT_EQ(files(), std::vector<std::string>{"m.safetensors"});
-  xft::save_tensor_directory(path("d"), {{"a", torch::ones({400})}, {"b", torch::ones({400})}},
-                             1000);
+  xft::save_tensor_directory(path("d"), {{"a", torch::ones({400})}, {"b", torch::ones({400})}}, 1000);
   for (const auto& f : list_dir(path("d"))) EXPECT_EQ(f.find(".tmp"), std::string::npos) << f;
 }
 

@@ -45,7 +45,8 @@ std::vector<pid_t> processes_with(const std::string& token) {
     std::string all;
     std::getline(stat, all);
     const size_t paren = all.rfind(')');
-    if (paren != std::string::npos && all.size() > paren + 2 && all[paren + 2] != 'Z' && all[paren + 2] != 'X') found.push_back(pid);
+    if (paren != std::string::npos && all.size() > paren + 2 && all[paren + 2] != 'Z' && all[paren + 2] != 'X')
+      found.push_back(pid);
   }
   ::closedir(proc);
   return found;
@@ -124,11 +125,14 @@ TEST(Sandbox, ForkedChildrenDoNotOutliveTheRun) {
       "import os, time\n"
       "for _ in range(3):\n"
       "    if os.fork() == 0:\n"
-      "        os.execv('/bin/sleep', ['sleep', '" + token + "'])\n"
+      "        os.execv('/bin/sleep', ['sleep', '" +
+      token +
+      "'])\n"
       "time.sleep(0.3)\n"
       "print('STARTED', flush=True)\n";
   // The program ends at once, then never ends (killed at the timeout): no child may survive either.
-  for (const auto& [program, status] : {std::pair{forker, "passed"}, std::pair{forker + "time.sleep(600)\n", "timeout"}}) {
+  for (const auto& [program, status] :
+       {std::pair{forker, "passed"}, std::pair{forker + "time.sleep(600)\n", "timeout"}}) {
     const auto r = xft::run_python(program, test_limits(1.5));
     EXPECT_EQ(r.status, status) << r.output_tail;
     EXPECT_NE(r.output_tail.find("STARTED"), std::string::npos) << r.output_tail;
@@ -172,13 +176,15 @@ TEST(Sandbox, NoNetwork) {
   EXPECT_TRUE(r.passed) << r.output_tail;
   EXPECT_EQ(r.output_tail.find("CONNECTED"), std::string::npos) << r.output_tail;
   if (::geteuid() == 0 && xft::test::run("unshare --net true 2>/dev/null") == 0) {
-    EXPECT_NE(r.output_tail.find("interfaces ['lo']"), std::string::npos) << "expected a fresh network namespace: " << r.output_tail;
+    EXPECT_NE(r.output_tail.find("interfaces ['lo']"), std::string::npos)
+        << "expected a fresh network namespace: " << r.output_tail;
   }
 }
 
 TEST(Sandbox, RunManyKeepsOrderAcrossThreads) {
   std::vector<std::string> programs;
-  for (int i = 0; i < 12; ++i) programs.push_back(i % 3 == 0 ? "raise SystemExit(3)\n" : "print(" + std::to_string(i) + ")\n");
+  for (int i = 0; i < 12; ++i)
+    programs.push_back(i % 3 == 0 ? "raise SystemExit(3)\n" : "print(" + std::to_string(i) + ")\n");
   const auto results = xft::run_many(programs, test_limits(), 4);
   ASSERT_EQ(results.size(), programs.size());
   for (int i = 0; i < 12; ++i) {
@@ -213,7 +219,8 @@ TEST(Sandbox, IsolatedProgramsSeeOnlyTheirOwnNamespaces) {
   EXPECT_NE(r.output_tail.find("PID 2 UID 1000"), std::string::npos) << r.output_tail;
   EXPECT_NE(r.output_tail.find("CAPS 0000000000000000"), std::string::npos) << r.output_tail;
   EXPECT_NE(r.output_tail.find("NNP 1"), std::string::npos) << r.output_tail;
-  EXPECT_NE(r.output_tail.find("PROCS [1, 2]"), std::string::npos) << "only the init and the program: " << r.output_tail;
+  EXPECT_NE(r.output_tail.find("PROCS [1, 2]"), std::string::npos)
+      << "only the init and the program: " << r.output_tail;
   EXPECT_NE(r.output_tail.find("UP ['lo']"), std::string::npos) << r.output_tail;
 }
 
@@ -256,10 +263,11 @@ TEST(SandboxEscape, DaemonStartedWithSetsidAndDoubleForkDiesWithTheProgram) {
       "if os.fork() == 0:\n"
       "    os.setsid()\n"
       "    if os.fork() == 0:\n"
-      "        os.execv('/bin/sh', ['sh', '-c', 'sleep 2; echo x > " + late + "; echo x > " + late_in_scratch +
-          "; sleep " + token + "'])\n"
-      "    os._exit(0)\n"
-      "os.wait()\n",
+      "        os.execv('/bin/sh', ['sh', '-c', 'sleep 2; echo x > " +
+          late + "; echo x > " + late_in_scratch + "; sleep " + token +
+          "'])\n"
+          "    os._exit(0)\n"
+          "os.wait()\n",
       test_limits());
   EXPECT_TRUE(r.passed) << r.output_tail;
   expect_no_process_with(token);
@@ -275,8 +283,11 @@ TEST(SandboxEscape, ChildLeftRunningAfterTheProgramExitsIsKilled) {
   const std::string token = sleep_token();
   const auto r = xft::run_python(
       "import os, signal, subprocess\n"
-      "subprocess.Popen(['/bin/sleep', '" + token + "'], start_new_session=True)\n"
-      "subprocess.Popen(['/bin/sleep', '" + token + "'], preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))\n",
+      "subprocess.Popen(['/bin/sleep', '" +
+          token +
+          "'], start_new_session=True)\n"
+          "subprocess.Popen(['/bin/sleep', '" +
+          token + "'], preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))\n",
       test_limits());
   EXPECT_TRUE(r.passed) << r.output_tail;
   expect_no_process_with(token);
@@ -298,11 +309,13 @@ TEST(SandboxEscape, LoopbackListenerOfTheHostIsUnreachable) {
       "import socket\n"
       "for host in ('127.0.0.1', 'localhost', '::1'):\n"
       "    try:\n"
-      "        s = socket.create_connection((host, " + port + "), timeout=2)\n"
-      "        s.sendall(b'escaped')\n"
-      "        print('CONNECTED', host)\n"
-      "    except OSError as e:\n"
-      "        print('refused', host, e)\n",
+      "        s = socket.create_connection((host, " +
+          port +
+          "), timeout=2)\n"
+          "        s.sendall(b'escaped')\n"
+          "        print('CONNECTED', host)\n"
+          "    except OSError as e:\n"
+          "        print('refused', host, e)\n",
       test_limits());
   EXPECT_TRUE(r.passed) << r.output_tail;
   EXPECT_EQ(r.output_tail.find("CONNECTED"), std::string::npos) << r.output_tail;
@@ -315,12 +328,14 @@ TEST(SandboxEscape, KillingItsParentsLeavesTheEvaluatorRunning) {
   const std::string me = std::to_string(::getpid());
   const auto r = xft::run_python(
       "import os, signal\n"
-      "for target in (os.getppid(), 1, " + me + ", -1, 0):\n"
-      "    try:\n"
-      "        os.kill(target, signal.SIGKILL)\n"
-      "    except OSError:\n"
-      "        pass\n"
-      "print('still here')\n",
+      "for target in (os.getppid(), 1, " +
+          me +
+          ", -1, 0):\n"
+          "    try:\n"
+          "        os.kill(target, signal.SIGKILL)\n"
+          "    except OSError:\n"
+          "        pass\n"
+          "print('still here')\n",
       test_limits());
   // kill(-1) and kill(0) reach the program itself; nothing outside its namespace.
   EXPECT_EQ(r.status, "memory") << "SIGKILL counts as running out of memory: " << r.output_tail;
@@ -330,8 +345,8 @@ TEST(SandboxEscape, KillingItsParentsLeavesTheEvaluatorRunning) {
 
 TEST(SandboxEscape, FloodingStdoutKeepsOnlyTheTail) {
   XFT_REQUIRE_ISOLATION();
-  const auto r = xft::run_python(
-      "import os\nchunk = b'x' * 65536\nwhile True:\n    os.write(1, chunk)\n", test_limits(2.0));
+  const auto r =
+      xft::run_python("import os\nchunk = b'x' * 65536\nwhile True:\n    os.write(1, chunk)\n", test_limits(2.0));
   EXPECT_EQ(r.status, "timeout");
   EXPECT_LE(r.output_tail.size(), 2048u);
   EXPECT_LT(r.seconds, 6.0);
@@ -344,8 +359,10 @@ TEST(SandboxEscape, TwoHundredSleepingChildrenAreAllKilled) {
       "import os\n"
       "for _ in range(200):\n"
       "    if os.fork() == 0:\n"
-      "        os.execv('/bin/sleep', ['sleep', '" + token + "'])\n"
-      "print('FORKED')\n",
+      "        os.execv('/bin/sleep', ['sleep', '" +
+          token +
+          "'])\n"
+          "print('FORKED')\n",
       test_limits());
   EXPECT_TRUE(r.passed) << r.output_tail;
   expect_no_process_with(token);

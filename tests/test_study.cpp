@@ -54,7 +54,8 @@ TEST(Statistics, EdgeCasesByHand) {
 TEST(Ablation, ParsesNamesArmsOverlaysAndSets) {
   const auto dir = xft::test::scratch_dir("ablation");
   {
-    std::ofstream(dir + "/merge.json") << R"({"include": "../x.json", "run_dir": "elsewhere", "merge": {"shared_rate": 0.5}})";
+    std::ofstream(dir + "/merge.json")
+        << R"({"include": "../x.json", "run_dir": "elsewhere", "merge": {"shared_rate": 0.5}})";
     std::ofstream(dir + "/moe.json") << R"({"comment": "c", "moe": {"top_k": 2}})";
   }
   auto lam = xft::Ablation::parse("lambda-0.5:" + dir + "/merge.json,merge_train.lr=0.1");
@@ -144,7 +145,11 @@ TEST(StudyTable, PassRatesAndPairedTaskDifferencesByHand) {
   EXPECT_NE(md.find("50.0% | 25.0% of 4"), std::string::npos) << md;
   // Arms scored on different problems cannot be paired.
   arms["b"].task_ids[3] = "T/9";
-  xft::test::expect_error([&] { xft::study_table("cfg", {1, 2}, {"a", "b"}, arms, {}, 10); }, {"arm b", "other problems"});
+  xft::test::expect_error(
+      [&] {
+        xft::study_table("cfg", {1, 2}, {"a", "b"}, arms, {}, 10);
+      },
+      {"arm b", "other problems"});
   // Without passes there is no task table.
   for (auto& [n, arm] : arms) arm.passes.clear();
   EXPECT_FALSE(xft::study_table("cfg", {1, 2}, {"a", "b"}, arms, {{"a", "b"}}, 10).contains("task_comparisons"));
@@ -175,12 +180,20 @@ TEST(CodeEvalConfig, ReadsChecksAndMakesOptions) {
   EXPECT_EQ(CodeEvalConfig::from_json({{"samples", 5}, {"temperature", 0.8}}, "x").eval_options().ks,
             std::vector<int64_t>({1, 5}));
   using xft::test::expect_error;
-  expect_error([] { CodeEvalConfig::from_json({{"samples", 5}}, "x.json"); }, {"x.json", "code_eval.samples", "temperature"});
+  expect_error(
+      [] {
+        CodeEvalConfig::from_json({{"samples", 5}}, "x.json");
+      },
+      {"x.json", "code_eval.samples", "temperature"});
   expect_error([] { CodeEvalConfig::from_json({{"limit", -1}}, "x.json"); }, {"x.json", "code_eval.limit"});
   expect_error([] { CodeEvalConfig::from_json({{"batch", 0}}, "x.json"); }, {"code_eval.batch"});
   expect_error([] { CodeEvalConfig::from_json({{"problem", "a"}}, "x.json"); }, {"x.json", "problem", "problems"});
   expect_error([] { CodeEvalConfig::from_json({{"timeout_s", "10"}}, "x.json"); }, {"code_eval.timeout_s"});
-  expect_error([] { CodeEvalConfig::from_json({{"prompt", "plain"}}, "x.json"); }, {"x.json", "code_eval.prompt", "'plain'"});
+  expect_error(
+      [] {
+        CodeEvalConfig::from_json({{"prompt", "plain"}}, "x.json");
+      },
+      {"x.json", "code_eval.prompt", "'plain'"});
   expect_error([] { CodeEvalConfig::from_json({{"base_prompt", "x"}}, "x.json"); }, {"code_eval.base_prompt"});
 }
 

@@ -166,7 +166,8 @@ void expect_checkpointing_is_exact(CausalLMImpl& model, const Batch& b, const st
   auto [loss, got] = loss_and_grads(model, b);
   const auto next = torch::randn({4});
   model.set_activation_checkpointing(false);
-  EXPECT_TRUE(torch::equal(loss, want_loss)) << what << ": " << loss.item<double>() << " vs " << want_loss.item<double>();
+  EXPECT_TRUE(torch::equal(loss, want_loss))
+      << what << ": " << loss.item<double>() << " vs " << want_loss.item<double>();
   ASSERT_EQ(got.size(), want.size()) << what;
   size_t with_grad = 0;
   for (size_t i = 0; i < got.size(); ++i) {
@@ -207,7 +208,8 @@ TEST(ActivationCheckpointing, TrainerRunEqualsTheRunWithout) {
   const auto la = losses(dir + "/a/metrics.jsonl"), lb = losses(dir + "/b/metrics.jsonl");
   ASSERT_EQ(la.size(), 3u);
   for (size_t i = 0; i < la.size(); ++i) EXPECT_EQ(la[i], lb[i]) << "step " << i + 1;
-  EXPECT_EQ(xft::test::metric(dir + "/a/metrics.jsonl", "aux_loss"), xft::test::metric(dir + "/b/metrics.jsonl", "aux_loss"));
+  EXPECT_EQ(xft::test::metric(dir + "/a/metrics.jsonl", "aux_loss"),
+            xft::test::metric(dir + "/b/metrics.jsonl", "aux_loss"));
   auto pa = model_tensors(*a), pb = model_tensors(*b);
   for (size_t i = 0; i < pa.size(); ++i) EXPECT_TRUE(torch::equal(pa[i].second, pb[i].second)) << pa[i].first;
 }
@@ -242,13 +244,19 @@ TEST(PerformanceConfig, CheckpointingAndPackingAreReadWrittenAndChecked) {
   EXPECT_TRUE(t.activation_checkpointing);
   EXPECT_FALSE(TrainConfig{}.activation_checkpointing);
   EXPECT_EQ(t.to_json()["activation_checkpointing"], true);
-  xft::test::expect_error([] { TrainConfig::from_json({{"activation_checkpointing", 1}}, "x.json", "moe_train"); },
-                          {"x.json", "moe_train.activation_checkpointing", "boolean"});
+  xft::test::expect_error(
+      [] {
+        TrainConfig::from_json({{"activation_checkpointing", 1}}, "x.json", "moe_train");
+      },
+      {"x.json", "moe_train.activation_checkpointing", "boolean"});
   const auto d = DataConfig::from_json({{"path", "d.jsonl"}, {"packing", true}}, "x.json");
   EXPECT_TRUE(d.packing);
   EXPECT_EQ(d.to_json()["packing"], true);
-  xft::test::expect_error([] { DataConfig::from_json({{"path", "d.jsonl"}, {"packing", "yes"}}, "x.json"); },
-                          {"x.json", "data.packing", "boolean"});
+  xft::test::expect_error(
+      [] {
+        DataConfig::from_json({{"path", "d.jsonl"}, {"packing", "yes"}}, "x.json");
+      },
+      {"x.json", "data.packing", "boolean"});
 }
 
 // The trainer reads its losses once per step: the logged loss and aux loss of the first step

@@ -8,14 +8,14 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
-#include "xft/model/config.h"
 #include "xft/core/error.h"
 #include "xft/core/files.h"
 #include "xft/core/safetensors.h"
 #include "xft/eval/sandbox.h"
+#include "xft/model/config.h"
 
 namespace xft::test {
 
@@ -144,10 +144,10 @@ inline SandboxLimits test_limits(double timeout_s = 10.0) {
 }
 
 // GTEST_SKIP with the reason where programs cannot be isolated on this machine.
-#define XFT_REQUIRE_ISOLATION()                                                                   \
-  do {                                                                                            \
-    const std::string why = ::xft::isolation_problem(::xft::test::test_limits().python);         \
-    if (!why.empty()) GTEST_SKIP() << "the sandbox cannot isolate programs here: " << why;         \
+#define XFT_REQUIRE_ISOLATION()                                                            \
+  do {                                                                                     \
+    const std::string why = ::xft::isolation_problem(::xft::test::test_limits().python);   \
+    if (!why.empty()) GTEST_SKIP() << "the sandbox cannot isolate programs here: " << why; \
   } while (0)
 
 }  // namespace xft::test

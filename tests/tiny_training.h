@@ -21,9 +21,14 @@
 namespace xft::test {
 
 inline ModelConfig tiny_dense(int64_t vocab = 61) {
-  return ModelConfig::from_json({{"model_type", "llama"}, {"vocab_size", vocab}, {"hidden_size", 32},
-                                 {"intermediate_size", 40}, {"num_hidden_layers", 2}, {"num_attention_heads", 4},
-                                 {"num_key_value_heads", 2}, {"rope_theta", 100000.0},
+  return ModelConfig::from_json({{"model_type", "llama"},
+                                 {"vocab_size", vocab},
+                                 {"hidden_size", 32},
+                                 {"intermediate_size", 40},
+                                 {"num_hidden_layers", 2},
+                                 {"num_attention_heads", 4},
+                                 {"num_key_value_heads", 2},
+                                 {"rope_theta", 100000.0},
                                  {"rope_scaling", {{"type", "linear"}, {"factor", 4.0}}}},
                                 "tiny");
 }

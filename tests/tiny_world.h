@@ -6,9 +6,9 @@
 #include <string>
 
 #include "test_util.h"
-#include "xft/model/model_io.h"
-#include "xft/model/llama.h"
 #include "xft/data/tokenizer.h"
+#include "xft/model/llama.h"
+#include "xft/model/model_io.h"
 
 namespace xft::test {
 
@@ -27,9 +27,14 @@ inline void make_tiny_world(const std::string& dir) {
   data.close();
   train_sentencepiece(dir + "/text.txt", dir + "/tokenizer", 300);
   auto tok = Tokenizer::load(dir + "/tokenizer.model");
-  auto cfg = ModelConfig::from_json({{"model_type", "llama"}, {"vocab_size", tok->vocab_size()}, {"hidden_size", 32},
-                                     {"intermediate_size", 48}, {"num_hidden_layers", 2}, {"num_attention_heads", 4},
-                                     {"num_key_value_heads", 2}, {"bos_token_id", tok->bos_id()},
+  auto cfg = ModelConfig::from_json({{"model_type", "llama"},
+                                     {"vocab_size", tok->vocab_size()},
+                                     {"hidden_size", 32},
+                                     {"intermediate_size", 48},
+                                     {"num_hidden_layers", 2},
+                                     {"num_attention_heads", 4},
+                                     {"num_key_value_heads", 2},
+                                     {"bos_token_id", tok->bos_id()},
                                      {"eos_token_id", tok->eos_id()}},
                                     "tiny");
   CausalLM model(cfg);
@@ -41,6 +46,5 @@ inline void make_tiny_world(const std::string& dir) {
 inline int driver(const std::string& name, const std::string& args, const std::string& log) {
   return xft::test::run(xft::test::env_or_empty("XFT_BIN_DIR") + "/" + name + " " + args + " > " + log + " 2>&1");
 }
-
 
 }  // namespace xft::test

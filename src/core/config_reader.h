@@ -88,11 +88,10 @@ class ConfigReader {
   ConfigReader&& section(const char* name,
                          std::function<void(S&, const nlohmann::json&, const std::string& source)> read,
                          std::function<nlohmann::json(const S&)> write) && {
-    fields_.push_back({name, false,
-                       [read](S& s, const nlohmann::json& v, const std::string& source, const std::string&) {
-                         read(s, v, source);
-                       },
-                       std::move(write)});
+    fields_.push_back(
+        {name, false,
+         [read](S& s, const nlohmann::json& v, const std::string& source, const std::string&) { read(s, v, source); },
+         std::move(write)});
     return std::move(*this);
   }
 
@@ -109,8 +108,8 @@ class ConfigReader {
     for (const auto& [k, v] : j.items())
       if (!v.is_null()) find(k)->read(init, v, source, source + ": " + sec + "." + k);
     for (const auto& f : fields_)
-      XFT_CHECK(!f.required || (j.contains(f.name) && !j.at(f.name).is_null()), source, ": missing ", sec, ".",
-                f.name, " (required)");
+      XFT_CHECK(!f.required || (j.contains(f.name) && !j.at(f.name).is_null()), source, ": missing ", sec, ".", f.name,
+                " (required)");
     return init;
   }
 

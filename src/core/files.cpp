@@ -1,15 +1,15 @@
 #include "xft/core/files.h"
 
+#include <fcntl.h>
+#include <ftw.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <fcntl.h>
-#include <sys/stat.h>
 #include <filesystem>
 #include <fstream>
-#include <ftw.h>
 #include <sstream>
-#include <unistd.h>
 
 #include "core/atomic_writer.h"
 #include "xft/core/error.h"

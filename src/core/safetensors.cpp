@@ -21,8 +21,7 @@
 #include "core/atomic_writer.h"
 #include "xft/core/error.h"
 
-static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
-              "safetensors I/O assumes a little-endian host");
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors I/O assumes a little-endian host");
 
 namespace xft {
 using nlohmann::json;
@@ -34,10 +33,9 @@ constexpr const char* kIndexFile = "model.safetensors.index.json";
 constexpr const char* kDtypeList = "F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL";
 
 const std::pair<const char*, c10::ScalarType> kDtypes[] = {
-    {"F64", torch::kFloat64},   {"F32", torch::kFloat32}, {"F16", torch::kFloat16},
-    {"BF16", torch::kBFloat16}, {"I64", torch::kInt64},   {"I32", torch::kInt32},
-    {"I16", torch::kInt16},     {"I8", torch::kInt8},     {"U8", torch::kUInt8},
-    {"BOOL", torch::kBool}};
+    {"F64", torch::kFloat64}, {"F32", torch::kFloat32}, {"F16", torch::kFloat16}, {"BF16", torch::kBFloat16},
+    {"I64", torch::kInt64},   {"I32", torch::kInt32},   {"I16", torch::kInt16},   {"I8", torch::kInt8},
+    {"U8", torch::kUInt8},    {"BOOL", torch::kBool}};
 
 bool lookup_dtype(const std::string& name, c10::ScalarType* out) {
   for (const auto& d : kDtypes) {
@@ -54,9 +52,7 @@ const char* dtype_name_or_null(c10::ScalarType dtype) {
 }
 
 // A non-negative JSON integer (nlohmann stores those as unsigned; floats are rejected).
-bool as_u64(const json& j, uint64_t* out) {
-  return j.is_number_unsigned() && (*out = j.get<uint64_t>(), true);
-}
+bool as_u64(const json& j, uint64_t* out) { return j.is_number_unsigned() && (*out = j.get<uint64_t>(), true); }
 
 // POSIX file helpers. std::filesystem is avoided on purpose: libtorch.so and libtorch_cpu.so
 // export their own copy of it, which gets mixed with libstdc++'s (fs::remove_all segfaults).
@@ -89,15 +85,14 @@ std::vector<std::string> list_dir(const std::string& dir) {
 }
 
 // Checks names and tensors before anything is written, so a bad input leaves no file behind.
-void check_tensors(const std::string& where,
-                   const std::vector<std::pair<std::string, torch::Tensor>>& tensors) {
+void check_tensors(const std::string& where, const std::vector<std::pair<std::string, torch::Tensor>>& tensors) {
   std::set<std::string> seen;
   for (const auto& [name, t] : tensors) {
     XFT_CHECK(name != "__metadata__", where, ": tensor name '__metadata__' is reserved");
     XFT_CHECK(seen.insert(name).second, where, ": duplicate tensor name '", name, "'");
     XFT_CHECK(t.defined(), where, ": tensor '", name, "' is undefined");
-    XFT_CHECK(dtype_name_or_null(t.scalar_type()) != nullptr, where, ": tensor '", name,
-              "' has dtype ", t.scalar_type(), "; safetensors stores only ", kDtypeList);
+    XFT_CHECK(dtype_name_or_null(t.scalar_type()) != nullptr, where, ": tensor '", name, "' has dtype ",
+              t.scalar_type(), "; safetensors stores only ", kDtypeList);
   }
 }
 
@@ -114,15 +109,13 @@ std::string dump_json(const json& j, int indent, const std::string& path) {
 
 c10::ScalarType safetensors_dtype(const std::string& name) {
   c10::ScalarType out;
-  XFT_CHECK(lookup_dtype(name, &out), "unknown safetensors dtype '", name, "' (expected one of ",
-            kDtypeList, ")");
+  XFT_CHECK(lookup_dtype(name, &out), "unknown safetensors dtype '", name, "' (expected one of ", kDtypeList, ")");
   return out;
 }
 
 std::string safetensors_dtype_name(c10::ScalarType dtype) {
   const char* name = dtype_name_or_null(dtype);
-  XFT_CHECK(name != nullptr, "dtype ", dtype, " has no safetensors name (supported: ", kDtypeList,
-            ")");
+  XFT_CHECK(name != nullptr, "dtype ", dtype, " has no safetensors name (supported: ", kDtypeList, ")");
   return name;
 }
 
@@ -136,33 +129,29 @@ TensorEntry parse_entry(const std::string& path, const std::string& name, const 
   XFT_CHECK(v.is_object(), where, ": entry must be an object");
   XFT_CHECK(v.contains("dtype") && v["dtype"].is_string(), where, ": missing string 'dtype'");
   XFT_CHECK(v.contains("shape") && v["shape"].is_array(), where, ": missing array 'shape'");
-  XFT_CHECK(
-      v.contains("data_offsets") && v["data_offsets"].is_array() && v["data_offsets"].size() == 2,
-      where, ": missing 'data_offsets' [begin, end]");
+  XFT_CHECK(v.contains("data_offsets") && v["data_offsets"].is_array() && v["data_offsets"].size() == 2, where,
+            ": missing 'data_offsets' [begin, end]");
   TensorEntry e;
   e.name = name;
   const std::string dt = v["dtype"].get<std::string>();
-  XFT_CHECK(lookup_dtype(dt, &e.dtype), where, ": unknown dtype '", dt, "' (expected one of ",
-            kDtypeList, ")");
+  XFT_CHECK(lookup_dtype(dt, &e.dtype), where, ": unknown dtype '", dt, "' (expected one of ", kDtypeList, ")");
   uint64_t numel = 1;
   for (const auto& d : v["shape"]) {
     uint64_t dim = 0;
     XFT_CHECK(as_u64(d, &dim) && dim <= static_cast<uint64_t>(INT64_MAX), where,
               ": shape must hold non-negative integers, got ", v["shape"].dump());
-    XFT_CHECK(!__builtin_mul_overflow(numel, dim, &numel), where, ": shape ", v["shape"].dump(),
-              " overflows");
+    XFT_CHECK(!__builtin_mul_overflow(numel, dim, &numel), where, ": shape ", v["shape"].dump(), " overflows");
     e.shape.push_back(static_cast<int64_t>(dim));
   }
   XFT_CHECK(as_u64(v["data_offsets"][0], &e.begin) && as_u64(v["data_offsets"][1], &e.end), where,
             ": data_offsets must be two non-negative integers, got ", v["data_offsets"].dump());
   XFT_CHECK(e.begin <= e.end, where, ": data_offsets begin ", e.begin, " > end ", e.end);
-  XFT_CHECK(e.end <= buffer, where, ": data_offsets [", e.begin, ", ", e.end,
-            "] run past the data buffer of ", buffer, " bytes (file truncated?)");
+  XFT_CHECK(e.end <= buffer, where, ": data_offsets [", e.begin, ", ", e.end, "] run past the data buffer of ", buffer,
+            " bytes (file truncated?)");
   uint64_t nbytes = 0;
-  XFT_CHECK(!__builtin_mul_overflow(numel, c10::elementSize(e.dtype), &nbytes) &&
-                nbytes == e.end - e.begin,
-            where, ": data_offsets span ", e.end - e.begin, " bytes but shape ",
-            v["shape"].dump(), " of ", dt, " needs ", numel, " x ", c10::elementSize(e.dtype));
+  XFT_CHECK(!__builtin_mul_overflow(numel, c10::elementSize(e.dtype), &nbytes) && nbytes == e.end - e.begin, where,
+            ": data_offsets span ", e.end - e.begin, " bytes but shape ", v["shape"].dump(), " of ", dt, " needs ",
+            numel, " x ", c10::elementSize(e.dtype));
   return e;
 }
 
@@ -176,17 +165,15 @@ void check_tiling(const std::string& path, const std::map<std::string, TensorEnt
   uint64_t expect = 0;
   const TensorEntry* prev = nullptr;
   for (const TensorEntry* e : order) {
-    XFT_CHECK(e->begin >= expect, "safetensors file ", path, ": tensor '", e->name,
-              "' overlaps tensor '", prev ? prev->name : "", "' (begins at ", e->begin,
-              ", previous ends at ", expect, ")");
-    XFT_CHECK(e->begin == expect, "safetensors file ", path, ": hole of ", e->begin - expect,
-              " bytes before tensor '", e->name, "' (expected it to begin at ", expect, ")");
+    XFT_CHECK(e->begin >= expect, "safetensors file ", path, ": tensor '", e->name, "' overlaps tensor '",
+              prev ? prev->name : "", "' (begins at ", e->begin, ", previous ends at ", expect, ")");
+    XFT_CHECK(e->begin == expect, "safetensors file ", path, ": hole of ", e->begin - expect, " bytes before tensor '",
+              e->name, "' (expected it to begin at ", expect, ")");
     expect = e->end;
     prev = e;
   }
   XFT_CHECK(expect == buffer, "safetensors file ", path, ": ", buffer - expect,
-            " unused bytes at the end of the data buffer (tensors cover ", expect, " of ", buffer,
-            ")");
+            " unused bytes at the end of the data buffer (tensors cover ", expect, " of ", buffer, ")");
 }
 
 }  // namespace
@@ -203,13 +190,11 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   const uint64_t size = regular ? static_cast<uint64_t>(st.st_size) : 0;
   // Private writable mapping of a read-only fd: the file is never modified, and a caller that
   // writes into a returned tensor gets copy-on-write pages instead of a segfault.
-  void* m = regular && size >= 8 ? ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0)
-                                 : MAP_FAILED;
+  void* m = regular && size >= 8 ? ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0) : MAP_FAILED;
   const int map_errno = errno;
   ::close(fd);
   XFT_CHECK(regular, "safetensors file ", path, ": not a regular file");
-  XFT_CHECK(size >= 8, "safetensors file ", path, ": ", size,
-            " bytes, shorter than the 8-byte header length");
+  XFT_CHECK(size >= 8, "safetensors file ", path, ": ", size, " bytes, shorter than the 8-byte header length");
   XFT_CHECK(m != MAP_FAILED, "cannot mmap safetensors file ", path, ": ", std::strerror(map_errno));
   f->map_ = m;
   f->map_size_ = size;
@@ -217,16 +202,15 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
 
   uint64_t n = 0;
   std::memcpy(&n, bytes, 8);
-  XFT_CHECK(n <= size - 8, "safetensors file ", path, ": header length ", n,
-            " runs past the end of the file (", size - 8, " bytes follow the length)");
+  XFT_CHECK(n <= size - 8, "safetensors file ", path, ": header length ", n, " runs past the end of the file (",
+            size - 8, " bytes follow the length)");
   json header;
   try {
     header = json::parse(bytes + 8, bytes + 8 + n);
   } catch (const json::exception& e) {
     fail("safetensors file ", path, ": header is not valid JSON: ", e.what());
   }
-  XFT_CHECK(header.is_object(), "safetensors file ", path, ": header must be a JSON object, got ",
-            header.type_name());
+  XFT_CHECK(header.is_object(), "safetensors file ", path, ": header must be a JSON object, got ", header.type_name());
   f->data_ = bytes + 8 + n;
   const uint64_t buffer = size - 8 - n;
 
@@ -234,8 +218,8 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
     if (name == "__metadata__") {
       XFT_CHECK(v.is_object(), "safetensors file ", path, ": __metadata__ must be an object");
       for (const auto& [k, s] : v.items()) {
-        XFT_CHECK(s.is_string(), "safetensors file ", path, ": __metadata__ value '", k,
-                  "' must be a string, got ", s.type_name());
+        XFT_CHECK(s.is_string(), "safetensors file ", path, ": __metadata__ value '", k, "' must be a string, got ",
+                  s.type_name());
         f->metadata_[k] = s.get<std::string>();
       }
       continue;
@@ -277,16 +261,14 @@ torch::Tensor SafetensorsFile::get(const std::string& name) const {
     return out;
   }
   std::shared_ptr<const SafetensorsFile> keep = self_.lock();
-  XFT_CHECK(keep != nullptr, "safetensors file ", path_, ": mapping released while reading '", name,
-            "'");
+  XFT_CHECK(keep != nullptr, "safetensors file ", path_, ": mapping released while reading '", name, "'");
   return torch::from_blob(
       const_cast<uint8_t*>(p), e.shape, [keep](void*) {}, opts);
 }
 
 // ---- writer ----
 
-void save_safetensors(const std::string& path,
-                      const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata) {
   check_tensors("saving " + path, tensors);
   std::vector<std::pair<std::string, torch::Tensor>> sorted;
@@ -342,24 +324,24 @@ TensorDirectory TensorDirectory::open(const std::string& dir) {
     } catch (const json::exception& e) {
       fail("checkpoint index ", index, ": not valid JSON: ", e.what());
     }
-    XFT_CHECK(j.is_object() && j.contains("weight_map") && j["weight_map"].is_object(),
-              "checkpoint index ", index, ": expected an object with a 'weight_map' object");
+    XFT_CHECK(j.is_object() && j.contains("weight_map") && j["weight_map"].is_object(), "checkpoint index ", index,
+              ": expected an object with a 'weight_map' object");
     std::map<std::string, std::shared_ptr<SafetensorsFile>> shards;
     for (const auto& [name, file] : j["weight_map"].items()) {
       XFT_CHECK(file.is_string(), "checkpoint index ", index, ": weight_map entry '", name,
                 "' must be a file name string");
       const std::string rel = file.get<std::string>();
-      XFT_CHECK(!rel.empty() && rel[0] != '/', "checkpoint index ", index, ": tensor '", name,
-                "' names shard '", rel, "', expected a relative file name");
+      XFT_CHECK(!rel.empty() && rel[0] != '/', "checkpoint index ", index, ": tensor '", name, "' names shard '", rel,
+                "', expected a relative file name");
       auto& shard = shards[rel];
       if (!shard) {
         const std::string shard_path = join_path(dir, rel);
-        XFT_CHECK(path_exists(shard_path), "checkpoint index ", index, ": tensor '", name,
-                  "' is in shard ", shard_path, ", which does not exist");
+        XFT_CHECK(path_exists(shard_path), "checkpoint index ", index, ": tensor '", name, "' is in shard ", shard_path,
+                  ", which does not exist");
         shard = SafetensorsFile::open(shard_path);
       }
-      XFT_CHECK(shard->contains(name), "checkpoint index ", index, ": tensor '", name,
-                "' is listed in shard ", shard->path(), ", which does not hold it");
+      XFT_CHECK(shard->contains(name), "checkpoint index ", index, ": tensor '", name, "' is listed in shard ",
+                shard->path(), ", which does not hold it");
       d.files_[name] = shard;
     }
   } else if (path_exists(single)) {
@@ -373,9 +355,8 @@ TensorDirectory TensorDirectory::open(const std::string& dir) {
 
 std::vector<std::string> TensorDirectory::names() const { return keys(files_); }
 
-static const SafetensorsFile& shard_of(
-    const std::map<std::string, std::shared_ptr<SafetensorsFile>>& files, const std::string& dir,
-    const std::string& name) {
+static const SafetensorsFile& shard_of(const std::map<std::string, std::shared_ptr<SafetensorsFile>>& files,
+                                       const std::string& dir, const std::string& name) {
   auto it = files.find(name);
   XFT_CHECK(it != files.end(), "checkpoint directory ", dir, ": no tensor named '", name, "'");
   return *it->second;
@@ -387,19 +368,14 @@ const std::string& TensorDirectory::file_of(const std::string& name) const {
 const TensorEntry& TensorDirectory::entry(const std::string& name) const {
   return shard_of(files_, dir_, name).entry(name);
 }
-torch::Tensor TensorDirectory::get(const std::string& name) const {
-  return shard_of(files_, dir_, name).get(name);
-}
+torch::Tensor TensorDirectory::get(const std::string& name) const { return shard_of(files_, dir_, name).get(name); }
 
-void save_tensor_directory(const std::string& dir,
-                           const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
-                           int64_t max_shard_bytes,
-                           const std::map<std::string, std::string>& metadata) {
+void save_tensor_directory(const std::string& dir, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+                           int64_t max_shard_bytes, const std::map<std::string, std::string>& metadata) {
   check_tensors("saving checkpoint directory " + dir, tensors);
   XFT_CHECK(make_dirs(dir), "cannot create checkpoint directory ", dir, ": ", std::strerror(errno));
   auto sorted = tensors;
-  std::sort(sorted.begin(), sorted.end(),
-            [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   uint64_t total = 0;
   for (const auto& kv : sorted) total += kv.second.numel() * kv.second.element_size();
 
@@ -443,8 +419,7 @@ void save_tensor_directory(const std::string& dir,
   for (const auto& fname : list_dir(dir)) {
     int a = 0, b = 0, len = 0;  // model-NNNNN-of-NNNNN.safetensors
     if (fname.size() == 32 && !written.count(fname) &&
-        std::sscanf(fname.c_str(), "model-%5d-of-%5d.safetensors%n", &a, &b, &len) == 2 &&
-        len == 32)
+        std::sscanf(fname.c_str(), "model-%5d-of-%5d.safetensors%n", &a, &b, &len) == 2 && len == 32)
       ::unlink(join_path(dir, fname).c_str());
   }
 }

@@ -18,7 +18,8 @@ torch::Tensor rms_norm_cuda(const torch::Tensor& x, const torch::Tensor& weight,
             "rms_norm_cuda: x and weight must be on one CUDA device");
   XFT_CHECK(x.scalar_type() == weight.scalar_type(), "rms_norm_cuda: x is ", x.scalar_type(), " but weight is ",
             weight.scalar_type());
-  XFT_CHECK(x.dim() >= 1, "rms_norm_cuda: x must have at least one dimension (normalised over the last), got a "
+  XFT_CHECK(x.dim() >= 1,
+            "rms_norm_cuda: x must have at least one dimension (normalised over the last), got a "
             "0-dim tensor");
   XFT_CHECK(weight.dim() == 1 && x.size(-1) == weight.size(0), "rms_norm_cuda: weight shape ", weight.sizes(),
             " does not match the last dim of x ", x.sizes());

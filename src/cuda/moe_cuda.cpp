@@ -30,8 +30,7 @@ const float* f32_or_null(const torch::Tensor& t) { return t.defined() ? t.data_p
 // ---- routing -------------------------------------------------------------------------------
 
 struct RouteCudaFunction : public torch::autograd::Function<RouteCudaFunction> {
-  static variable_list forward(AutogradContext* ctx, const torch::Tensor& z_TR, int64_t k, int64_t mode,
-                               bool renorm) {
+  static variable_list forward(AutogradContext* ctx, const torch::Tensor& z_TR, int64_t k, int64_t mode, bool renorm) {
     c10::cuda::CUDAGuard guard(z_TR.device());
     const auto kmode = static_cast<kernels::RouteMode>(mode);
     const int64_t off = kernels::route_mode_has_shared(kmode) ? 1 : 0;
@@ -41,11 +40,11 @@ struct RouteCudaFunction : public torch::autograd::Function<RouteCudaFunction> {
     auto ids = torch::empty({T, k + off}, z.options().dtype(torch::kInt32));
     auto probs = torch::empty({T, R}, z.options().dtype(torch::kFloat32));
     auto counts = torch::empty({R + off}, ids.options());
-    check_cuda(kernels::moe_route_forward(z.data_ptr(), kernel_dtype(z, "route_cuda"), T, static_cast<int>(R),
-                                          static_cast<int>(k), kmode, renorm, w.data_ptr<float>(),
-                                          ids.data_ptr<int32_t>(), probs.data_ptr<float>(),
-                                          counts.data_ptr<int32_t>(), current_stream()),
-               "route_cuda");
+    check_cuda(
+        kernels::moe_route_forward(z.data_ptr(), kernel_dtype(z, "route_cuda"), T, static_cast<int>(R),
+                                   static_cast<int>(k), kmode, renorm, w.data_ptr<float>(), ids.data_ptr<int32_t>(),
+                                   probs.data_ptr<float>(), counts.data_ptr<int32_t>(), current_stream()),
+        "route_cuda");
     auto ids64 = ids.to(torch::kInt64);
     ctx->save_for_backward({probs, ids, w});
     ctx->saved_data["k"] = k;
@@ -57,7 +56,8 @@ struct RouteCudaFunction : public torch::autograd::Function<RouteCudaFunction> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    if (!grads[0].defined() && !grads[2].defined()) return {torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    if (!grads[0].defined() && !grads[2].defined())
+      return {torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
     auto saved = ctx->get_saved_variables();
     const auto& probs = saved[0];
     const auto& ids = saved[1];
@@ -67,14 +67,13 @@ struct RouteCudaFunction : public torch::autograd::Function<RouteCudaFunction> {
     auto gp = grads[2].defined() ? grads[2].to(torch::kFloat32).contiguous() : torch::Tensor();
     const auto dtype = static_cast<c10::ScalarType>(ctx->saved_data["dtype"].toInt());
     auto dz = torch::empty(probs.sizes(), probs.options().dtype(dtype));
-    check_cuda(kernels::moe_route_backward(probs.data_ptr<float>(), ids.data_ptr<int32_t>(), w.data_ptr<float>(),
-                                           f32_or_null(gw), f32_or_null(gp), probs.size(0),
-                                           static_cast<int>(probs.size(1)),
-                                           static_cast<int>(ctx->saved_data["k"].toInt()),
-                                           static_cast<kernels::RouteMode>(ctx->saved_data["mode"].toInt()),
-                                           ctx->saved_data["renorm"].toBool(), dz.data_ptr(),
-                                           kernel_dtype(dz, "route_cuda backward"), current_stream()),
-               "route_cuda backward");
+    check_cuda(
+        kernels::moe_route_backward(
+            probs.data_ptr<float>(), ids.data_ptr<int32_t>(), w.data_ptr<float>(), f32_or_null(gw), f32_or_null(gp),
+            probs.size(0), static_cast<int>(probs.size(1)), static_cast<int>(ctx->saved_data["k"].toInt()),
+            static_cast<kernels::RouteMode>(ctx->saved_data["mode"].toInt()), ctx->saved_data["renorm"].toBool(),
+            dz.data_ptr(), kernel_dtype(dz, "route_cuda backward"), current_stream()),
+        "route_cuda backward");
     return {dz, torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
@@ -138,11 +137,11 @@ struct CombineRowsFunction : public torch::autograd::Function<CombineRowsFunctio
     const int64_t T = w.size(0), S = w.size(1), D = y.size(1);
     auto gy = ctx->needs_input_grad(0) ? torch::empty_like(y) : torch::Tensor();
     auto gw = ctx->needs_input_grad(1) ? torch::empty({T, S}, w.options()) : torch::Tensor();
-    check_cuda(kernels::moe_combine_rows_backward(
-                   g.data_ptr(), kernels::DType::kFloat32, y.data_ptr(), kernel_dtype(y, "moe_combine_rows_cuda"),
-                   w.data_ptr<float>(), map.data_ptr<int32_t>(), T, static_cast<int>(S), D,
-                   gy.defined() ? gy.data_ptr() : nullptr, gw.defined() ? gw.data_ptr<float>() : nullptr,
-                   current_stream()),
+    check_cuda(kernels::moe_combine_rows_backward(g.data_ptr(), kernels::DType::kFloat32, y.data_ptr(),
+                                                  kernel_dtype(y, "moe_combine_rows_cuda"), w.data_ptr<float>(),
+                                                  map.data_ptr<int32_t>(), T, static_cast<int>(S), D,
+                                                  gy.defined() ? gy.data_ptr() : nullptr,
+                                                  gw.defined() ? gw.data_ptr<float>() : nullptr, current_stream()),
                "moe_combine_rows_cuda backward");
     return {gy, gw, torch::Tensor()};
   }
@@ -197,9 +196,8 @@ RoutedLogits route_logits_cuda(const torch::Tensor& logits_TR, int64_t routed_k,
                                bool renormalize) {
   XFT_CHECK(route_logits_cuda_supports(logits_TR, routed_k, mode),
             "route_cuda: expected CUDA float, half or bfloat16 logits [T, R] with 1 <= routed k = ", routed_k,
-            " <= R <= ", kRouteCudaMaxRouted, " and a routing rule the kernel knows (mode ",
-            static_cast<int>(mode), "); got ", logits_TR.scalar_type(), " ", logits_TR.sizes(), " on ",
-            logits_TR.device());
+            " <= R <= ", kRouteCudaMaxRouted, " and a routing rule the kernel knows (mode ", static_cast<int>(mode),
+            "); got ", logits_TR.scalar_type(), " ", logits_TR.sizes(), " on ", logits_TR.device());
   auto out = RouteCudaFunction::apply(logits_TR, routed_k, static_cast<int64_t>(mode), renormalize);
   return {out[0], out[1], out[2], out[3], out[4]};
 }
@@ -208,8 +206,8 @@ RoutedLogits route_logits_cuda(const torch::Tensor& logits_TR, int64_t routed_k,
 
 MoePermutation moe_permutation_cuda(const torch::Tensor& experts_TS, int64_t E) {
   XFT_CHECK(experts_TS.is_cuda() && experts_TS.dim() == 2 && !experts_TS.is_floating_point(),
-            "moe_permutation_cuda: expected integer expert ids [T, S] on a CUDA device, got ",
-            experts_TS.scalar_type(), " ", experts_TS.sizes(), " on ", experts_TS.device());
+            "moe_permutation_cuda: expected integer expert ids [T, S] on a CUDA device, got ", experts_TS.scalar_type(),
+            " ", experts_TS.sizes(), " on ", experts_TS.device());
   XFT_CHECK(E >= 1 && E <= kernels::kMaxPermuteExperts, "moe_permutation_cuda: ", E, " experts (1 to ",
             kernels::kMaxPermuteExperts, " supported)");
   const int64_t T = experts_TS.size(0), S = experts_TS.size(1), M = T * S;
@@ -221,20 +219,20 @@ MoePermutation moe_permutation_cuda(const torch::Tensor& experts_TS, int64_t E) 
   MoePermutation p{torch::empty({M}, opts), torch::empty({M}, opts), torch::empty({E}, opts), T, S};
   const size_t bytes = kernels::moe_permute_workspace_bytes(T, static_cast<int>(S), static_cast<int>(E));
   auto workspace = torch::empty({static_cast<int64_t>(bytes / sizeof(int32_t)) + 1}, opts);
-  check_cuda(kernels::moe_build_permutation(ids.data_ptr<int32_t>(), T, static_cast<int>(S), static_cast<int>(E),
-                                            p.row_to_token.data_ptr<int32_t>(),
-                                            p.token_slot_to_row.data_ptr<int32_t>(),
-                                            p.offsets_end.data_ptr<int32_t>(), workspace.data_ptr(), bytes,
-                                            current_stream()),
-             "moe_permutation_cuda");
+  check_cuda(
+      kernels::moe_build_permutation(ids.data_ptr<int32_t>(), T, static_cast<int>(S), static_cast<int>(E),
+                                     p.row_to_token.data_ptr<int32_t>(), p.token_slot_to_row.data_ptr<int32_t>(),
+                                     p.offsets_end.data_ptr<int32_t>(), workspace.data_ptr(), bytes, current_stream()),
+      "moe_permutation_cuda");
   return p;
 }
 
 torch::Tensor moe_gather_rows_cuda(const torch::Tensor& x_TD, const MoePermutation& perm) {
   // First, before any device work: the backward (a combine without weights) stages a token's
   // slots in shared memory and would fail only when the gradient arrives.
-  XFT_CHECK(perm.slots >= 1 && perm.slots <= kMoeCudaMaxSlots, "moe_gather_rows_cuda: the permutation has S = ",
-            perm.slots, " slots per token; the gather's backward takes 1 to ", kMoeCudaMaxSlots);
+  XFT_CHECK(perm.slots >= 1 && perm.slots <= kMoeCudaMaxSlots,
+            "moe_gather_rows_cuda: the permutation has S = ", perm.slots,
+            " slots per token; the gather's backward takes 1 to ", kMoeCudaMaxSlots);
   XFT_CHECK(x_TD.is_cuda() && x_TD.dim() == 2 && x_TD.size(0) == perm.tokens && x_TD.size(1) >= 1 &&
                 kernel_dtype_ok(x_TD) && x_TD.device() == perm.row_to_token.device(),
             "moe_gather_rows_cuda: expected float, half or bfloat16 x [", perm.tokens,
@@ -268,18 +266,19 @@ void check_offset_values(const torch::Tensor& offsets_end, int64_t M) {
     XFT_CHECK(end[e] >= end[e - 1], "grouped_linear_cuda: offsets_end [", E, "] must be non-decreasing, got ",
               end[e - 1], " then ", end[e], " at index ", e);
   }
-  XFT_CHECK(end[E - 1] == M, "grouped_linear_cuda: offsets_end [", E, "] must end at M = ", M,
-            " (the rows of x), got ", end[E - 1]);
+  XFT_CHECK(end[E - 1] == M, "grouped_linear_cuda: offsets_end [", E, "] must end at M = ", M, " (the rows of x), got ",
+            end[E - 1]);
 }
 
 }  // namespace
 
 torch::Tensor grouped_linear_cuda(const torch::Tensor& x_MK, const torch::Tensor& w_ENK,
                                   const torch::Tensor& offsets_end, OffsetsCheck check) {
-  XFT_CHECK(x_MK.is_cuda() && x_MK.dim() == 2 && x_MK.scalar_type() == torch::kBFloat16 && grouped_operand_ok(w_ENK, x_MK),
-            "grouped_linear_cuda: expected bf16 x [M, K] and contiguous 16-byte aligned bf16 w [E, N, K] on one "
-            "CUDA device, got ", x_MK.scalar_type(), " ", x_MK.sizes(), " and ", w_ENK.scalar_type(), " ",
-            w_ENK.sizes());
+  XFT_CHECK(
+      x_MK.is_cuda() && x_MK.dim() == 2 && x_MK.scalar_type() == torch::kBFloat16 && grouped_operand_ok(w_ENK, x_MK),
+      "grouped_linear_cuda: expected bf16 x [M, K] and contiguous 16-byte aligned bf16 w [E, N, K] on one "
+      "CUDA device, got ",
+      x_MK.scalar_type(), " ", x_MK.sizes(), " and ", w_ENK.scalar_type(), " ", w_ENK.sizes());
   XFT_CHECK(w_ENK.size(2) == x_MK.size(1) && x_MK.size(1) % 8 == 0 && w_ENK.size(1) % 8 == 0,
             "grouped_linear_cuda: K = ", x_MK.size(1), " and N = ", w_ENK.size(1),
             " must match the weights and be multiples of 8 (16-byte rows)");
@@ -314,7 +313,8 @@ void moe_zero_empty_groups_cuda(const torch::Tensor& data_E, const torch::Tensor
 }
 
 bool grouped_linear_cuda_supports(const torch::Tensor& x, const torch::Tensor& w_ENK) {
-  if (!x.defined() || !x.is_cuda() || x.scalar_type() != torch::kBFloat16 || !grouped_operand_ok(w_ENK, x)) return false;
+  if (!x.defined() || !x.is_cuda() || x.scalar_type() != torch::kBFloat16 || !grouped_operand_ok(w_ENK, x))
+    return false;
   if (w_ENK.size(0) < 1 || w_ENK.size(0) >= kMoeCudaMaxExperts) return false;
   if (w_ENK.size(1) % 8 != 0 || w_ENK.size(2) % 8 != 0) return false;
   // at::_grouped_mm's fast path (no host sync): sm90 and sm100 only.

@@ -93,8 +93,8 @@ BatchSampler::BatchSampler(std::vector<int64_t> lengths, int64_t batch_size, uin
       drop_last_(drop_last) {
   XFT_CHECK(batch_size_ >= 1, "BatchSampler: batch_size is ", batch_size_, "; expected >= 1");
   XFT_CHECK(!lengths_.empty(), "BatchSampler: the dataset is empty; expected at least one example");
-  XFT_CHECK(batches_per_epoch() > 0, "BatchSampler: ", lengths_.size(), " examples make no full batch of ",
-            batch_size_, " with drop_last; expected at least batch_size examples");
+  XFT_CHECK(batches_per_epoch() > 0, "BatchSampler: ", lengths_.size(), " examples make no full batch of ", batch_size_,
+            " with drop_last; expected at least batch_size examples");
 }
 
 int64_t BatchSampler::batches_per_epoch() const {

@@ -38,18 +38,22 @@ std::string string_pattern(const json& r, const std::string& where) {
 // Metaspace's fields, shared by the pre-tokenizer and the decoder. tokenizers >= 0.19 writes
 // prepend_scheme and split; older files only add_prefix_space, where true means "always" and
 // false is refused by tokenizers unless prepend_scheme is "never" (so it is here).
-void read_metaspace(const json& m, const std::string& where, std::string& replacement, PrependScheme& prepend, bool& split) {
+void read_metaspace(const json& m, const std::string& where, std::string& replacement, PrependScheme& prepend,
+                    bool& split) {
   replacement = m.at("replacement").get<std::string>();
   XFT_CHECK(is_one_char(replacement), where, ": replacement \"", replacement, "\": expected one character");
   std::string scheme = "always";
-  if (m.contains("prepend_scheme") && !m.at("prepend_scheme").is_null()) scheme = m.at("prepend_scheme").get<std::string>();
+  if (m.contains("prepend_scheme") && !m.at("prepend_scheme").is_null())
+    scheme = m.at("prepend_scheme").get<std::string>();
   const std::pair<const char*, PrependScheme> names[] = {
       {"always", PrependScheme::Always}, {"first", PrependScheme::First}, {"never", PrependScheme::Never}};
   const auto it = std::find_if(std::begin(names), std::end(names), [&](const auto& n) { return scheme == n.first; });
-  XFT_CHECK(it != std::end(names), where, ": prepend_scheme \"", scheme, "\" is unknown; expected always, first or never");
+  XFT_CHECK(it != std::end(names), where, ": prepend_scheme \"", scheme,
+            "\" is unknown; expected always, first or never");
   prepend = it->second;
   XFT_CHECK(flag(m, "add_prefix_space", true) || prepend == PrependScheme::Never, where,
-            ": add_prefix_space false contradicts prepend_scheme \"", scheme, "\" (tokenizers refuses it too); expected "
+            ": add_prefix_space false contradicts prepend_scheme \"", scheme,
+            "\" (tokenizers refuses it too); expected "
             "prepend_scheme \"never\"");
   split = flag(m, "split", true);
 }
@@ -67,8 +71,9 @@ void read_normalizer(const json& n, const std::string& file, Pipeline& p) {
     const std::string from = string_pattern(n, file + ": normalizer Replace");
     p.normalizers.push_back({Normalizer::Kind::Replace, from, n.at("content").get<std::string>()});
   } else {
-    fail(file, ": normalizer \"", type, "\" is not supported; expected none, NFC, Prepend, Replace (String pattern) "
-               "or a Sequence of these");
+    fail(file, ": normalizer \"", type,
+         "\" is not supported; expected none, NFC, Prepend, Replace (String pattern) "
+         "or a Sequence of these");
   }
 }
 
@@ -87,15 +92,20 @@ void read_pre_tokenizer(const json& j, const std::string& file, Pipeline& p) {
   } else if (type == "Split") {
     const json& pattern = j.at("pattern");
     const bool literal = pattern.contains("String");
-    XFT_CHECK(literal || pattern.contains("Regex"), where, ": expected a pattern {\"Regex\": ...} or {\"String\": ...}");
-    step.regex = std::make_shared<const Regex>(pattern.at(literal ? "String" : "Regex").get<std::string>(), literal, where);
+    XFT_CHECK(literal || pattern.contains("Regex"), where,
+              ": expected a pattern {\"Regex\": ...} or {\"String\": ...}");
+    step.regex =
+        std::make_shared<const Regex>(pattern.at(literal ? "String" : "Regex").get<std::string>(), literal, where);
     const std::string b = j.at("behavior").get<std::string>();
-    const std::pair<const char*, Behavior> names[] = {{"Removed", Behavior::Removed}, {"Isolated", Behavior::Isolated},
-        {"MergedWithPrevious", Behavior::MergedWithPrevious}, {"MergedWithNext", Behavior::MergedWithNext},
-        {"Contiguous", Behavior::Contiguous}};
+    const std::pair<const char*, Behavior> names[] = {{"Removed", Behavior::Removed},
+                                                      {"Isolated", Behavior::Isolated},
+                                                      {"MergedWithPrevious", Behavior::MergedWithPrevious},
+                                                      {"MergedWithNext", Behavior::MergedWithNext},
+                                                      {"Contiguous", Behavior::Contiguous}};
     const auto it = std::find_if(std::begin(names), std::end(names), [&](const auto& n) { return b == n.first; });
-    XFT_CHECK(it != std::end(names), where, ": behavior \"", b, "\" is unknown; expected Removed, Isolated, "
-                                            "MergedWithPrevious, MergedWithNext or Contiguous");
+    XFT_CHECK(it != std::end(names), where, ": behavior \"", b,
+              "\" is unknown; expected Removed, Isolated, "
+              "MergedWithPrevious, MergedWithNext or Contiguous");
     step.behavior = it->second;
     step.invert = flag(j, "invert");
   } else if (type == "Digits") {
@@ -105,8 +115,9 @@ void read_pre_tokenizer(const json& j, const std::string& file, Pipeline& p) {
     step.metaspace = true;
     read_metaspace(j, where, step.replacement, step.prepend, step.split);
   } else {
-    fail(file, ": pre_tokenizer \"", type, "\" is not supported; expected ByteLevel, Split, Digits, Metaspace or a "
-               "Sequence of these");
+    fail(file, ": pre_tokenizer \"", type,
+         "\" is not supported; expected ByteLevel, Split, Digits, Metaspace or a "
+         "Sequence of these");
   }
   p.steps.push_back(std::move(step));
 }
@@ -140,8 +151,9 @@ void read_decoder(const json& d, const std::string& file, Pipeline& p) {
     bool split = true;
     read_metaspace(d, where, dec.text, dec.prepend, split);
   } else {
-    fail(file, ": decoder \"", type, "\" is not supported; expected ByteLevel, ByteFallback, Fuse, Replace (String "
-               "pattern), Strip, Metaspace, a Sequence of these, or none");
+    fail(file, ": decoder \"", type,
+         "\" is not supported; expected ByteLevel, ByteFallback, Fuse, Replace (String "
+         "pattern), Strip, Metaspace, a Sequence of these, or none");
   }
   p.decoders.push_back(std::move(dec));
 }
@@ -162,7 +174,10 @@ bool valid_utf8(const std::string& s) {
 int byte_token(const std::string& t) {
   if (t.size() != 6 || t.compare(0, 3, "<0x") != 0 || t[5] != '>') return -1;
   const auto hex = [](char c) {
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
   };
   const int hi = hex(t[3]), lo = hex(t[4]);
   if (t[3] == '+' && lo >= 0) return lo;

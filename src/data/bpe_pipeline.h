@@ -23,8 +23,8 @@ struct Normalizer {
 // One decoder of a (flattened) Sequence; each maps the list of token strings to a new list.
 struct Decoder {
   enum class Kind { ByteLevel, ByteFallback, Fuse, Replace, Strip, Metaspace } kind = Kind::ByteLevel;
-  std::string text;  // Replace: the pattern; Strip: the character; Metaspace: the replacement
-  std::string with;  // Replace: the content
+  std::string text;            // Replace: the pattern; Strip: the character; Metaspace: the replacement
+  std::string with;            // Replace: the content
   size_t start = 0, stop = 0;  // Strip: at most this many characters off the front / the back
   PrependScheme prepend = PrependScheme::Always;  // Metaspace
 };

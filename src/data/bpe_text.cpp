@@ -177,7 +177,6 @@ std::string replace_all(const std::string& s, const std::string& from, const std
   return out.append(s, done, std::string::npos);
 }
 
-
 namespace {
 
 // tokenizers' NormalizedString::split: the matches and the gaps between them cover s; the
@@ -201,17 +200,22 @@ void split(const Regex& re, Behavior behavior, bool invert, const Piece& piece, 
   bool previous_match = false;
   if (behavior == Behavior::MergedWithNext) std::reverse(parts.begin(), parts.end());
   for (const Part& p : parts) {
-    const bool merge = !kept.empty() && ((behavior == Behavior::Contiguous && p.is_match == previous_match) ||
-                                         ((behavior == Behavior::MergedWithPrevious || behavior == Behavior::MergedWithNext) &&
-                                          p.is_match && !previous_match));
-    if (merge && behavior == Behavior::MergedWithNext) kept.back().begin = p.begin;
-    else if (merge) kept.back().end = p.end;
-    else kept.push_back({p.begin, p.end, behavior == Behavior::Removed && p.is_match});
+    const bool merge =
+        !kept.empty() && ((behavior == Behavior::Contiguous && p.is_match == previous_match) ||
+                          ((behavior == Behavior::MergedWithPrevious || behavior == Behavior::MergedWithNext) &&
+                           p.is_match && !previous_match));
+    if (merge && behavior == Behavior::MergedWithNext)
+      kept.back().begin = p.begin;
+    else if (merge)
+      kept.back().end = p.end;
+    else
+      kept.push_back({p.begin, p.end, behavior == Behavior::Removed && p.is_match});
     previous_match = p.is_match;
   }
   if (behavior == Behavior::MergedWithNext) std::reverse(kept.begin(), kept.end());
   for (const Part& p : kept)
-    if (!p.is_match && p.end > p.begin) out.push_back({s.substr(p.begin, p.end - p.begin), -1, piece.at_start && p.begin == 0});
+    if (!p.is_match && p.end > p.begin)
+      out.push_back({s.substr(p.begin, p.end - p.begin), -1, piece.at_start && p.begin == 0});
 }
 
 // tokenizers' Metaspace pre-tokenizer. The replacement is one character, so its occurrences never
@@ -239,8 +243,10 @@ void apply(const Step& step, const Piece& s, std::vector<Piece>& out) {
   std::vector<Piece> words;
   Piece text = s;
   if (step.add_prefix_space && !s.text.empty() && s.text[0] != ' ') text.text.insert(0, " ");
-  if (step.regex) split(*step.regex, Behavior::Isolated, false, text, words);
-  else words.push_back(text);
+  if (step.regex)
+    split(*step.regex, Behavior::Isolated, false, text, words);
+  else
+    words.push_back(text);
   for (const Piece& w : words) {
     std::string mapped;
     for (const char c : w.text) mapped += byte_table().chr[static_cast<unsigned char>(c)];

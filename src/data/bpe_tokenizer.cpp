@@ -36,10 +36,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "xft/core/error.h"
-#include "xft/core/files.h"
 #include "data/bpe_pipeline.h"
 #include "data/bpe_text.h"
+#include "xft/core/error.h"
+#include "xft/core/files.h"
 
 namespace xft {
 
@@ -59,8 +59,10 @@ std::vector<Piece> refine(std::vector<Piece> pieces, F&& f) {
   std::vector<Piece> out;
   out.reserve(pieces.size());
   for (Piece& p : pieces) {
-    if (p.id >= 0) out.push_back(std::move(p));
-    else f(p, out);
+    if (p.id >= 0)
+      out.push_back(std::move(p));
+    else
+      f(p, out);
   }
   return out;
 }
@@ -76,7 +78,9 @@ struct BpeModel {
   mutable std::shared_mutex cache_mutex;
   mutable std::unordered_map<std::string, std::vector<int32_t>> cache;
 
-  static uint64_t key(int32_t a, int32_t b) { return (uint64_t{static_cast<uint32_t>(a)} << 32) | static_cast<uint32_t>(b); }
+  static uint64_t key(int32_t a, int32_t b) {
+    return (uint64_t{static_cast<uint32_t>(a)} << 32) | static_cast<uint32_t>(b);
+  }
   const std::pair<uint32_t, int32_t>* merge_of(int32_t a, int32_t b) const {
     const auto it = merges.find(key(a, b));
     return it == merges.end() ? nullptr : &it->second;
@@ -120,7 +124,9 @@ struct BpeModel {
       uint32_t rank;
       int32_t id;
     };
-    const auto later = [](const Merge& a, const Merge& b) { return a.rank != b.rank ? a.rank > b.rank : a.pos > b.pos; };
+    const auto later = [](const Merge& a, const Merge& b) {
+      return a.rank != b.rank ? a.rank > b.rank : a.pos > b.pos;
+    };
     std::priority_queue<Merge, std::vector<Merge>, decltype(later)> queue(later);
     for (size_t i = 0; i + 1 < sym.size(); ++i)
       if (const auto* m = merge_of(sym[i].id, sym[i + 1].id)) queue.push({i, m->first, m->second});
@@ -138,7 +144,8 @@ struct BpeModel {
       s.next = right.next;
       if (right.next >= 0) sym[right.next].prev = static_cast<int>(top.pos);
       if (s.prev >= 0)
-        if (const auto* pm = merge_of(sym[s.prev].id, s.id)) queue.push({static_cast<size_t>(s.prev), pm->first, pm->second});
+        if (const auto* pm = merge_of(sym[s.prev].id, s.id))
+          queue.push({static_cast<size_t>(s.prev), pm->first, pm->second});
       if (s.next >= 0)
         if (const auto* nm = merge_of(s.id, sym[s.next].id)) queue.push({top.pos, nm->first, nm->second});
     }
@@ -184,7 +191,7 @@ struct BpeTokenizer::Impl {
   std::unordered_map<std::string, int64_t> added_ids;
   AddedSet raw_set, normalized_set;
   Pipeline pipe;
-  std::vector<std::string> tokens;  // id -> token text
+  std::vector<std::string> tokens;   // id -> token text
   std::vector<char> known, special;  // per id
   int64_t bos = -1, eos = -1, pad = -1;
 
@@ -207,16 +214,21 @@ struct BpeTokenizer::Impl {
     for (const Step& step : pipe.steps)
       pieces = refine(std::move(pieces), [&](const Piece& p, std::vector<Piece>& out) { apply(step, p, out); });
     for (const Piece& p : pieces) {
-      if (p.id >= 0) ids.push_back(p.id);
-      else model.tokenize(p.text, ids);
+      if (p.id >= 0)
+        ids.push_back(p.id);
+      else
+        model.tokenize(p.text, ids);
     }
   }
 
   void encode_invalid_byte(unsigned char b, std::vector<int64_t>& ids) const {
     const std::string unit = pipe.byte_level_pre ? byte_table().chr[b] : std::string(1, static_cast<char>(b));
-    if (const auto it = model.vocab.find(unit); it != model.vocab.end()) ids.push_back(it->second);
-    else if (const auto a = added_ids.find(unit); a != added_ids.end()) ids.push_back(a->second);
-    else if (model.unk >= 0) ids.push_back(model.unk);
+    if (const auto it = model.vocab.find(unit); it != model.vocab.end())
+      ids.push_back(it->second);
+    else if (const auto a = added_ids.find(unit); a != added_ids.end())
+      ids.push_back(a->second);
+    else if (model.unk >= 0)
+      ids.push_back(model.unk);
   }
 
   void load_model(const json& j);
@@ -228,14 +240,19 @@ struct BpeTokenizer::Impl {
 void BpeTokenizer::Impl::load_model(const json& j) {
   const json* m = j.contains("model") && j.at("model").is_object() ? &j.at("model") : nullptr;
   // Files older than tokenizers 0.14 leave out "type"; only BPE has merges.
-  const std::string type = m == nullptr ? "(none)" : m->contains("type") ? type_of(*m) : m->contains("merges") ? "BPE" : "(none)";
+  const std::string type = m == nullptr            ? "(none)"
+                           : m->contains("type")   ? type_of(*m)
+                           : m->contains("merges") ? "BPE"
+                                                   : "(none)";
   if (type != "BPE")
-    fail(file, ": model type \"", type, "\" is not supported yet; expected \"BPE\" (a byte-level BPE such as "
-               "DeepSeek-Coder's), a sentencepiece tokenizer.model, or pre-tokenised data (data format \"pretokenized\")");
+    fail(file, ": model type \"", type,
+         "\" is not supported yet; expected \"BPE\" (a byte-level BPE such as "
+         "DeepSeek-Coder's), a sentencepiece tokenizer.model, or pre-tokenised data (data format \"pretokenized\")");
   for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"})
     XFT_CHECK(!m->contains(key) || m->at(key).is_null() || m->at(key) == "", file, ": BPE ", key,
               " is not supported; expected null (a byte-level or byte-fallback BPE)");
-  XFT_CHECK(m->contains("vocab") && m->at("vocab").is_object(), file, ": model.vocab: expected an object of token -> id");
+  XFT_CHECK(m->contains("vocab") && m->at("vocab").is_object(), file,
+            ": model.vocab: expected an object of token -> id");
   for (const auto& [token, id] : m->at("vocab").items()) {
     XFT_CHECK(id.is_number_integer() && id.get<int64_t>() >= 0 && id.get<int64_t>() < kMaxId, file, ": model.vocab[\"",
               token, "\"]: expected an id in [0, ", kMaxId, ")");
@@ -245,7 +262,8 @@ void BpeTokenizer::Impl::load_model(const json& j) {
   const json& merges = m->at("merges");
   const auto vocab_id = [&](const std::string& t, size_t i) {
     const auto it = model.vocab.find(t);
-    XFT_CHECK(it != model.vocab.end(), file, ": model.merges[", i, "] needs the token \"", t, "\", which is not in model.vocab");
+    XFT_CHECK(it != model.vocab.end(), file, ": model.merges[", i, "] needs the token \"", t,
+              "\", which is not in model.vocab");
     return it->second;
   };
   for (size_t i = 0; i < merges.size(); ++i) {
@@ -254,7 +272,8 @@ void BpeTokenizer::Impl::load_model(const json& j) {
     if (e.is_string()) {  // "a b", the form of tokenizers < 0.20
       const std::string& s = e.get_ref<const std::string&>();
       const size_t space = s.find(' ');
-      XFT_CHECK(space != std::string::npos, file, ": model.merges[", i, "] \"", s, "\": expected two tokens separated by a space");
+      XFT_CHECK(space != std::string::npos, file, ": model.merges[", i, "] \"", s,
+                "\": expected two tokens separated by a space");
       a = s.substr(0, space), b = s.substr(space + 1);
     } else {
       XFT_CHECK(e.is_array() && e.size() == 2 && e[0].is_string() && e[1].is_string(), file, ": model.merges[", i,
@@ -302,10 +321,12 @@ void BpeTokenizer::Impl::load_added_tokens(const json& j) {
     added_ids.emplace(t.content, t.id);
     added.push_back(std::move(t));
   }
-  for (const AddedToken& t : added) (t.normalized ? normalized_set : raw_set)[static_cast<unsigned char>(t.content[0])].push_back(&t);
+  for (const AddedToken& t : added)
+    (t.normalized ? normalized_set : raw_set)[static_cast<unsigned char>(t.content[0])].push_back(&t);
   for (AddedSet* set : {&raw_set, &normalized_set})
     for (auto& bucket : *set)
-      std::stable_sort(bucket.begin(), bucket.end(), [](auto* x, auto* y) { return x->content.size() > y->content.size(); });
+      std::stable_sort(bucket.begin(), bucket.end(),
+                       [](auto* x, auto* y) { return x->content.size() > y->content.size(); });
 }
 
 // BOS/EOS from the template that tokenizers would add around a single sequence ("<bos> $A").
@@ -319,7 +340,8 @@ void BpeTokenizer::Impl::load_post_processor(const json& p) {
     const auto id_of = [&](const json& item) {
       const std::string name = item.at("SpecialToken").at("id").get<std::string>();
       const json& specials = p.value("special_tokens", json::object());
-      if (specials.contains(name) && !specials[name].value("ids", json::array()).empty()) return specials[name]["ids"][0].get<int64_t>();
+      if (specials.contains(name) && !specials[name].value("ids", json::array()).empty())
+        return specials[name]["ids"][0].get<int64_t>();
       const int64_t id = token_to_id(name);
       XFT_CHECK(id >= 0, file, ": post_processor template names \"", name, "\", which is not a token");
       return id;
@@ -386,7 +408,8 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::from_file(const std::string& tokeniz
   for (const int64_t id : {t->bos, t->eos, t->pad})
     XFT_CHECK(id < size, tokenizer_json, ": special token id ", id, " is outside the vocabulary (size ", size, ")");
   if (t->pipe.nfc)
-    std::cerr << "xft: " << tokenizer_json << ": the NFC normalizer is applied as the identity (no Unicode tables); "
+    std::cerr << "xft: " << tokenizer_json
+              << ": the NFC normalizer is applied as the identity (no Unicode tables); "
                  "text already in NFC, nearly all text, gets the same ids as Hugging Face tokenizers\n";
   return std::unique_ptr<BpeTokenizer>(new BpeTokenizer(std::move(t)));
 }

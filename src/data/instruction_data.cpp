@@ -8,11 +8,11 @@
 #include <sstream>
 #include <type_traits>
 
-#include "xft/data/batcher.h"
-#include "xft/model/config.h"
 #include "core/config_reader.h"
 #include "xft/core/error.h"
+#include "xft/data/batcher.h"
 #include "xft/data/tokenizer.h"
+#include "xft/model/config.h"
 
 using nlohmann::json;
 
@@ -55,9 +55,9 @@ void DataConfig::validate(const std::string& source) const {
             ": data 'instruction_field' and 'response_field' must be non-empty field names");
   XFT_CHECK(prompt_template.find("{instruction}") != std::string::npos, source,
             ": data 'prompt_template' lacks '{instruction}'; expected it once where the instruction goes");
-  XFT_CHECK(input_template.find("{instruction}") != std::string::npos &&
-                input_template.find("{input}") != std::string::npos,
-            source, ": data 'input_template' must contain both '{instruction}' and '{input}'");
+  XFT_CHECK(
+      input_template.find("{instruction}") != std::string::npos && input_template.find("{input}") != std::string::npos,
+      source, ": data 'input_template' must contain both '{instruction}' and '{input}'");
   XFT_CHECK(max_length >= 2, source, ": data 'max_length' is ", max_length, "; expected >= 2 (BOS/EOS included)");
   if (format == DataFormat::kPretokenized) {
     XFT_CHECK(bos_id >= 0 && eos_id >= 0, source, ": data 'bos_id' and 'eos_id' are ", bos_id, " and ", eos_id,
@@ -90,8 +90,10 @@ std::string DataReport::summary() const {
   for (const auto& r : skipped_records) {
     const auto kind = skip_kind(r.reason);
     auto it = std::find_if(kinds.begin(), kinds.end(), [&](const auto& k) { return k.first == kind; });
-    if (it == kinds.end()) kinds.emplace_back(kind, 1);
-    else ++it->second;
+    if (it == kinds.end())
+      kinds.emplace_back(kind, 1);
+    else
+      ++it->second;
   }
   os << " (";
   for (size_t i = 0; i < kinds.size(); ++i) os << (i ? ", " : "") << kinds[i].second << " " << kinds[i].first;
@@ -157,8 +159,8 @@ std::string get_ids(const json& rec, const std::string& key, int64_t vocab, std:
 }
 
 // [bos] + prompt (ignored by the loss), then response + [eos] (learned), cut to max_length.
-std::string assemble(const std::vector<int64_t>& prompt, const std::vector<int64_t>& response, int64_t bos,
-                     int64_t eos, int64_t max_length, Example* ex) {
+std::string assemble(const std::vector<int64_t>& prompt, const std::vector<int64_t>& response, int64_t bos, int64_t eos,
+                     int64_t max_length, Example* ex) {
   if (bos >= 0) ex->input_ids.push_back(bos);
   ex->input_ids.insert(ex->input_ids.end(), prompt.begin(), prompt.end());
   const int64_t prompt_len = static_cast<int64_t>(ex->input_ids.size());
@@ -182,7 +184,8 @@ std::string make_text_example(const json& rec, const DataConfig& c, const Tokeni
   if (blank(response)) return "empty response (field '" + c.response_field + "')";
   if (!c.input_field.empty()) {
     if (auto r = get_string(rec, c.input_field, true, &input, &present); !r.empty()) return r;
-    if (present && !blank(input)) instruction = fill(c.input_template, {{"{instruction}", &instruction}, {"{input}", &input}});
+    if (present && !blank(input))
+      instruction = fill(c.input_template, {{"{instruction}", &instruction}, {"{input}", &input}});
   }
   const std::string prompt = fill(c.prompt_template, {{"{instruction}", &instruction}});
   // Encoded apart so the prompt/response boundary falls exactly between two tokens.
@@ -270,8 +273,8 @@ void for_each_record(const DataConfig& c, bool array,
 InstructionDataset InstructionDataset::load(const DataConfig& config, const Tokenizer* tokenizer) {
   config.validate(config.path);
   const bool pretokenized = config.format == DataFormat::kPretokenized;
-  XFT_CHECK(pretokenized || tokenizer != nullptr, config.path,
-            ": a tokenizer is needed for format '", to_string(config.format), "' (only 'pretokenized' works without one)");
+  XFT_CHECK(pretokenized || tokenizer != nullptr, config.path, ": a tokenizer is needed for format '",
+            to_string(config.format), "' (only 'pretokenized' works without one)");
   const bool array = is_json_array(config);
   const int64_t vocab = tokenizer ? tokenizer->vocab_size() : -1;
 

@@ -9,8 +9,8 @@
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
 
-#include "xft/data/bpe_tokenizer.h"
 #include "xft/core/error.h"
+#include "xft/data/bpe_tokenizer.h"
 
 namespace xft {
 
@@ -47,11 +47,13 @@ std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& path) {
     }
     if (is_file(json)) return BpeTokenizer::from_file(json);
     if (is_file(model)) return std::make_unique<SentencePieceTokenizer>(model);
-    fail(path, ": no tokenizer found; expected a Hugging Face tokenizer.json or a sentencepiece tokenizer.model "
-               "in this directory");
+    fail(path,
+         ": no tokenizer found; expected a Hugging Face tokenizer.json or a sentencepiece tokenizer.model "
+         "in this directory");
   }
-  XFT_CHECK(is_file(path), path, ": no such file or directory; expected a directory with tokenizer.json or "
-                                 "tokenizer.model, a tokenizer.json file, or a sentencepiece .model file");
+  XFT_CHECK(is_file(path), path,
+            ": no such file or directory; expected a directory with tokenizer.json or "
+            "tokenizer.model, a tokenizer.json file, or a sentencepiece .model file");
   if (ends_with(path, ".json")) return BpeTokenizer::from_file(path);
   return std::make_unique<SentencePieceTokenizer>(path);
 }

@@ -6,8 +6,8 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
-#include "distributed/process_groups.h"
 #include "core/config_reader.h"
+#include "distributed/process_groups.h"
 #include "xft/core/error.h"
 
 namespace xft {
@@ -72,8 +72,8 @@ LaunchEnv LaunchEnv::from_environment() {
   XFT_CHECK(e.world >= 1, "WORLD_SIZE must be >= 1");
   XFT_CHECK(e.rank < e.world, "RANK (", e.rank, ") must be smaller than WORLD_SIZE (", e.world, ")");
   if (e.world > 1) {
-    XFT_CHECK(!e.master_addr.empty() && e.master_port > 0 && e.master_port < 65536,
-              "WORLD_SIZE is ", e.world, " but MASTER_ADDR/MASTER_PORT are not set (launch with torchrun, ",
+    XFT_CHECK(!e.master_addr.empty() && e.master_port > 0 && e.master_port < 65536, "WORLD_SIZE is ", e.world,
+              " but MASTER_ADDR/MASTER_PORT are not set (launch with torchrun, ",
               "or set RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT)");
   }
   return e;
@@ -100,7 +100,8 @@ std::shared_ptr<Distributed> Distributed::init(const LaunchEnv& env, const Distr
   d->launched_ = true;
   d->config_ = config;
   const bool cuda = device.rfind("cuda", 0) == 0;
-  d->backend_name_ = config.backend == BackendKind::kAuto ? (cuda ? "nccl" : "gloo") : enum_name(kBackendNames, config.backend);
+  d->backend_name_ =
+      config.backend == BackendKind::kAuto ? (cuda ? "nccl" : "gloo") : enum_name(kBackendNames, config.backend);
   XFT_CHECK(!(d->backend_name_ == "nccl" && !cuda), "distributed: backend 'nccl' needs a cuda device, the training ",
             "device is '", device, "' (use backend 'gloo' or auto)");
   XFT_CHECK(config.expert_parallel <= env.world && env.world % config.expert_parallel == 0,

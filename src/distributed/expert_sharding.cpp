@@ -17,7 +17,11 @@ ExpertSharding::ExpertSharding(std::shared_ptr<const Distributed> dist, int64_t 
 
 ExpertSharding::ExpertSharding(std::shared_ptr<const Distributed> dist, int64_t num_experts, int64_t replicated,
                                int size, int rank)
-    : dist_(std::move(dist)), num_experts_(num_experts), replicated_(replicated), size_(size), rank_(rank),
+    : dist_(std::move(dist)),
+      num_experts_(num_experts),
+      replicated_(replicated),
+      size_(size),
+      rank_(rank),
       split_(std::max<int64_t>(0, num_experts - replicated), size) {
   // Any split works (uneven blocks, empty ones); only a layer without routed experts has
   // nothing to split.
@@ -92,9 +96,8 @@ torch::Tensor exchange(const torch::Tensor& x, std::vector<int64_t> send, std::v
 
 // Forward sends rows along send/recv; backward returns their gradients along recv/send.
 struct AllToAllFn : public torch::autograd::Function<AllToAllFn> {
-  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
-                               std::vector<int64_t> send, std::vector<int64_t> recv, const Distributed* dist,
-                               int64_t group) {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x, std::vector<int64_t> send,
+                               std::vector<int64_t> recv, const Distributed* dist, int64_t group) {
     ctx->saved_data["send"] = send;
     ctx->saved_data["recv"] = recv;
     // The context outlives every autograd graph of the run (the trainer owns both).

@@ -33,8 +33,9 @@ GradReducer::GradReducer(std::vector<Slice> slices, std::shared_ptr<const Distri
   int64_t bytes = 0;
   for (size_t k = slices_.size(); k-- > 0;) {
     const auto& s = slices_[k];
-    const int64_t n = (s.rows < 0 ? s.param.numel() : s.param.numel() / std::max<int64_t>(1, s.param.size(0)) * s.rows) *
-                      s.param.element_size();
+    const int64_t n =
+        (s.rows < 0 ? s.param.numel() : s.param.numel() / std::max<int64_t>(1, s.param.size(0)) * s.rows) *
+        s.param.element_size();
     bool fits = !buckets_.empty() && buckets_.back().group == s.group && bytes + n <= cap;
     if (fits) {
       const auto& first = slices_[buckets_.back().slices.front()].param;
@@ -126,10 +127,10 @@ void GradReducer::finish() {
   for (size_t b = 0; b < buckets_.size(); ++b) {
     auto& bucket = buckets_[b];
     if (!bucket.work) continue;  // empty
-    wait_for(*dist_, bucket.work, "gradient all-reduce (bucket " + std::to_string(b + 1) + "/" +
-                                 std::to_string(buckets_.size()) + ", first tensor '" +
-                                 slices_[bucket.slices.front()].name + "')",
-                bucket.group);
+    wait_for(*dist_, bucket.work,
+             "gradient all-reduce (bucket " + std::to_string(b + 1) + "/" + std::to_string(buckets_.size()) +
+                 ", first tensor '" + slices_[bucket.slices.front()].name + "')",
+             bucket.group);
     int64_t off = 0;
     for (auto k : bucket.slices) {
       auto g = grad_view(slices_[k], true);

@@ -101,7 +101,8 @@ std::vector<std::string> render_chat(const ChatTemplate& chat_template,
     reply = json::parse(line, nullptr, false);
     if (!reply.is_discarded() && reply.is_object()) break;
   }
-  XFT_CHECK(reply.is_object(), "chat prompt: rendering ", chat_template.source, " failed (", r.status, "): ", r.output_tail);
+  XFT_CHECK(reply.is_object(), "chat prompt: rendering ", chat_template.source, " failed (", r.status,
+            "): ", r.output_tail);
   XFT_CHECK(!reply.contains("error"), "chat prompt: ", chat_template.source, ": ", reply.value("error", std::string()));
   const auto rendered = reply.at("rendered").get<std::vector<std::string>>();
   XFT_CHECK(rendered.size() == conversations.size(), "chat prompt: ", rendered.size(), " renderings for ",

@@ -41,7 +41,9 @@ std::map<std::string, json> read_partial(const std::string& path, int64_t sample
   while (std::getline(in, line)) {
     // The last line may be cut short by the crash that left the file behind: skip what does not parse.
     const json rec = json::parse(line, nullptr, false);
-    if (rec.is_discarded() || !rec.is_object() || !rec.contains("task_id") || !rec.contains("n") || !rec.contains("correct")) continue;
+    if (rec.is_discarded() || !rec.is_object() || !rec.contains("task_id") || !rec.contains("n") ||
+        !rec.contains("correct"))
+      continue;
     if (!rec["task_id"].is_string() || !rec["n"].is_number_integer() || rec["n"].get<int64_t>() != samples) continue;
     if (!rec["correct"].is_number_integer()) continue;
     done[rec["task_id"].get<std::string>()] = rec;
@@ -53,7 +55,8 @@ std::map<std::string, json> read_partial(const std::string& path, int64_t sample
 // replace bad bytes rather than throw halfway through a run.
 std::string json_line(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n"; }
 
-json problem_record(const Problem& p, const std::vector<std::string>& completions, const std::vector<SandboxResult>& results) {
+json problem_record(const Problem& p, const std::vector<std::string>& completions,
+                    const std::vector<SandboxResult>& results) {
   json statuses = json::array();
   json failure = nullptr;
   int64_t correct = 0;
@@ -65,13 +68,14 @@ json problem_record(const Problem& p, const std::vector<std::string>& completion
       failure = r.output_tail;
     }
   }
-  return json{{"task_id", p.task_id},  {"n", static_cast<int64_t>(results.size())},
-              {"correct", correct},    {"statuses", statuses},
+  return json{{"task_id", p.task_id},      {"n", static_cast<int64_t>(results.size())},
+              {"correct", correct},        {"statuses", statuses},
               {"failure_output", failure}, {"completions", completions}};
 }
 
 // EvalPlus problems: base and plus verdicts per completion, the headline count being base + plus.
-std::vector<json> plus_records(const std::vector<const Problem*>& chunk, const std::vector<std::vector<std::string>>& completions,
+std::vector<json> plus_records(const std::vector<const Problem*>& chunk,
+                               const std::vector<std::vector<std::string>>& completions,
                                const std::vector<std::vector<std::string>>& solutions,
                                const std::map<std::string, GroundTruth>& truth, const EvalOptions& o) {
   ScoreOptions so;
@@ -82,9 +86,14 @@ std::vector<json> plus_records(const std::vector<const Problem*>& chunk, const s
   std::vector<json> records;
   for (size_t i = 0; i < chunk.size(); ++i) {
     const auto& t = scores[i];
-    records.push_back(json{{"task_id", t.task_id}, {"n", t.n()}, {"correct", t.plus_correct()},
-                           {"base_correct", t.base_correct()}, {"base_status", t.base_status},
-                           {"plus_status", t.plus_status}, {"completions", completions[i]}, {"solutions", solutions[i]}});
+    records.push_back(json{{"task_id", t.task_id},
+                           {"n", t.n()},
+                           {"correct", t.plus_correct()},
+                           {"base_correct", t.base_correct()},
+                           {"base_status", t.base_status},
+                           {"plus_status", t.plus_status},
+                           {"completions", completions[i]},
+                           {"solutions", solutions[i]}});
   }
   return records;
 }
@@ -138,7 +147,8 @@ std::string EvalReport::summary() const {
     first = false;
   }
   os << " (" << problems << " problems)";
-  for (const auto& [group, g] : group_pass_at_1) os << "\n  " << group << ": pass@1 " << g.second << " (" << g.first << " problems)";
+  for (const auto& [group, g] : group_pass_at_1)
+    os << "\n  " << group << ": pass@1 " << g.second << " (" << g.first << " problems)";
   for (const auto& [group, c] : skipped) os << "\n  " << group << ": skipped (" << c << " problems)";
   return os.str();
 }
@@ -183,14 +193,16 @@ EvalReport report_of(const std::vector<json>& records, const EvalOptions& o, boo
 void write_generations(const std::string& path, const std::vector<json>& records) {
   std::vector<Sample> samples;
   for (const auto& r : records) {
-    for (const auto& s : r.value("solutions", json::array())) samples.push_back({r["task_id"].get<std::string>(), s.get<std::string>()});
+    for (const auto& s : r.value("solutions", json::array()))
+      samples.push_back({r["task_id"].get<std::string>(), s.get<std::string>()});
   }
   write_samples(path, samples);
 }
 
 }  // namespace
 
-EvalReport evaluate_problems(const std::vector<Problem>& all_problems, const GenerateFn& generate, const EvalOptions& options) {
+EvalReport evaluate_problems(const std::vector<Problem>& all_problems, const GenerateFn& generate,
+                             const EvalOptions& options) {
   check_options(options);
   XFT_CHECK(static_cast<bool>(generate), "eval: no generate function given");
   size_t count = all_problems.size();

@@ -62,7 +62,8 @@ HarnessOutput output_of(const SandboxResult& r) {
 // The evaluator's own failures stop the evaluation: they say nothing about the sample.
 void check_harness(const HarnessOutput& h, const SandboxResult& r, const std::string& task, const std::string& what,
                    const SandboxLimits& limits) {
-  const std::string where = "evalplus: the evaluator failed on " + task + " (" + what + ", interpreter " + limits.python + "): ";
+  const std::string where =
+      "evalplus: the evaluator failed on " + task + " (" + what + ", interpreter " + limits.python + "): ";
   XFT_CHECK(!(h.report.is_object() && h.report.contains("error")), where, h.report.value("error", std::string()),
             ". This is not a verdict on the sample; nothing was scored");
   XFT_CHECK(h.ready || h.report.is_object(), where, "the harness ended (", r.status, ", exit ", r.exit_code,
@@ -75,7 +76,9 @@ std::vector<double> times_of(const json& j, const char* key, const std::string& 
 }
 
 std::string cache_path(const std::vector<Problem>& problems, const PlusOptions& o) {
-  return o.cache_dir.empty() ? "" : (fs::path(o.cache_dir) / ("evalplus-expected-" + dataset_key(problems) + ".jsonl")).string();
+  return o.cache_dir.empty()
+             ? ""
+             : (fs::path(o.cache_dir) / ("evalplus-expected-" + dataset_key(problems) + ".jsonl")).string();
 }
 
 // The cached expected outputs, or an empty map when the cache is missing, unreadable or incomplete.
@@ -106,8 +109,13 @@ std::map<std::string, GroundTruth> read_cache(const std::string& path, const std
 void write_cache(const std::string& path, const std::map<std::string, GroundTruth>& truth) {
   std::string text;
   for (const auto& [task, t] : truth) {
-    text += json{{"task_id", task}, {"base", t.base}, {"plus", t.plus}, {"base_time", t.base_time},
-                 {"plus_time", t.plus_time}}.dump() + "\n";
+    text += json{{"task_id", task},
+                 {"base", t.base},
+                 {"plus", t.plus},
+                 {"base_time", t.base_time},
+                 {"plus_time", t.plus_time}}
+                .dump() +
+            "\n";
   }
   const fs::path parent = fs::path(path).parent_path();
   if (!parent.empty()) fs::create_directories(parent);
@@ -123,7 +131,8 @@ std::vector<double> time_limits(const std::vector<double>& canonical, const Plus
 }  // namespace
 
 int64_t evalplus_memory_cap() {
-  const int64_t physical = static_cast<int64_t>(::sysconf(_SC_PHYS_PAGES)) * static_cast<int64_t>(::sysconf(_SC_PAGESIZE));
+  const int64_t physical =
+      static_cast<int64_t>(::sysconf(_SC_PHYS_PAGES)) * static_cast<int64_t>(::sysconf(_SC_PAGESIZE));
   const int64_t cap = int64_t{4} << 30;
   return physical > 0 ? std::min(cap, physical) : cap;
 }
@@ -143,8 +152,9 @@ std::string dataset_key(const std::vector<Problem>& problems) {
     ++count;
   }
   char key[64];
-  std::snprintf(key, sizeof key, "h%08lx-%08lx-%llu-%llu", static_cast<unsigned long>(harness_crc), static_cast<unsigned long>(crc),
-                static_cast<unsigned long long>(count), static_cast<unsigned long long>(bytes));
+  std::snprintf(key, sizeof key, "h%08lx-%08lx-%llu-%llu", static_cast<unsigned long>(harness_crc),
+                static_cast<unsigned long>(crc), static_cast<unsigned long long>(count),
+                static_cast<unsigned long long>(bytes));
   return key;
 }
 
@@ -200,10 +210,14 @@ std::vector<PlusVerdict> check_solutions(const std::vector<const Problem*>& prob
       const auto per_input = time_limits(plus ? it->second.plus_time : it->second.base_time, o);
       double sum = 0.0;
       for (double t : per_input) sum += t;
-      programs.push_back(harness_program({{"mode", "check"}, {"dataset", dataset_of(p)}, {"record", p.record},
-                                          {"split", plus ? "plus" : "base"}, {"solution", solutions[i]},
+      programs.push_back(harness_program({{"mode", "check"},
+                                          {"dataset", dataset_of(p)},
+                                          {"record", p.record},
+                                          {"split", plus ? "plus" : "base"},
+                                          {"solution", solutions[i]},
                                           {"expected", plus ? it->second.plus : it->second.base},
-                                          {"time_limits", per_input}, {"memory", o.memory_bytes}}));
+                                          {"time_limits", per_input},
+                                          {"memory", o.memory_bytes}}));
       SandboxLimits l = o.limits;
       // EvalPlus joins its checker after min(60, sum) + 1 + 1 seconds (fast check).
       l.timeout_s = std::min(o.task_timeout, sum) + 2.0 + o.startup_allowance;

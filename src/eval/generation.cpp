@@ -88,8 +88,8 @@ std::vector<std::vector<int64_t>> generate(CausalLMImpl& model, const std::vecto
   return out;
 }
 
-std::vector<std::string> generate_text(CausalLMImpl& model, const Tokenizer& tok, const std::vector<std::string>& prompts,
-                                       const GenerationConfig& c) {
+std::vector<std::string> generate_text(CausalLMImpl& model, const Tokenizer& tok,
+                                       const std::vector<std::string>& prompts, const GenerationConfig& c) {
   std::vector<std::vector<int64_t>> ids;
   for (const auto& p : prompts) {
     std::vector<int64_t> row;

@@ -22,9 +22,9 @@ namespace {
 using nlohmann::json;
 
 struct Probe {
-  std::string executable;  // sys.executable, resolved behind any shim; empty when it did not run
+  std::string executable;                      // sys.executable, resolved behind any shim; empty when it did not run
   std::map<std::string, std::string> missing;  // module -> why it cannot be imported
-  std::string failure;     // why the interpreter did not run at all
+  std::string failure;                         // why the interpreter did not run at all
 };
 
 // Runs the interpreter in the sandbox (as the benchmark's programs will run) and tries each import.
@@ -89,7 +89,7 @@ namespace {
 // DS-1000's libraries (metadata.library) and the modules their problems import.
 const std::map<std::string, std::string>& library_modules() {
   static const std::map<std::string, std::string> m = {
-      {"Numpy", "numpy"},           {"Pandas", "pandas"},   {"Scipy", "scipy"},        {"Sklearn", "sklearn"},
+      {"Numpy", "numpy"},           {"Pandas", "pandas"}, {"Scipy", "scipy"},          {"Sklearn", "sklearn"},
       {"Matplotlib", "matplotlib"}, {"Pytorch", "torch"}, {"Tensorflow", "tensorflow"}};
   return m;
 }
@@ -113,7 +113,8 @@ std::vector<std::string> required_modules(const std::vector<Problem>& problems) 
   return {modules.begin(), modules.end()};
 }
 
-std::map<std::string, int64_t> drop_unavailable_frameworks(std::vector<Problem>& problems, const SandboxLimits& limits) {
+std::map<std::string, int64_t> drop_unavailable_frameworks(std::vector<Problem>& problems,
+                                                           const SandboxLimits& limits) {
   std::map<std::string, int64_t> skipped;
   std::set<std::string> libraries;
   for (const auto& p : problems)
@@ -125,8 +126,8 @@ std::map<std::string, int64_t> drop_unavailable_frameworks(std::vector<Problem>&
                                      [&](const Problem& p) { return p.kind == "ds1000" && p.group == library; });
     skipped[library] = std::distance(gone, problems.end());
     problems.erase(gone, problems.end());
-    std::cerr << "eval: " << skipped[library] << " " << library << " problems skipped: " << describe(limits.python, probe)
-              << "\n";
+    std::cerr << "eval: " << skipped[library] << " " << library
+              << " problems skipped: " << describe(limits.python, probe) << "\n";
   }
   return skipped;
 }
@@ -167,9 +168,10 @@ SandboxLimits interpreter_with(const SandboxLimits& limits, const std::vector<st
   std::string names;
   for (const auto& m : modules) names += (names.empty() ? "" : " ") + m;
   fail("eval: the interpreter ", tried.front(), fallback_text,
-           ". Scoring needs it: without it every such task would be counted as failed. Fix: '",
-           limits.python, " -m pip install ", names, "', or pass --python with an interpreter that has ",
-           names.empty() ? std::string("a working sandbox") : names, " (the project's: .venv/bin/python after scripts/setup.sh)");
+       ". Scoring needs it: without it every such task would be counted as failed. Fix: '", limits.python,
+       " -m pip install ", names, "', or pass --python with an interpreter that has ",
+       names.empty() ? std::string("a working sandbox") : names,
+       " (the project's: .venv/bin/python after scripts/setup.sh)");
 }
 
 }  // namespace xft

@@ -6,7 +6,8 @@ namespace xft {
 
 double pass_at_k(int64_t n, int64_t c, int64_t k) {
   XFT_CHECK(k >= 1, "pass@k: k must be at least 1, got ", k);
-  XFT_CHECK(k <= n, "pass@k: k = ", k, " exceeds the number of samples n = ", n, " (draw at least k samples per problem)");
+  XFT_CHECK(k <= n, "pass@k: k = ", k, " exceeds the number of samples n = ", n,
+            " (draw at least k samples per problem)");
   XFT_CHECK(c >= 0 && c <= n, "pass@k: the number of correct samples c = ", c, " must lie in [0, n = ", n, "]");
   // Every size-k draw contains a correct sample once fewer than k are wrong.
   if (n - c < k) return 1.0;

@@ -7,9 +7,9 @@
 #include <cerrno>
 #include <cstring>
 #include <random>
+#include <set>
 #include <sstream>
 #include <string>
-#include <set>
 
 #include <nlohmann/json.hpp>
 
@@ -71,16 +71,17 @@ std::string task_id_field(const json& rec, const std::string& where) {
 // possibly inside wrappers like set(...) or math.isclose(...). Informational only: MBPP programs
 // run their asserts directly.
 std::string guess_entry_point(const std::string& test) {
-  static const std::set<std::string> wrappers = {"assert", "set", "sorted", "list", "tuple", "abs", "round",
-                                                 "math.isclose", "isclose", "str", "int", "float", "len", "bool",
-                                                 "dict", "frozenset", "sum", "all", "any", "type", "isinstance",
-                                                 "max", "min", "not", "and", "or", "in", "is"};
+  static const std::set<std::string> wrappers = {
+      "assert", "set", "sorted", "list", "tuple",     "abs", "round", "math.isclose", "isclose", "str",        "int",
+      "float",  "len", "bool",   "dict", "frozenset", "sum", "all",   "any",          "type",    "isinstance", "max",
+      "min",    "not", "and",    "or",   "in",        "is"};
   size_t i = 0;
   while (i < test.size()) {
     const unsigned char c = static_cast<unsigned char>(test[i]);
     if (std::isalpha(c) || c == '_') {
       size_t j = i;
-      while (j < test.size() && (std::isalnum(static_cast<unsigned char>(test[j])) || test[j] == '_' || test[j] == '.')) ++j;
+      while (j < test.size() && (std::isalnum(static_cast<unsigned char>(test[j])) || test[j] == '_' || test[j] == '.'))
+        ++j;
       const std::string name = test.substr(i, j - i);
       size_t k = j;
       while (k < test.size() && test[k] == ' ') ++k;
@@ -141,8 +142,10 @@ json parse_record(const std::string& line) {
   bool in_string = false;
   for (size_t i = 0; i < plain.size(); ++i) {
     if (in_string) {
-      if (plain[i] == '\\') ++i;
-      else if (plain[i] == '"') in_string = false;
+      if (plain[i] == '\\')
+        ++i;
+      else if (plain[i] == '"')
+        in_string = false;
       continue;
     }
     if (plain[i] == '"') in_string = true;
@@ -183,11 +186,13 @@ Problem ds1000_record(const json& rec, const std::string& where) {
   p.prompt = string_field(rec, "prompt", true, where);
   p.test = string_field(rec, "code_context", true, where);
   p.canonical_solution = string_field(rec, "reference_code", false, where);
-  XFT_CHECK(rec.at("metadata").is_object(), where, ": field 'metadata' must be an object with 'library' and 'problem_id'");
+  XFT_CHECK(rec.at("metadata").is_object(), where,
+            ": field 'metadata' must be an object with 'library' and 'problem_id'");
   const json& meta = rec.at("metadata");
   p.group = string_field(meta, "library", true, where + " (metadata)");
-  XFT_CHECK(meta.contains("problem_id") && (meta.at("problem_id").is_number_integer() || meta.at("problem_id").is_string()),
-            where, ": field 'metadata.problem_id' must be an integer or a string");
+  XFT_CHECK(
+      meta.contains("problem_id") && (meta.at("problem_id").is_number_integer() || meta.at("problem_id").is_string()),
+      where, ": field 'metadata.problem_id' must be an integer or a string");
   const json& id = meta.at("problem_id");
   p.task_id = "DS1000/" + (id.is_string() ? id.get<std::string>() : std::to_string(id.get<int64_t>()));
   XFT_CHECK(p.test.find("def test_execution(") != std::string::npos, where,
@@ -297,10 +302,11 @@ std::vector<Problem> load_problems(const std::string& path) {
       } else if (rec.contains("language") && rec.contains("tests") && rec.contains("stop_tokens")) {
         kind = "multipl-e";
       } else {
-        fail(where, ": neither a HumanEval record (task_id, prompt, entry_point, test), an MBPP record "
-                    "(task_id, text, test_list), an EvalPlus record (task_id, prompt, entry_point, "
-                    "canonical_solution, base_input, plus_input, atol), a DS-1000 record (prompt, "
-                    "code_context, metadata) nor a MultiPL-E record (name, language, prompt, tests, stop_tokens)");
+        fail(where,
+             ": neither a HumanEval record (task_id, prompt, entry_point, test), an MBPP record "
+             "(task_id, text, test_list), an EvalPlus record (task_id, prompt, entry_point, "
+             "canonical_solution, base_input, plus_input, atol), a DS-1000 record (prompt, "
+             "code_context, metadata) nor a MultiPL-E record (name, language, prompt, tests, stop_tokens)");
       }
     }
     if (kind == "evalplus") {
@@ -385,9 +391,9 @@ std::string test_program(const Problem& p, const std::string& code, const std::s
       source.resize(cut);
     }
     XFT_CHECK(!marker.empty(), p.task_id, ": a MultiPL-E program needs a marker (its runner reports through it)");
-    return python_program({{"language", p.group}, {"source", source + "\n" + p.test}, {"marker", marker},
-                           {"timeout", 30.0}},
-                          multipl_e_runner());
+    return python_program(
+        {{"language", p.group}, {"source", source + "\n" + p.test}, {"marker", marker}, {"timeout", 30.0}},
+        multipl_e_runner());
   }
   if (p.kind == "ds1000") {
     // DS-1000's own evaluation: the context, the solution as a string, then its checks.

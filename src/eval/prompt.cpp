@@ -71,8 +71,9 @@ std::vector<std::string> model_inputs(const std::vector<const Problem*>& problem
     case PromptMode::kChat: {
       std::vector<std::vector<ChatMessage>> conversations;
       for (const Problem* p : problems) {
-        conversations.push_back({{"user", std::string(kChatInstruction) + "\n```\n" + strip(completion_prompt(*p)) + "\n```\n"},
-                                 {"assistant", std::string(kChatResponse) + "\n```python\n" + kSplitter + "\n```\n"}});
+        conversations.push_back(
+            {{"user", std::string(kChatInstruction) + "\n```\n" + strip(completion_prompt(*p)) + "\n```\n"},
+             {"assistant", std::string(kChatResponse) + "\n```python\n" + kSplitter + "\n```\n"}});
       }
       for (auto& text : render_chat(style.chat, conversations, false, style.limits)) {
         const size_t at = text.find(kSplitter);
@@ -104,8 +105,9 @@ std::vector<std::string> stop_sequences(PromptMode mode) {
     // extra_eos_for_direct_completion), then bigcode-evaluation-harness' "\n#" and "\n```", and
     // the ends of DS-1000's completion prompts ("</code>", "# SOLUTION END").
     case PromptMode::kCompletion:
-      return {"<|endoftext|>", "<|endofmask|>", "</s>", "\nif __name__", "\ndef main(", "\nprint(", "\ndef ",
-              "\nclass ", "\nimport ", "\nfrom ", "\nassert ", "\n#", "\n```", "</code>", "# SOLUTION END"};
+      return {"<|endoftext|>", "<|endofmask|>", "</s>",     "\nif __name__", "\ndef main(",
+              "\nprint(",      "\ndef ",        "\nclass ", "\nimport ",     "\nfrom ",
+              "\nassert ",     "\n#",           "\n```",    "</code>",       "# SOLUTION END"};
   }
   fail("prompt mode ", static_cast<int>(mode), " is not handled");
 }

@@ -22,7 +22,8 @@ std::vector<Sample> read_samples(const std::string& path, const std::vector<Prob
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     const std::string where = path + ":" + std::to_string(line_no);
     const auto rec = nlohmann::json::parse(line, nullptr, false);
-    XFT_CHECK(!rec.is_discarded() && rec.is_object(), where, ": expected a JSON object (task_id and solution or completion)");
+    XFT_CHECK(!rec.is_discarded() && rec.is_object(), where,
+              ": expected a JSON object (task_id and solution or completion)");
     XFT_CHECK(rec.contains("task_id") && rec.at("task_id").is_string(), where, ": missing field 'task_id' (a string)");
     Sample s;
     s.task_id = rec.at("task_id").get<std::string>();
@@ -50,7 +51,8 @@ void write_samples(const std::string& path, const std::vector<Sample>& samples) 
   std::string text;
   for (const auto& s : samples) {
     text += nlohmann::json{{"task_id", s.task_id}, {"solution", s.solution}}.dump(
-                -1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+                -1, ' ', false, nlohmann::json::error_handler_t::replace) +
+            "\n";
   }
   const auto parent = std::filesystem::path(path).parent_path();
   if (!parent.empty()) std::filesystem::create_directories(parent);

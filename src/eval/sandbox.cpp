@@ -54,19 +54,23 @@ struct ChildPlan {
   const char* cwd;
   rlim_t memory_bytes;
   rlim_t cpu_seconds;
-  int in_fd;   // the program's stdin: carries the go-ahead, then EOF
+  int in_fd;  // the program's stdin: carries the go-ahead, then EOF
   int out_fd;
   int err_fd;
-  int status_fd;  // isolated: the init reports the program's exit status here (as descriptor 4)
-  bool isolated;         // cloned into new user, mount, PID, network, IPC, UTS and cgroup namespaces
-  const char* uid_map;   // "1000 <uid> 1": the program's user inside is not root, so exec drops
-  const char* gid_map;   // the capabilities the namespaces' creator holds until then
+  int status_fd;        // isolated: the init reports the program's exit status here (as descriptor 4)
+  bool isolated;        // cloned into new user, mount, PID, network, IPC, UTS and cgroup namespaces
+  const char* uid_map;  // "1000 <uid> 1": the program's user inside is not root, so exec drops
+  const char* gid_map;  // the capabilities the namespaces' creator holds until then
 };
 
 // What the child reports through the error pipe when it cannot exec.
 enum ChildStep : int { kStepExec = 0, kStepIdMaps, kStepPrivate, kStepProc, kStepBind, kStepReadOnly, kStepScratch };
-const char* const kStepNames[] = {"exec", "write uid_map/gid_map", "make mounts private", "mount a fresh /proc",
-                                  "bind the scratch directory", "make the filesystem read-only",
+const char* const kStepNames[] = {"exec",
+                                  "write uid_map/gid_map",
+                                  "make mounts private",
+                                  "mount a fresh /proc",
+                                  "bind the scratch directory",
+                                  "make the filesystem read-only",
                                   "make the scratch directory writable"};
 struct ChildError {
   int step;
@@ -119,7 +123,8 @@ XFT_CHILD_SIDE int enter_isolation(const ChildPlan& plan) {
       ::sigaction(sig, &dfl, nullptr);
     }
   }
-  for (int sig : {SIGPIPE, SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGCHLD, SIGXCPU, SIGXFSZ}) ::sigaction(sig, &dfl, nullptr);
+  for (int sig : {SIGPIPE, SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGCHLD, SIGXCPU, SIGXFSZ})
+    ::sigaction(sig, &dfl, nullptr);
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -149,10 +154,10 @@ XFT_CHILD_SIDE int enter_isolation(const ChildPlan& plan) {
   // it dies (the evaluator killed), the sandbox dies with it instead of running on unwatched.
   ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
   ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-  const struct rlimit as {plan.memory_bytes, plan.memory_bytes};
-  const struct rlimit cpu {plan.cpu_seconds, plan.cpu_seconds + 1};
-  const struct rlimit fsize {kFileSizeLimit, kFileSizeLimit};
-  const struct rlimit core {0, 0};
+  const struct rlimit as { plan.memory_bytes, plan.memory_bytes };
+  const struct rlimit cpu { plan.cpu_seconds, plan.cpu_seconds + 1 };
+  const struct rlimit fsize { kFileSizeLimit, kFileSizeLimit };
+  const struct rlimit core { 0, 0 };
   if (e.err == 0 && (::setrlimit(RLIMIT_AS, &as) != 0 || ::setrlimit(RLIMIT_CPU, &cpu) != 0 ||
                      ::setrlimit(RLIMIT_FSIZE, &fsize) != 0 || ::setrlimit(RLIMIT_CORE, &core) != 0)) {
     e.err = errno;
@@ -180,8 +185,8 @@ pid_t spawn_child(ChildPlan* plan) {
   sigset_t all, saved;
   sigfillset(&all);
   ::pthread_sigmask(SIG_BLOCK, &all, &saved);
-  constexpr int kNamespaces = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS |
-                              CLONE_NEWCGROUP;
+  constexpr int kNamespaces =
+      CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP;
   const int flags = CLONE_VM | CLONE_VFORK | SIGCHLD | (plan->isolated ? kNamespaces : 0);
   const pid_t pid = ::clone(child_entry, static_cast<char*>(mem) + page + kStack, flags, plan);
   const int clone_errno = errno;
@@ -257,10 +262,13 @@ void remove_scratch(const std::string& dir) {
     return;
   } catch (const Error&) {
   }
-  ::nftw(dir.c_str(), [](const char* p, const struct stat* st, int, struct FTW*) {
-    if (S_ISDIR(st->st_mode)) ::chmod(p, 0700);
-    return 0;
-  }, 16, FTW_PHYS);
+  ::nftw(
+      dir.c_str(),
+      [](const char* p, const struct stat* st, int, struct FTW*) {
+        if (S_ISDIR(st->st_mode)) ::chmod(p, 0700);
+        return 0;
+      },
+      16, FTW_PHYS);
   try {
     remove_tree(dir);
   } catch (const Error&) {
@@ -279,23 +287,23 @@ SandboxResult error_result(const std::string& why, Clock::time_point start) {
 bool contains(const std::string& s, const char* what) { return s.find(what) != std::string::npos; }
 
 void check_limits(const SandboxLimits& limits) {
-  XFT_CHECK(limits.timeout_s > 0 && limits.timeout_s <= 1e6, "sandbox: timeout_s must be a number of seconds in (0, 1e6], got ",
-            limits.timeout_s);
-  XFT_CHECK(limits.memory_bytes >= (16LL << 20), "sandbox: memory_bytes must be at least 16 MiB (the interpreter needs it), got ",
-            limits.memory_bytes);
+  XFT_CHECK(limits.timeout_s > 0 && limits.timeout_s <= 1e6,
+            "sandbox: timeout_s must be a number of seconds in (0, 1e6], got ", limits.timeout_s);
+  XFT_CHECK(limits.memory_bytes >= (16LL << 20),
+            "sandbox: memory_bytes must be at least 16 MiB (the interpreter needs it), got ", limits.memory_bytes);
   XFT_CHECK(!limits.python.empty(), "sandbox: python must name an interpreter");
 }
 
 // The program's whole environment: its scratch as HOME and TMPDIR, no proxy that works.
 std::vector<std::string> child_environment(const std::string& dir) {
   const char* parent_path = std::getenv("PATH");
-  std::vector<std::string> env = {"PATH=" + std::string(parent_path ? parent_path : "/usr/local/bin:/usr/bin:/bin"),
-                                  "HOME=" + dir, "TMPDIR=" + dir, "TMP=" + dir, "TEMP=" + dir,
-                                  "LANG=C.UTF-8", "LC_ALL=C.UTF-8",
-                                  // BLAS pools reserve memory per thread and would trip RLIMIT_AS.
-                                  "OMP_NUM_THREADS=1", "OPENBLAS_NUM_THREADS=1", "MKL_NUM_THREADS=1",
-                                  "no_proxy=", "NO_PROXY="};
-  for (const char* var : {"http_proxy", "https_proxy", "ftp_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "ALL_PROXY"}) {
+  std::vector<std::string> env = {
+      "PATH=" + std::string(parent_path ? parent_path : "/usr/local/bin:/usr/bin:/bin"), "HOME=" + dir, "TMPDIR=" + dir,
+      "TMP=" + dir, "TEMP=" + dir, "LANG=C.UTF-8", "LC_ALL=C.UTF-8",
+      // BLAS pools reserve memory per thread and would trip RLIMIT_AS.
+      "OMP_NUM_THREADS=1", "OPENBLAS_NUM_THREADS=1", "MKL_NUM_THREADS=1", "no_proxy=", "NO_PROXY="};
+  for (const char* var :
+       {"http_proxy", "https_proxy", "ftp_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "ALL_PROXY"}) {
     env.push_back(std::string(var) + "=" + kDeadProxy);
   }
   return env;
@@ -435,8 +443,10 @@ class Prepared {
   Prepared& operator=(const Prepared&) = delete;
   Prepared(Prepared&& o) noexcept { *this = std::move(o); }
   Prepared& operator=(Prepared&& o) noexcept {
-    std::swap(pid_, o.pid_), std::swap(out_fd_, o.out_fd_), std::swap(go_fd_, o.go_fd_), std::swap(status_fd_, o.status_fd_);
-    std::swap(dir_, o.dir_), std::swap(error_, o.error_), std::swap(limits_, o.limits_), std::swap(isolated_, o.isolated_);
+    std::swap(pid_, o.pid_), std::swap(out_fd_, o.out_fd_), std::swap(go_fd_, o.go_fd_),
+        std::swap(status_fd_, o.status_fd_);
+    std::swap(dir_, o.dir_), std::swap(error_, o.error_), std::swap(limits_, o.limits_),
+        std::swap(isolated_, o.isolated_);
     return *this;
   }
   ~Prepared() { abandon(); }
@@ -504,14 +514,16 @@ Prepared Prepared::start(const SandboxLimits& limits, bool isolated) {
   int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, status[2] = {-1, -1};
   if (!make_pipe(in) || !make_pipe(out) || !make_pipe(err) || !make_pipe(status)) {
     p.error_ = std::string("sandbox: pipe: ") + std::strerror(errno);
-    for (int fd : {in[0], in[1], out[0], out[1], err[0], err[1], status[0], status[1]}) if (fd >= 0) ::close(fd);
+    for (int fd : {in[0], in[1], out[0], out[1], err[0], err[1], status[0], status[1]})
+      if (fd >= 0) ::close(fd);
     return p;
   }
   const auto cpu = static_cast<rlim_t>(std::ceil(limits.timeout_s)) + 1;
   const std::string uid_map = "1000 " + std::to_string(::geteuid()) + " 1";
   const std::string gid_map = "1000 " + std::to_string(::getegid()) + " 1";
-  ChildPlan plan{argv[0], argv.data(), envp.data(), p.dir_.c_str(), static_cast<rlim_t>(limits.memory_bytes), cpu,
-                 in[0], out[1], err[1], status[1], isolated, uid_map.c_str(), gid_map.c_str()};
+  ChildPlan plan{argv[0],  argv.data(),     envp.data(),    p.dir_.c_str(), static_cast<rlim_t>(limits.memory_bytes),
+                 cpu,      in[0],           out[1],         err[1],         status[1],
+                 isolated, uid_map.c_str(), gid_map.c_str()};
   p.pid_ = spawn_child(&plan);
   const int fork_errno = errno;
   for (int fd : {in[0], out[1], err[1], status[1]}) ::close(fd);
@@ -533,8 +545,8 @@ Prepared Prepared::start(const SandboxLimits& limits, bool isolated) {
   ::close(err[0]);
   if (got == static_cast<ssize_t>(sizeof e)) {
     p.error_ = e.step == kStepExec ? "sandbox: cannot start " + python + " in " + p.dir_ + ": " + std::strerror(e.err)
-                                   : std::string("sandbox: cannot ") + kStepNames[e.step] + " in the namespaces: " +
-                                         std::strerror(e.err);
+                                   : std::string("sandbox: cannot ") + kStepNames[e.step] +
+                                         " in the namespaces: " + std::strerror(e.err);
     p.abandon();
   }
   return p;
@@ -559,11 +571,13 @@ SandboxResult Prepared::run(const std::string& program) {
   go_fd_ = -1;
   Captured captured;
   captured.head_limit = static_cast<size_t>(std::max<int64_t>(0, limits_.capture_bytes));
-  const auto deadline = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(limits_.timeout_s));
+  const auto deadline =
+      start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(limits_.timeout_s));
   const Watch watch = watch_child(pid_, out_fd_, isolated_ ? status_fd_ : -1, deadline, &captured);
   if (!watch.exiting) pid_ = -1;  // reaped (or lost) by watch_child
   reap(false);
-  if (watch.lost) return error_result("sandbox: the exit status of " + limits_.python + " was collected elsewhere", start);
+  if (watch.lost)
+    return error_result("sandbox: the exit status of " + limits_.python + " was collected elsewhere", start);
   return classify(watch.wstatus, watch.timed_out, isolated_, std::move(captured), start);
 }
 
@@ -598,10 +612,11 @@ bool isolate(const SandboxLimits& limits) {
   // A missing interpreter is the run's error ("error" status), not a verdict on isolation.
   if (resolve_executable(limits.python).empty()) return true;
   const std::string problem = isolation_problem(limits.python);
-  XFT_CHECK(problem.empty(), "sandbox: refusing to run untrusted code: it cannot be isolated on this machine: ", problem,
-            "\nRun where user namespaces are allowed (sysctl kernel.unprivileged_userns_clone / user.max_user_namespaces; "
-            "containers may need --security-opt seccomp=unconfined), or pass --unsafe-no-isolation "
-            "to run it with rlimits and a scratch directory only (no security boundary)");
+  XFT_CHECK(
+      problem.empty(), "sandbox: refusing to run untrusted code: it cannot be isolated on this machine: ", problem,
+      "\nRun where user namespaces are allowed (sysctl kernel.unprivileged_userns_clone / user.max_user_namespaces; "
+      "containers may need --security-opt seccomp=unconfined), or pass --unsafe-no-isolation "
+      "to run it with rlimits and a scratch directory only (no security boundary)");
   return true;
 }
 
@@ -649,7 +664,8 @@ std::vector<SandboxResult> run_many(const std::vector<std::string>& programs, co
         Prepared upcoming = j < programs.size() ? Prepared::start(limits[j], isolated[j]) : Prepared();
         results[i] = current.run(programs[i]);
         ending.push_back(std::move(current));
-        ending.erase(std::remove_if(ending.begin(), ending.end(), [](Prepared& p) { return p.reap(false); }), ending.end());
+        ending.erase(std::remove_if(ending.begin(), ending.end(), [](Prepared& p) { return p.reap(false); }),
+                     ending.end());
         if (j >= programs.size()) break;
         i = j;
         current = std::move(upcoming);

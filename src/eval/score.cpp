@@ -41,7 +41,8 @@ int64_t TaskScore::base_correct() const { return std::count(base_status.begin(),
 
 int64_t TaskScore::plus_correct() const {
   int64_t c = 0;
-  for (size_t i = 0; i < base_status.size() && i < plus_status.size(); ++i) c += base_status[i] == "pass" && plus_status[i] == "pass";
+  for (size_t i = 0; i < base_status.size() && i < plus_status.size(); ++i)
+    c += base_status[i] == "pass" && plus_status[i] == "pass";
   return c;
 }
 
@@ -54,8 +55,10 @@ std::string ScoreReport::summary() const {
     if (plus) os << " plus " << plus_pass_at_k.at(k);
   }
   os << " (" << problems << " problems)";
-  for (const auto& [group, g] : group_pass_at_1) os << "\n  " << group << ": pass@1 " << g.second << " (" << g.first << " problems)";
-  for (const auto& [group, count] : skipped) os << "\n  " << group << ": skipped (" << count << " problems; see above why)";
+  for (const auto& [group, g] : group_pass_at_1)
+    os << "\n  " << group << ": pass@1 " << g.second << " (" << g.first << " problems)";
+  for (const auto& [group, count] : skipped)
+    os << "\n  " << group << ": skipped (" << count << " problems; see above why)";
   return os.str();
 }
 
@@ -76,7 +79,8 @@ std::map<std::string, std::pair<int64_t, double>> group_pass_at_1(const std::vec
 std::vector<TaskScore> score_tasks(const std::vector<const Problem*>& tasks,
                                    const std::vector<std::vector<std::string>>& solutions,
                                    const std::map<std::string, GroundTruth>& truth, const ScoreOptions& o) {
-  XFT_CHECK(tasks.size() == solutions.size(), "score: ", tasks.size(), " tasks for ", solutions.size(), " solution lists");
+  XFT_CHECK(tasks.size() == solutions.size(), "score: ", tasks.size(), " tasks for ", solutions.size(),
+            " solution lists");
   // One flat batch, so that the sandbox keeps all its workers busy across tasks.
   std::vector<const Problem*> plus_tasks, plain_tasks;
   std::vector<std::string> plus_solutions, plain_solutions;
@@ -86,7 +90,8 @@ std::vector<TaskScore> score_tasks(const std::vector<const Problem*>& tasks,
       (is_evalplus(*tasks[i]) ? plus_solutions : plain_solutions).push_back(s);
     }
   }
-  const auto verdicts = plus_tasks.empty() ? std::vector<PlusVerdict>{} : check_solutions(plus_tasks, plus_solutions, truth, o.plus);
+  const auto verdicts =
+      plus_tasks.empty() ? std::vector<PlusVerdict>{} : check_solutions(plus_tasks, plus_solutions, truth, o.plus);
   const auto statuses = plain_tasks.empty() ? std::vector<std::string>{} : run_tests(plain_tasks, plain_solutions, o);
   std::vector<TaskScore> scores;
   size_t next_plus = 0, next_plain = 0;
@@ -150,7 +155,8 @@ ScoreReport score_samples(const std::vector<Problem>& all_problems, const std::v
   if (!o.results_path.empty()) {
     std::string text;
     for (const auto& t : scores) {
-      nlohmann::json j{{"task_id", t.task_id}, {"n", t.n()}, {"base_correct", t.base_correct()}, {"base_status", t.base_status}};
+      nlohmann::json j{
+          {"task_id", t.task_id}, {"n", t.n()}, {"base_correct", t.base_correct()}, {"base_status", t.base_status}};
       if (plus) {
         j["plus_correct"] = t.plus_correct();
         j["plus_status"] = t.plus_status;

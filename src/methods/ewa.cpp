@@ -1,9 +1,9 @@
 #include "xft/methods/ewa.h"
 
-#include "xft/model/model_io.h"
 #include "core/config_reader.h"
-#include "xft/methods/fold_experts.h"
 #include "xft/core/error.h"
+#include "xft/methods/fold_experts.h"
+#include "xft/model/model_io.h"
 #include "xft/moe/moe_layer.h"
 
 namespace xft {

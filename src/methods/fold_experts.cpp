@@ -28,8 +28,8 @@ NamedTensors fold_experts(const NamedTensors& moe_tensors, const torch::Tensor& 
   }
   XFT_CHECK(!stacks.empty(), "fold_experts: no expert stack (model.layers.L.mlp.experts.*) among the tensors");
   const int64_t layers = stacks.rbegin()->first + 1;
-  XFT_CHECK(coefficients_LN.dim() == 1 || coefficients_LN.size(0) == layers, "fold_experts: ",
-            coefficients_LN.size(0), " rows of coefficients for ", layers, " layers");
+  XFT_CHECK(coefficients_LN.dim() == 1 || coefficients_LN.size(0) == layers, "fold_experts: ", coefficients_LN.size(0),
+            " rows of coefficients for ", layers, " layers");
   for (int64_t l = 0; l < layers; ++l) {
     const auto c = coefficients_LN.dim() == 1 ? coefficients_LN : coefficients_LN[l];
     for (const char* proj : hf::kProjections) {
@@ -37,8 +37,8 @@ NamedTensors fold_experts(const NamedTensors& moe_tensors, const torch::Tensor& 
       auto layer = stacks.find(l);
       XFT_CHECK(layer != stacks.end() && layer->second.count(proj), "fold_experts: missing tensor '", name, "'");
       const auto& stack = layer->second.at(proj);
-      XFT_CHECK(stack.dim() == 3 && stack.size(0) == c.numel(), "fold_experts: '", name, "' has shape ",
-                stack.sizes(), ", expected [", c.numel(), ", ., .] for ", c.numel(), " coefficients");
+      XFT_CHECK(stack.dim() == 3 && stack.size(0) == c.numel(), "fold_experts: '", name, "' has shape ", stack.sizes(),
+                ", expected [", c.numel(), ", ., .] for ", c.numel(), " coefficients");
       out.emplace_back(hf::dense_ffn(l, proj), fold_stack(c, stack));
     }
   }

@@ -2,13 +2,13 @@
 
 #include <cmath>
 
-#include "xft/distributed/sum_across_ranks.h"
-#include "xft/model/model_io.h"
 #include "core/config_reader.h"
+#include "xft/core/error.h"
+#include "xft/distributed/sum_across_ranks.h"
 #include "xft/methods/fold_experts.h"
 #include "xft/model/hf_names.h"
-#include "xft/core/error.h"
 #include "xft/model/mlp.h"
+#include "xft/model/model_io.h"
 #include "xft/moe/moe_layer.h"
 
 namespace xft {
@@ -189,7 +189,8 @@ void export_merged(CausalLMImpl& model, const std::string& dir, torch::Dtype sav
     const auto w = merged_layer(model, l).merged_weights();
     for (size_t k = 0; k < 3; ++k) dense.emplace_back(hf::dense_ffn(l, hf::kProjections[k]), w[k]);
   }
-  if (merged_layer(model, 0).sharding()->dist->is_lead()) save_model_tensors(model.config().dense(), dense, dir, save_dtype);
+  if (merged_layer(model, 0).sharding()->dist->is_lead())
+    save_model_tensors(model.config().dense(), dense, dir, save_dtype);
 }
 
 }  // namespace xft

@@ -68,8 +68,8 @@ UpcycleResult upcycle(const ModelConfig& dense, const NamedTensors& tensors, con
     int64_t layer;
     std::string proj;
     if (is_dense_mlp(name, &layer, &proj)) {
-      XFT_CHECK(layer >= 0 && layer < L, "upcycle: tensor '", name, "' names layer ", layer, " but the config has ",
-                L, " layers");
+      XFT_CHECK(layer >= 0 && layer < L, "upcycle: tensor '", name, "' names layer ", layer, " but the config has ", L,
+                " layers");
       ffn[{layer, proj}] = t;
     } else {
       out.tensors.emplace_back(name, t);  // embeddings, attention, norms, head: copied

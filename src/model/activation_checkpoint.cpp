@@ -53,7 +53,9 @@ struct Recompute : torch::CustomClassHolder {
 class RecomputeScope {
  public:
   explicit RecomputeScope(const Recompute& r)
-      : r_(r), now_(capture_generators_like(r)), autocast_(at::autocast::is_autocast_enabled(r.device_type)),
+      : r_(r),
+        now_(capture_generators_like(r)),
+        autocast_(at::autocast::is_autocast_enabled(r.device_type)),
         autocast_dtype_(at::autocast::get_autocast_dtype(r.device_type)) {
     restore_generators(r.generators);
     at::autocast::set_autocast_enabled(r.device_type, r.autocast);
@@ -149,7 +151,8 @@ struct CheckpointFunction : public torch::autograd::Function<CheckpointFunction>
 
 bool recomputing() { return recompute_depth > 0; }
 
-CheckpointOutput checkpointed(const CheckpointedFn& fn, const torch::Tensor& x, const std::vector<torch::Tensor>& params) {
+CheckpointOutput checkpointed(const CheckpointedFn& fn, const torch::Tensor& x,
+                              const std::vector<torch::Tensor>& params) {
   auto r = c10::make_intrusive<Recompute>();
   r->fn = fn;
   r->params = params;

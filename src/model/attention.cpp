@@ -68,9 +68,8 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   }
   // A single new query attends to every cached key: no mask needed then.
   const bool causal = !(cache && T == 1);
-  torch::Tensor out = mask.defined()
-                          ? at::scaled_dot_product_attention(q, k, v, mask, 0.0, /*is_causal=*/false)
-                          : at::scaled_dot_product_attention(q, k, v, {}, 0.0, causal);
+  torch::Tensor out = mask.defined() ? at::scaled_dot_product_attention(q, k, v, mask, 0.0, /*is_causal=*/false)
+                                     : at::scaled_dot_product_attention(q, k, v, {}, 0.0, causal);
   return o_proj->forward(out.transpose(1, 2).reshape({B, T, num_heads * head_dim}));
 }
 

@@ -70,8 +70,10 @@ RopeScaling parse_rope_scaling(const nlohmann::json& j, const std::string& sourc
   RopeScaling rs;
   // transformers >= 4.45 writes rope_type, older versions type; 5.x nests it in rope_parameters.
   const nlohmann::json* s = nullptr;
-  if (j.contains("rope_scaling") && j.at("rope_scaling").is_object()) s = &j.at("rope_scaling");
-  else if (j.contains("rope_parameters") && j.at("rope_parameters").is_object()) s = &j.at("rope_parameters");
+  if (j.contains("rope_scaling") && j.at("rope_scaling").is_object())
+    s = &j.at("rope_scaling");
+  else if (j.contains("rope_parameters") && j.at("rope_parameters").is_object())
+    s = &j.at("rope_parameters");
   if (!s) return rs;
   const std::string where = source + ": rope_scaling";
   rs.type = s->contains("rope_type") ? required<std::string>(*s, "rope_type", where)
@@ -84,10 +86,10 @@ RopeScaling parse_rope_scaling(const nlohmann::json& j, const std::string& sourc
     rs.high_freq_factor = required<double>(*s, "high_freq_factor", where);
     rs.original_max_position_embeddings = required<int64_t>(*s, "original_max_position_embeddings", where);
     check_range(rs.low_freq_factor, 0.0, 1e6, false, "low_freq_factor", where, "a wavelength divisor");
-    XFT_CHECK(std::isfinite(rs.high_freq_factor) && rs.high_freq_factor > rs.low_freq_factor &&
-                  rs.high_freq_factor <= 1e6,
-              where, ": high_freq_factor must be > low_freq_factor (", rs.low_freq_factor,
-              ") and <= 1e+06: the smoothing divides by their difference; got ", rs.high_freq_factor);
+    XFT_CHECK(
+        std::isfinite(rs.high_freq_factor) && rs.high_freq_factor > rs.low_freq_factor && rs.high_freq_factor <= 1e6,
+        where, ": high_freq_factor must be > low_freq_factor (", rs.low_freq_factor,
+        ") and <= 1e+06: the smoothing divides by their difference; got ", rs.high_freq_factor);
     check_positive(rs.original_max_position_embeddings, "original_max_position_embeddings", where);
   } else if (rs.type != "linear") {
     fail(where, ": unsupported type '", rs.type, "' (supported: default, linear, llama3)");
@@ -131,10 +133,8 @@ const char* to_string(RoutingMode mode) { return enum_name(kRoutingNames, mode);
 bool routing_has_shared_expert(RoutingMode mode) {
   switch (mode) {
     case RoutingMode::kXft:
-    case RoutingMode::kSharedNoNorm:
-      return true;
-    case RoutingMode::kVanilla:
-      return false;
+    case RoutingMode::kSharedNoNorm: return true;
+    case RoutingMode::kVanilla: return false;
   }
   fail("routing mode ", static_cast<int>(mode), " is not one of RoutingMode's values");
 }
@@ -152,13 +152,14 @@ void MoeConfig::validate(const std::string& source) const {
   XFT_CHECK(num_experts >= 2, source, ": moe.num_experts must be >= 2, got ", num_experts);
   XFT_CHECK(top_k <= num_experts, source, ": moe.top_k (", top_k, ") exceeds moe.num_experts (", num_experts, ")");
   if (shared_expert) {
-    XFT_CHECK(top_k >= 2, source, ": moe.top_k must be >= 2 with a shared expert (the shared one plus at least one routed), got ", top_k);
+    XFT_CHECK(top_k >= 2, source,
+              ": moe.top_k must be >= 2 with a shared expert (the shared one plus at least one routed), got ", top_k);
   } else {
     XFT_CHECK(top_k >= 1, source, ": moe.top_k must be >= 1, got ", top_k);
   }
   const bool shared = routing_has_shared_expert(routing);
-  XFT_CHECK(shared == shared_expert, source, ": moe.routing '", to_string(routing), "' requires shared_expert=",
-            shared ? "true" : "false");
+  XFT_CHECK(shared == shared_expert, source, ": moe.routing '", to_string(routing),
+            "' requires shared_expert=", shared ? "true" : "false");
   XFT_CHECK(router_init_std >= 0, source, ": moe.router_init_std must be >= 0");
 }
 
@@ -177,8 +178,7 @@ MoeConfig MoeConfig::from_json(const nlohmann::json& j, const std::string& sourc
 
 namespace {
 
-const EnumNames<Architecture> kArchitectures = {{"llama", Architecture::kLlama},
-                                                {"stablelm", Architecture::kStableLm}};
+const EnumNames<Architecture> kArchitectures = {{"llama", Architecture::kLlama}, {"stablelm", Architecture::kStableLm}};
 
 // model_type picks the architecture; `architectures`, when present, must name its class.
 Architecture read_architecture(const nlohmann::json& j, const std::string& source) {
@@ -220,8 +220,8 @@ void read_common_fields(const nlohmann::json& j, const std::string& source, Mode
   XFT_CHECK(act == "silu", source, ": unsupported hidden_act '", act, "' (the SwiGLU FFN uses silu)");
   c.rope_theta = optional_field<double>(j, "rope_theta", 10000.0, source);
   if (j.contains("rope_parameters") && j.at("rope_parameters").is_object()) {
-    c.rope_theta = optional_field<double>(j.at("rope_parameters"), "rope_theta", c.rope_theta,
-                                          source + ": rope_parameters");
+    c.rope_theta =
+        optional_field<double>(j.at("rope_parameters"), "rope_theta", c.rope_theta, source + ": rope_parameters");
   }
   check_range(c.rope_theta, 1.0, 1e12, false, "rope_theta", source,
               "the RoPE base: Llama uses 10000 to 500000; <= 1 leaves no low frequencies");
@@ -229,7 +229,8 @@ void read_common_fields(const nlohmann::json& j, const std::string& source, Mode
   c.tie_word_embeddings = optional_field<bool>(j, "tie_word_embeddings", false, source);
   c.bos_token_id = token_id(j, "bos_token_id");
   c.eos_token_id = token_id(j, "eos_token_id");
-  c.torch_dtype = optional_field<std::string>(j, "torch_dtype", optional_field<std::string>(j, "dtype", "float32", source), source);
+  c.torch_dtype =
+      optional_field<std::string>(j, "torch_dtype", optional_field<std::string>(j, "dtype", "float32", source), source);
 }
 
 // head_dim = hidden_size / heads unless the config says otherwise (Llama only).
@@ -292,8 +293,10 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& s
   c.architecture = read_architecture(j, source);
   c.raw = j;
   read_common_fields(j, source, c);
-  if (c.architecture == Architecture::kStableLm) read_stablelm_fields(j, source, c);
-  else read_llama_fields(j, source, c);
+  if (c.architecture == Architecture::kStableLm)
+    read_stablelm_fields(j, source, c);
+  else
+    read_llama_fields(j, source, c);
   XFT_CHECK(c.max_position_embeddings > 0 && c.max_position_embeddings <= (int64_t(1) << 30), source,
             ": max_position_embeddings must be between 1 and 2^30, got ", c.max_position_embeddings);
   if (j.contains("moe") && !j.at("moe").is_null()) c.moe = MoeConfig::from_json(j.at("moe"), source);
@@ -348,8 +351,10 @@ nlohmann::json ModelConfig::to_json() const {
   j["num_attention_heads"] = num_attention_heads;
   j["num_key_value_heads"] = num_key_value_heads;
   j["hidden_act"] = "silu";
-  if (architecture == Architecture::kStableLm) write_stablelm_fields(*this, j);
-  else write_llama_fields(*this, j);
+  if (architecture == Architecture::kStableLm)
+    write_stablelm_fields(*this, j);
+  else
+    write_llama_fields(*this, j);
   j["rope_theta"] = rope_theta;
   j.erase("rope_parameters");
   j["rope_scaling"] = rope_scaling_json(rope_scaling);
@@ -359,8 +364,10 @@ nlohmann::json ModelConfig::to_json() const {
   if (eos_token_id && !(j.contains("eos_token_id") && j["eos_token_id"].is_array())) j["eos_token_id"] = *eos_token_id;
   j["torch_dtype"] = torch_dtype;
   j["dtype"] = torch_dtype;  // transformers >= 4.56 reads this name
-  if (moe) j["moe"] = moe->to_json();
-  else j.erase("moe");
+  if (moe)
+    j["moe"] = moe->to_json();
+  else
+    j.erase("moe");
   return j;
 }
 

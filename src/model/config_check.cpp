@@ -44,15 +44,18 @@ void add_attention(const ModelConfig& c, const std::string& base, std::vector<Im
   if (!c.qk_layernorm || c.num_attention_heads > (int64_t(1) << 16)) return;
   // StableLM's per-head q/k LayerNorms (weights only), one per query / key-value head.
   for (int64_t h = 0; h < c.num_attention_heads; ++h)
-    out.push_back({base + "q_layernorm.norms." + std::to_string(h) + ".weight", {c.head_dim}, "head_dim (qk_layernorm)"});
+    out.push_back(
+        {base + "q_layernorm.norms." + std::to_string(h) + ".weight", {c.head_dim}, "head_dim (qk_layernorm)"});
   for (int64_t h = 0; h < c.num_key_value_heads; ++h)
-    out.push_back({base + "k_layernorm.norms." + std::to_string(h) + ".weight", {c.head_dim}, "head_dim (qk_layernorm)"});
+    out.push_back(
+        {base + "k_layernorm.norms." + std::to_string(h) + ".weight", {c.head_dim}, "head_dim (qk_layernorm)"});
 }
 
 // A decoder norm: RMSNorm's weight, or LayerNorm's weight and bias (StableLM).
 void add_norm(const ModelConfig& c, const std::string& name, std::vector<ImpliedTensor>& out) {
   out.push_back({name + ".weight", {c.hidden_size}, "hidden_size"});
-  if (c.norm_kind() == NormKind::kLayerNorm) out.push_back({name + ".bias", {c.hidden_size}, "hidden_size (LayerNorm)"});
+  if (c.norm_kind() == NormKind::kLayerNorm)
+    out.push_back({name + ".bias", {c.hidden_size}, "hidden_size (LayerNorm)"});
 }
 
 void add_dense_ffn(const ModelConfig& c, int64_t layer, std::vector<ImpliedTensor>& out) {
@@ -81,7 +84,8 @@ void add_moe_ffn(const ModelConfig& c, int64_t layer, std::vector<ImpliedTensor>
   } else {
     out.push_back({hf::router(layer, "weight"), {R, D}, routed + ", hidden_size"});
   }
-  if (m.router_noise) out.push_back({hf::router(layer, "noise_weight"), {R, D}, routed + ", hidden_size (moe.router_noise)"});
+  if (m.router_noise)
+    out.push_back({hf::router(layer, "noise_weight"), {R, D}, routed + ", hidden_size (moe.router_noise)"});
 }
 
 // 1 + the largest L among the checkpoint's model.layers.L.* tensors (0 when it has none).
@@ -114,8 +118,10 @@ std::vector<ImpliedTensor> implied_tensors(const ModelConfig& c, int64_t layer, 
   // A parallel residual (StableLM's option) feeds the FFN from the input norm: no second norm.
   if (!c.use_parallel_residual) add_norm(c, base + "post_attention_layernorm", out);
   add_attention(c, base + "self_attn.", out, file);
-  if (c.moe) add_moe_ffn(c, layer, out);
-  else add_dense_ffn(c, layer, out);
+  if (c.moe)
+    add_moe_ffn(c, layer, out);
+  else
+    add_dense_ffn(c, layer, out);
   return out;
 }
 

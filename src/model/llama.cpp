@@ -59,7 +59,8 @@ CausalLMImpl::CausalLMImpl(const ModelConfig& c) : config_(c), rotary_(c) {
   model = register_module("model", LlamaModel(c));
   // Tied: the embedding matrix is the head too, named once (model.embed_tokens.weight).
   if (!c.tie_word_embeddings) {
-    lm_head = register_module("lm_head", torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, c.vocab_size).bias(false)));
+    lm_head = register_module("lm_head",
+                              torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, c.vocab_size).bias(false)));
   }
 }
 

@@ -1,10 +1,10 @@
 #include "xft/model/model_io.h"
 
-#include <filesystem>
+#include <unistd.h>
 #include <cerrno>
 #include <csignal>
+#include <filesystem>
 #include <set>
-#include <unistd.h>
 
 #include "xft/core/error.h"
 #include "xft/core/files.h"
@@ -145,8 +145,10 @@ void recover_interrupted(const fs::path& final_path) {
   }
   for (const auto& [path, old] : stale) {
     std::error_code rc;
-    if (old && !fs::exists(final_path)) fs::rename(path, final_path, rc);
-    else remove_tree(path.string());
+    if (old && !fs::exists(final_path))
+      fs::rename(path, final_path, rc);
+    else
+      remove_tree(path.string());
   }
 }
 

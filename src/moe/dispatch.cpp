@@ -87,8 +87,8 @@ torch::Tensor moe_combine(const ExpertsImpl& experts, const torch::Tensor& x_TD,
                           const torch::Tensor& weights_TS) {
   XFT_CHECK(x_TD.dim() == 2 && experts_TS.dim() == 2 && experts_TS.sizes() == weights_TS.sizes() &&
                 experts_TS.size(0) == x_TD.size(0),
-            "moe_combine: expected x [T, D], experts and weights [T, S]; got ", x_TD.sizes(), ", ",
-            experts_TS.sizes(), ", ", weights_TS.sizes());
+            "moe_combine: expected x [T, D], experts and weights [T, S]; got ", x_TD.sizes(), ", ", experts_TS.sizes(),
+            ", ", weights_TS.sizes());
   // No host sync on sm90 bf16 (grouped products); fp64 stays on the ATen path below.
   if (x_TD.is_cuda() && cuda_ops_available() && moe_combine_cuda_supports(experts, x_TD, experts_TS)) {
     return moe_combine_cuda(experts, x_TD, experts_TS, weights_TS);

@@ -10,8 +10,8 @@ namespace xft {
 
 std::shared_ptr<const ExpertSharding> shard_experts(CausalLMImpl& model, std::shared_ptr<const Distributed> dist) {
   if (dist->expert_size() <= 1) return nullptr;
-  auto layers = moe_layers(model, "expert parallel (distributed.expert_parallel = " +
-                                         std::to_string(dist->expert_size()) + ")");
+  auto layers =
+      moe_layers(model, "expert parallel (distributed.expert_parallel = " + std::to_string(dist->expert_size()) + ")");
   const auto& c = layers.front()->config();
   auto sharding = std::make_shared<const ExpertSharding>(dist, c.num_experts, c.shared_expert ? 1 : 0);
   torch::NoGradGuard ng;

@@ -12,7 +12,8 @@ torch::Tensor cv_squared(const torch::Tensor& x) {
 }
 
 torch::Tensor noisy_topk_load(const torch::Tensor& clean_TR, const torch::Tensor& noisy_TR,
-                              const torch::Tensor& scale_TR, int64_t k, LoadEstimate rule, const torch::Tensor& valid_T) {
+                              const torch::Tensor& scale_TR, int64_t k, LoadEstimate rule,
+                              const torch::Tensor& valid_T) {
   const int64_t R = noisy_TR.size(1);
   XFT_CHECK(k >= 1 && k < R, "noisy_topk_load: k must be in [1, ", R, "), got ", k);
   auto top_TM = std::get<0>(noisy_TR.topk(k + 1, /*dim=*/1));  // sorted, differentiable values
@@ -38,16 +39,17 @@ torch::Tensor load_balancing_loss(const Routing& r, const RouterLogits& logits, 
   // Padding weighs 0 in every sum over tokens (valid_T), without a host sync to drop it.
   const auto valid_T1 = valid_T.defined() ? valid_T.to(w_TK.scalar_type()).unsqueeze(1) : torch::Tensor();
   const auto real = [&](const torch::Tensor& v_TK) { return valid_T1.defined() ? v_TK * valid_T1 : v_TK; };
-  auto counts_R = torch::zeros({R}, w_TK.options()).scatter_add(0, e_TK.reshape(-1), real(torch::ones_like(w_TK)).reshape(-1));
+  auto counts_R =
+      torch::zeros({R}, w_TK.options()).scatter_add(0, e_TK.reshape(-1), real(torch::ones_like(w_TK)).reshape(-1));
   torch::Tensor loss;
   if (c.aux_loss == AuxLossKind::kCv2) {
     // The scores the reference scatters: raw s with a shared expert, the renormalised weights without.
     auto scores_TK = c.shared_expert ? r.probs_TR.gather(1, e_TK) : w_TK;
     auto importance_R = torch::zeros({R}, w_TK.options()).scatter_add(0, e_TK.reshape(-1), real(scores_TK).reshape(-1));
     const bool smooth = logits.noise_scale_TR.defined() && k < R;
-    auto load_R = smooth ? noisy_topk_load(logits.clean_TR, logits.noisy_TR, logits.noise_scale_TR, k, c.load_estimate,
-                                           valid_T)
-                         : counts_R;
+    auto load_R =
+        smooth ? noisy_topk_load(logits.clean_TR, logits.noisy_TR, logits.noise_scale_TR, k, c.load_estimate, valid_T)
+               : counts_R;
     loss = cv_squared(importance_R) + cv_squared(load_R);
   } else {
     if (valid_T1.defined()) {

@@ -72,14 +72,15 @@ void MoeLayerImpl::record_telemetry(const Routing& routing, const torch::Tensor&
   const auto s = routing.probs_TR.to(torch::kFloat64);
   const auto valid = valid_T.defined() ? valid_T.to(torch::kFloat64) : torch::Tensor();
   const auto real_sum = [&](const torch::Tensor& v_T) { return (valid.defined() ? v_T * valid : v_T).sum(); };
-  const auto entropy = valid.defined() ? real_sum(-(s * s.clamp_min(1e-30).log()).sum(1))
-                                       : -(s * s.clamp_min(1e-30).log()).sum();
-  const auto shared = config_.shared_expert ? real_sum(routing.weights_TS.select(1, 0).to(torch::kFloat64))
-                                            : torch::zeros({}, opts);
-  const auto tokens = valid.defined() ? valid.sum() : torch::full({}, static_cast<double>(routing.weights_TS.size(0)), opts);
-  const auto tail = torch::stack({tokens, shared,
-                                  entropy, aux.defined() ? aux.detach().to(torch::kFloat64) : torch::zeros({}, opts),
-                                  torch::ones({}, opts)});
+  const auto entropy =
+      valid.defined() ? real_sum(-(s * s.clamp_min(1e-30).log()).sum(1)) : -(s * s.clamp_min(1e-30).log()).sum();
+  const auto shared =
+      config_.shared_expert ? real_sum(routing.weights_TS.select(1, 0).to(torch::kFloat64)) : torch::zeros({}, opts);
+  const auto tokens =
+      valid.defined() ? valid.sum() : torch::full({}, static_cast<double>(routing.weights_TS.size(0)), opts);
+  const auto tail =
+      torch::stack({tokens, shared, entropy, aux.defined() ? aux.detach().to(torch::kFloat64) : torch::zeros({}, opts),
+                    torch::ones({}, opts)});
   auto sample = torch::cat({last_counts_.to(torch::kFloat64), tail});
   telemetry_ = telemetry_.defined() ? telemetry_ + sample : sample;
 }

@@ -120,8 +120,7 @@ struct RouteFunction : public torch::autograd::Function<RouteFunction> {
           break;
         case RoutingMode::kVanilla:
           // w = v / sum(v): dv_j = (g_j - sum_i g_i w_i) / sum(v); raw scores: w = v
-          dv_TK = ctx->saved_data["renorm"].toBool() ? (g_TS - (g_TS * w_TS).sum(-1, true)) / v_TK.sum(-1, true)
-                                                     : g_TS;
+          dv_TK = ctx->saved_data["renorm"].toBool() ? (g_TS - (g_TS * w_TS).sum(-1, true)) / v_TK.sum(-1, true) : g_TS;
           break;
       }
       XFT_CHECK(dv_TK.defined(), "route: routing mode ", static_cast<int>(mode), " is not one of RoutingMode's values");

@@ -39,7 +39,10 @@ namespace {
 template <typename M, M ExperimentConfig::*member>
 void add_section(ConfigReader<ExperimentConfig>& r, const char* name) {
   std::move(r).section(
-      name, [](ExperimentConfig& c, const nlohmann::json& v, const std::string& source) { c.*member = M::from_json(v, source); },
+      name,
+      [](ExperimentConfig& c, const nlohmann::json& v, const std::string& source) {
+        c.*member = M::from_json(v, source);
+      },
       [](const ExperimentConfig& c) { return (c.*member).to_json(); });
 }
 
@@ -111,8 +114,10 @@ namespace {
 // Objects merge key by key (the overlay's value wins); anything else is replaced.
 void deep_merge(nlohmann::json& base, const nlohmann::json& overlay) {
   for (const auto& [k, v] : overlay.items()) {
-    if (v.is_object() && base.contains(k) && base[k].is_object()) deep_merge(base[k], v);
-    else base[k] = v;
+    if (v.is_object() && base.contains(k) && base[k].is_object())
+      deep_merge(base[k], v);
+    else
+      base[k] = v;
   }
 }
 
@@ -139,15 +144,18 @@ nlohmann::json read_with_includes(const std::string& path, int depth) {
 }
 
 // "compat": "reference" runs what the authors' code ran (method notes): noisy gating with its
-// load estimate and padding counted in the aux loss, token-mean losses averaged per micro-batch, RoPE base 10000 in the upcycled
-// model (and so in the MoE and XFT models). Importance from the raw scores needs no switch.
+// load estimate and padding counted in the aux loss, token-mean losses averaged per micro-batch, RoPE base 10000 in the
+// upcycled model (and so in the MoE and XFT models). Importance from the raw scores needs no switch.
 nlohmann::json compat_overlay(const std::string& compat, const std::string& source) {
   if (compat.empty()) return nlohmann::json::object();
   XFT_CHECK(compat == "reference", source, ": compat must be \"reference\" or absent, got '", compat, "'");
   const nlohmann::json micro = {{"loss_reduction", "micro_batch"}};
   return {{"moe", {{"router_noise", true}, {"load_estimate", "reference"}, {"aux_counts_padding", true}}},
           {"upcycle", {{"rope_theta", 10000.0}}},
-          {"sft_train", micro}, {"moe_train", micro}, {"merge_train", micro}, {"ewa_train", micro}};
+          {"sft_train", micro},
+          {"moe_train", micro},
+          {"merge_train", micro},
+          {"ewa_train", micro}};
 }
 
 }  // namespace

@@ -1,13 +1,13 @@
 #include "xft/pipelines/pipelines.h"
 
+#include <unistd.h>
 #include <filesystem>
 #include <functional>
 #include <iostream>
-#include <unistd.h>
 
 #include "xft/core/error.h"
-#include "xft/moe/expert_parallel.h"
 #include "xft/methods/upcycle.h"
+#include "xft/moe/expert_parallel.h"
 #include "xft/pipelines/run_layout.h"
 #include "xft/train/moe_telemetry.h"
 #include "xft/train/trainer.h"
@@ -188,14 +188,17 @@ void train_merge(const std::string& moe_final, const fs::path& mdir, const Exper
   // Every rank looks before any writes (a sharded export needs them all, so none can finish first).
   const bool init_missing = !fs::exists(mdir / "init" / "config.json");
   if (ws.dist->is_lead() || sharded) {
-    if (init_missing) export_merged(*model, (mdir / "init").string(), dtype_from_name(c.save_dtype));  // the INIT ablation
+    if (init_missing)
+      export_merged(*model, (mdir / "init").string(), dtype_from_name(c.save_dtype));  // the INIT ablation
     if (ws.dist->is_lead()) copy_tokenizer_files(c, mdir / "init");
   }
   Trainer trainer("merge", model, logits, *ws.train, t, mdir.string(), ws.pad_id);
   if (c.data.packing) trainer.set_packing(c.data.max_length);
   trainer.set_parallel(ws.dist);
   trainer.set_lockstep(sharded);
-  trainer.set_telemetry([&] { return nlohmann::json{{"coefficients", merge_coefficients_json(*model, c.merge)["layers"]}}; });
+  trainer.set_telemetry([&] {
+    return nlohmann::json{{"coefficients", merge_coefficients_json(*model, c.merge)["layers"]}};
+  });
   trainer.run(resume);
   if (ws.dist->is_lead())
     write_file_atomic((mdir / "coefficients.json").string(), merge_coefficients_json(*model, c.merge).dump(2) + "\n");

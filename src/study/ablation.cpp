@@ -48,8 +48,8 @@ Ablation Ablation::parse(const std::string& spec) {
   }
   XFT_CHECK(!a.name.empty(), "--ablation '", spec, "': the arm needs a name before ':'");
   for (char ch : a.name)
-    XFT_CHECK(std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '_' || ch == '-', "--ablation '",
-              spec, "': the name '", a.name, "' may hold only letters, digits, '.', '_' and '-'");
+    XFT_CHECK(std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '_' || ch == '-', "--ablation '", spec,
+              "': the name '", a.name, "' may hold only letters, digits, '.', '_' and '-'");
   const auto& arms = xft::arms();
   XFT_CHECK(std::none_of(arms.begin(), arms.end(), [&](const Arm& m) { return a.name == m.name; }), "--ablation '",
             spec, "': '", a.name, "' is one of the main arms' names; choose another");
@@ -58,7 +58,8 @@ Ablation Ablation::parse(const std::string& spec) {
             a.arm, "' after '@' (known: ", arm_list(/*with_base=*/false), ")");
   for (const auto& item : split(spec.substr(colon + 1), ',')) {
     XFT_CHECK(!item.empty(), "--ablation '", spec, "': an empty item (two commas, or nothing after ':')");
-    if (ends_with(item, ".json")) a.overlays.push_back(item);
+    if (ends_with(item, ".json"))
+      a.overlays.push_back(item);
     else {
       XFT_CHECK(item.find('=') != std::string::npos, "--ablation '", spec, "': item '", item,
                 "' is neither a .json overlay nor key=value");

@@ -35,8 +35,10 @@ ExperimentConfig seed_config(const StudyOptions& o, uint64_t seed, const Ablatio
   if (ab) {
     overlays = ab->overlay_json();
     sets.insert(sets.end(), ab->sets.begin(), ab->sets.end());
-    if (ab->merge_only()) sets.push_back("merge_name=merge-" + ab->name);
-    else run_dir /= "ablation-" + ab->name;
+    if (ab->merge_only())
+      sets.push_back("merge_name=merge-" + ab->name);
+    else
+      run_dir /= "ablation-" + ab->name;
   }
   for (const char* k : {"sft_train.seed=", "moe_train.seed=", "merge_train.seed=", "ewa_train.seed=", "upcycle.seed="})
     sets.push_back(k + s);
@@ -58,7 +60,10 @@ nlohmann::json stage_budget(const fs::path& stage, double active_params) {
     epochs = j.value("epoch", epochs);
     tokens += j.value("tokens", 0.0);
   }
-  return {{"stage", stage.filename().string()}, {"steps", steps}, {"epochs", epochs}, {"tokens", tokens},
+  return {{"stage", stage.filename().string()},
+          {"steps", steps},
+          {"epochs", epochs},
+          {"tokens", tokens},
           {"flops", 6.0 * active_params * tokens}};
 }
 
@@ -88,8 +93,8 @@ nlohmann::json code_eval_key(const CodeEvalConfig& c) {
 
 // Per-task pass/fail of `model` on the config's problems: the problems file's per-task records
 // (completions, statuses) go to `records` (resumable after a kill), the outcomes are returned.
-nlohmann::json score_tasks(const ExperimentConfig& c, const Workspace& ws, CausalLMImpl& model,
-                           const fs::path& records, bool base) {
+nlohmann::json score_tasks(const ExperimentConfig& c, const Workspace& ws, CausalLMImpl& model, const fs::path& records,
+                           bool base) {
   // The records a killed evaluation left are reused only under the same settings.
   const fs::path settings = records.string() + ".settings.json";
   const std::string partial = records.string() + ".partial";
@@ -109,8 +114,8 @@ nlohmann::json score_tasks(const ExperimentConfig& c, const Workspace& ws, Causa
   options.resume = true;
   const PromptMode mode = c.code_eval.prompt_mode(base);
   options.prompt = prompt_style(mode, c.tokenizer.empty() ? c.base_model : c.tokenizer, options.limits);
-  const auto report = evaluate_problems(problems, model_generator(model, *tok, c.code_eval.generation(mode), c.code_eval.batch),
-                                        options);
+  const auto report = evaluate_problems(
+      problems, model_generator(model, *tok, c.code_eval.generation(mode), c.code_eval.batch), options);
   std::cerr << "[study] " << records.filename().string() << ": " << report.summary() << "\n";
   nlohmann::json tasks = nlohmann::json::array();
   for (const auto& t : report.tasks) tasks.push_back({{"task_id", t.task_id}, {"n", t.n}, {"correct", t.correct}});
@@ -156,7 +161,8 @@ void score_arm(const ExperimentConfig& c, const Workspace& ws, const std::string
     std::vector<double> pass;
     for (const auto& t : j.at("tasks")) {
       ids.push_back(t.at("task_id").get<std::string>());
-      pass.push_back(static_cast<double>(t.at("correct").get<int64_t>()) / static_cast<double>(t.at("n").get<int64_t>()));
+      pass.push_back(static_cast<double>(t.at("correct").get<int64_t>()) /
+                     static_cast<double>(t.at("n").get<int64_t>()));
     }
     XFT_CHECK(scores->task_ids.empty() || scores->task_ids == ids, "study: ", cache.string(),
               " scored other problems than the arm's other seeds");
@@ -178,7 +184,7 @@ void run_pipelines(const ExperimentConfig& c, Workspace& ws, const std::vector<s
 }
 
 std::vector<std::pair<std::string, std::string>> comparisons(const StudyOptions& o) {
-  std::vector<std::pair<std::string, std::string>> c = {{"xft", "sft"}, {"xft", "moe"},  {"xft", "ewa"},
+  std::vector<std::pair<std::string, std::string>> c = {{"xft", "sft"},      {"xft", "moe"}, {"xft", "ewa"},
                                                         {"xft", "xft_init"}, {"moe", "sft"}, {"ewa", "sft"},
                                                         {"sft", "base"}};
   for (const auto& ab : o.ablations) c.emplace_back(ab.name, ab.arm);
@@ -192,7 +198,8 @@ nlohmann::json run_study(const StudyOptions& o) {
   for (const auto& a : o.arms) (void)find_arm(a, "study");  // an unknown arm fails here
   std::vector<std::string> order = o.arms;
   for (const auto& ab : o.ablations) {
-    XFT_CHECK(std::count_if(o.ablations.begin(), o.ablations.end(), [&](const Ablation& x) { return x.name == ab.name; }) == 1,
+    XFT_CHECK(std::count_if(o.ablations.begin(), o.ablations.end(),
+                            [&](const Ablation& x) { return x.name == ab.name; }) == 1,
               "study: two ablations are named '", ab.name, "'");
     if (std::find(order.begin(), order.end(), ab.arm) == order.end()) order.push_back(ab.arm);  // its reference
   }

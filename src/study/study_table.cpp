@@ -52,8 +52,13 @@ nlohmann::json compare(const std::string& a, const std::string& b, const std::ve
   const auto ci = bootstrap_mean_ci(d, resamples, 0.95, 0);
   const auto w = wilcoxon_signed_rank(d);
   const double n = static_cast<double>(d.size());
-  return {{"a", a}, {"b", b}, {"mean_difference", mean_of(d)}, {"ci95", {ci.low, ci.high}},
-          {"wilcoxon_p", w.p_value}, {"wilcoxon_exact", w.exact}, {"examples", d.size()},
+  return {{"a", a},
+          {"b", b},
+          {"mean_difference", mean_of(d)},
+          {"ci95", {ci.low, ci.high}},
+          {"wilcoxon_p", w.p_value},
+          {"wilcoxon_exact", w.exact},
+          {"examples", d.size()},
           {"a_better_fraction", d.empty() ? 0.0 : static_cast<double>(a_better) / n},
           {"b_better_fraction", d.empty() ? 0.0 : static_cast<double>(b_better) / n}};
 }
@@ -73,8 +78,11 @@ nlohmann::json study_table(const std::string& config, const std::vector<uint64_t
                            const std::vector<std::string>& order, const std::map<std::string, ArmScores>& arms,
                            const std::vector<std::pair<std::string, std::string>>& comparisons,
                            int64_t bootstrap_resamples) {
-  nlohmann::json result = {{"seeds", seeds}, {"config", config}, {"order", order},
-                           {"arms", nlohmann::json::object()}, {"comparisons", nlohmann::json::array()}};
+  nlohmann::json result = {{"seeds", seeds},
+                           {"config", config},
+                           {"order", order},
+                           {"arms", nlohmann::json::object()},
+                           {"comparisons", nlohmann::json::array()}};
   std::map<std::string, std::vector<double>> examples, tasks;
   const std::vector<std::string>* task_ids = nullptr;
   for (const auto& name : order) {
@@ -83,8 +91,11 @@ nlohmann::json study_table(const std::string& config, const std::vector<uint64_t
     for (const auto& v : a.losses) seed_means.push_back(mean_of(v));
     examples[name] = per_example(a.losses, "held-out examples");
     auto& arm = result["arms"][name];
-    arm = {{"heldout_loss_mean", mean_of(seed_means)}, {"heldout_loss_std", std_of(seed_means)},
-           {"per_seed", seed_means}, {"budget", a.budget}, {"params", a.params}};
+    arm = {{"heldout_loss_mean", mean_of(seed_means)},
+           {"heldout_loss_std", std_of(seed_means)},
+           {"per_seed", seed_means},
+           {"budget", a.budget},
+           {"params", a.params}};
     if (!a.about.is_null()) arm["ablation"] = a.about;
     if (a.passes.empty()) continue;
     XFT_CHECK(a.task_ids.size() == a.passes.front().size(), "study: arm ", name, " has ", a.task_ids.size(),
@@ -118,7 +129,8 @@ std::string study_markdown(const nlohmann::json& r) {
   md << std::setprecision(4) << std::fixed;
   md << "# Study: " << r["config"].get<std::string>() << ", seeds " << r["seeds"].dump() << "\n\n";
   md << "Held-out loss: the mean over held-out examples of each example's mean loss per response token.\n\n";
-  md << "| arm | held-out loss (mean +- std over seeds) | per seed | params | training: epochs, tokens, FLOPs per stage |\n"
+  md << "| arm | held-out loss (mean +- std over seeds) | per seed | params | training: epochs, tokens, FLOPs per "
+        "stage |\n"
      << "|---|---|---|---|---|\n";
   for (const auto& name : r["order"]) {
     const auto& a = r["arms"][name.get<std::string>()];
@@ -136,8 +148,8 @@ std::string study_markdown(const nlohmann::json& r) {
        << c["mean_difference"].get<double>() << " | [" << c["ci95"][0].get<double>() << ", "
        << c["ci95"][1].get<double>() << "] | " << std::scientific << std::setprecision(2)
        << c["wilcoxon_p"].get<double>() << std::fixed << std::setprecision(1) << " | "
-       << 100.0 * c["a_better_fraction"].get<double>() << "% of " << c["examples"].get<int64_t>() << std::setprecision(4)
-       << " |\n";
+       << 100.0 * c["a_better_fraction"].get<double>() << "% of " << c["examples"].get<int64_t>()
+       << std::setprecision(4) << " |\n";
   if (!r.contains("task_comparisons")) return md.str();
   md << "\nCode problems";
   if (r.contains("code_eval")) md << " (" << r["code_eval"]["problems"].get<std::string>() << ")";

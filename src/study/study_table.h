@@ -19,7 +19,7 @@ struct ArmScores {
   // task's pass@1), tasks in task_ids' order. Empty without one.
   std::vector<std::vector<double>> passes;
   std::vector<std::string> task_ids;
-  nlohmann::json about;                     // an ablation's definition (null for a main arm)
+  nlohmann::json about;  // an ablation's definition (null for a main arm)
 };
 
 // `order`: the arms in table order. `comparisons`: (a, b) pairs; those whose arms were not run

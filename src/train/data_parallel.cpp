@@ -25,7 +25,8 @@ void DataParallel::broadcast_parameters() const {
   torch::NoGradGuard ng;
   std::vector<torch::Tensor> world, expert_dp;
   for (const auto& [n, t] : trainable_)
-    for (const auto& b : row_blocks(sharding_.get(), n, t)) (b.group == Group::kWorld ? world : expert_dp).push_back(b.of(t));
+    for (const auto& b : row_blocks(sharding_.get(), n, t))
+      (b.group == Group::kWorld ? world : expert_dp).push_back(b.of(t));
   dist_->broadcast(world, Group::kWorld, "broadcast of the initial parameters");
   dist_->broadcast(expert_dp, Group::kExpertDp, "broadcast of the initial expert parameters");
 }
@@ -44,8 +45,10 @@ double DataParallel::clip_and_norm(double max_norm) const {
     const auto& g = t.grad();
     if (!g.defined()) continue;
     for (const auto& b : row_blocks(sharding_.get(), n, t)) {
-      if (b.group == Group::kWorld) replicated = replicated + sq(b.of(g));
-      else own = own + sq(b.of(g));
+      if (b.group == Group::kWorld)
+        replicated = replicated + sq(b.of(g));
+      else
+        own = own + sq(b.of(g));
     }
   }
   std::vector<torch::Tensor> v{own};
@@ -74,8 +77,8 @@ void DataParallel::verify_replicas(const std::string& stage, int64_t step) const
     if (!all[r].equal(all[0])) {
       char buf[96];
       std::snprintf(buf, sizeof buf, "%.17g vs %.17g", all[r][0].item<double>(), all[0][0].item<double>());
-      fail(stage, ": after step ", step, " the replicated parameters of rank ", r, " differ from rank 0's (sums ",
-           buf, ")");
+      fail(stage, ": after step ", step, " the replicated parameters of rank ", r, " differ from rank 0's (sums ", buf,
+           ")");
     }
 }
 

@@ -68,7 +68,8 @@ PlateauResult train_until_plateau(CausalLM model, const InstructionDataset& data
     } else {
       train_to(step);
       loss = evaluate_loss(*model, heldout, train.micro_batch, pad_id, train.precision);
-      std::ofstream(curve_path, std::ios::app) << nlohmann::json({{"step", step}, {"heldout_loss", loss}}).dump() << "\n";
+      std::ofstream(curve_path, std::ios::app)
+          << nlohmann::json({{"step", step}, {"heldout_loss", loss}}).dump() << "\n";
     }
     std::cerr << "[pretrain] step " << step << ": held-out loss " << loss << (replay ? " (earlier run)" : "") << "\n";
     r.steps = step;

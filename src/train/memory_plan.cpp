@@ -42,7 +42,8 @@ double bytes_of_compute(Precision p) { return p == Precision::kFp32 ? 4.0 : 2.0;
 double attention_saved(const ModelConfig& c) {
   const double D = static_cast<double>(c.hidden_size);
   const double q = static_cast<double>(c.num_attention_heads * c.head_dim);
-  const double kv = c.num_key_value_heads == c.num_attention_heads ? static_cast<double>(c.num_key_value_heads * c.head_dim) : q;
+  const double kv =
+      c.num_key_value_heads == c.num_attention_heads ? static_cast<double>(c.num_key_value_heads * c.head_dim) : q;
   return 4 * D + 3 * q + 2 * kv;
 }
 
@@ -77,7 +78,8 @@ Activations activations_per_token(const MemoryPlanInput& in) {
 
 StageMemory plan_stage_memory(const MemoryPlanInput& in) {
   const auto& c = in.dense;
-  XFT_CHECK(in.kind == StageKind::kDense || in.moe.has_value(), "memory plan: an MoE or merge stage needs the moe section");
+  XFT_CHECK(in.kind == StageKind::kDense || in.moe.has_value(),
+            "memory plan: an MoE or merge stage needs the moe section");
   XFT_CHECK(in.expert_parallel >= 1, "memory plan: expert_parallel must be >= 1, got ", in.expert_parallel);
   XFT_CHECK(in.merge_shards >= 1, "memory plan: merge_shards must be >= 1, got ", in.merge_shards);
   const double w = in.train.precision == Precision::kBf16 ? 2.0 : 4.0;
@@ -91,7 +93,8 @@ StageMemory plan_stage_memory(const MemoryPlanInput& in) {
     const auto& m = *in.moe;
     const double R = static_cast<double>(m.num_routed());
     if (in.kind == StageKind::kMoe) {
-      const double local = (m.shared_expert ? 1 : 0) + static_cast<double>((m.num_routed() + in.expert_parallel - 1) / in.expert_parallel);
+      const double local = (m.shared_expert ? 1 : 0) +
+                           static_cast<double>((m.num_routed() + in.expert_parallel - 1) / in.expert_parallel);
       weights.push_back({3 * L, local, F, D, true});
       weights.push_back({L, 1, R, D, true});  // the router (linear, or the MLP's first matrix)
       if (m.router == RouterKind::kMlp) weights.push_back({L, 1, R, R, true});

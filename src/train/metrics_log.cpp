@@ -1,5 +1,6 @@
 #include "xft/train/metrics_log.h"
 
+#include <unistd.h>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -7,7 +8,6 @@
 #include <iomanip>
 #include <iostream>
 #include <sstream>
-#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -65,9 +65,15 @@ MetricsLog::~MetricsLog() {
 void MetricsLog::write(const StepStats& s, double per_step_s) {
   if (!lead_) return;
   const double tokens_per_s = s.tokens / std::max(s.seconds, 1e-9);
-  nlohmann::json row = {{"step", s.step},         {"epoch", s.epoch}, {"loss", s.loss},
-                        {"aux_loss", s.aux_loss}, {"lr", s.lr},       {"grad_norm", s.grad_norm},
-                        {"tokens_per_s", tokens_per_s}, {"tokens", s.tokens}, {"elapsed_s", s.elapsed_s}};
+  nlohmann::json row = {{"step", s.step},
+                        {"epoch", s.epoch},
+                        {"loss", s.loss},
+                        {"aux_loss", s.aux_loss},
+                        {"lr", s.lr},
+                        {"grad_norm", s.grad_norm},
+                        {"tokens_per_s", tokens_per_s},
+                        {"tokens", s.tokens},
+                        {"elapsed_s", s.elapsed_s}};
   if (s.world_size > 0) row["world_size"] = s.world_size;
   if (s.buckets >= 0) {  // how much of the gradient all-reduce overlapped this rank's backward
     row["buckets"] = s.buckets;

@@ -42,7 +42,8 @@ nlohmann::json summarize_telemetry(const std::string& metrics_jsonl) {
     if (j.is_discarded()) continue;
     if (j.contains("coefficients")) last_coefficients = j["coefficients"];
     if (!j.contains("moe") || !j["moe"].is_array()) continue;
-    if (rows == 0) sum = j["moe"];
+    if (rows == 0)
+      sum = j["moe"];
     else
       for (size_t l = 0; l < sum.size() && l < j["moe"].size(); ++l)
         for (auto& [k, v] : sum[l].items()) {

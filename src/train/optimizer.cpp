@@ -98,8 +98,7 @@ class AdamW final : public Optimizer {
 
 class Adafactor final : public Optimizer {
  public:
-  Adafactor(NamedTensors params, const AdafactorOptions& o)
-      : Optimizer(std::move(params), o.lr, o.no_decay), o_(o) {
+  Adafactor(NamedTensors params, const AdafactorOptions& o) : Optimizer(std::move(params), o.lr, o.no_decay), o_(o) {
     XFT_CHECK(o.eps1 >= 0 && o.eps2 >= 0, "adafactor: eps1 and eps2 must be >= 0, got ", o.eps1, ", ", o.eps2);
     XFT_CHECK(o.clip_threshold > 0, "adafactor: clip_threshold must be > 0, got ", o.clip_threshold);
     // beta2t = 1 - t^decay_rate is a decay factor in [0, 1) only for decay_rate <= 0.
@@ -109,8 +108,8 @@ class Adafactor final : public Optimizer {
       const auto opts = s.param.options().dtype(torch::kFloat);
       const auto sizes = s.param.sizes().vec();
       if (sizes.size() >= 2) {
-        std::vector<int64_t> row(sizes.begin(), sizes.end() - 1);           // shape[:-1]
-        std::vector<int64_t> col(sizes.begin(), sizes.end() - 2);           // shape[:-2] + shape[-1:]
+        std::vector<int64_t> row(sizes.begin(), sizes.end() - 1);  // shape[:-1]
+        std::vector<int64_t> col(sizes.begin(), sizes.end() - 2);  // shape[:-2] + shape[-1:]
         col.push_back(sizes.back());
         s.slots.emplace_back("exp_avg_sq_row", torch::zeros(row, opts));
         s.slots.emplace_back("exp_avg_sq_col", torch::zeros(col, opts));

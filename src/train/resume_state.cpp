@@ -29,8 +29,12 @@ std::string checkpoint_name(int64_t step) {
 
 ResumeState::ResumeState(std::string stage, std::string stage_dir, TrainConfig config, int64_t total_steps,
                          std::shared_ptr<const Distributed> dist, std::shared_ptr<const ExpertSharding> sharding)
-    : stage_(std::move(stage)), dir_(std::move(stage_dir)), config_(std::move(config)), total_steps_(total_steps),
-      dist_(std::move(dist)), sharding_(std::move(sharding)) {}
+    : stage_(std::move(stage)),
+      dir_(std::move(stage_dir)),
+      config_(std::move(config)),
+      total_steps_(total_steps),
+      dist_(std::move(dist)),
+      sharding_(std::move(sharding)) {}
 
 std::string ResumeState::path_of(int64_t step) const {
   return (fs::path(dir_) / "checkpoints" / checkpoint_name(step)).string();
@@ -74,10 +78,15 @@ void ResumeState::save(int64_t step, const NamedTensors& trainable, const Optimi
   for (auto& [n, t] : params) t = t.cpu();
   NamedTensors rng = {{"cpu", all_rng[0].cpu()}};
   for (int r = 1; r < dist_->world(); ++r) rng.emplace_back("cpu.rank" + std::to_string(r), all_rng[r].cpu());
-  nlohmann::json state = {{"stage", stage_},          {"step", step},       {"epoch", sampler.epoch()},
-                          {"position", sampler.position()}, {"elapsed_s", elapsed_s},
-                          {"total_steps", total_steps_}, {"config", config_.to_json()},
-                          {"world_size", dist_->world()}, {"expert_parallel", dist_->expert_size()}};
+  nlohmann::json state = {{"stage", stage_},
+                          {"step", step},
+                          {"epoch", sampler.epoch()},
+                          {"position", sampler.position()},
+                          {"elapsed_s", elapsed_s},
+                          {"total_steps", total_steps_},
+                          {"config", config_.to_json()},
+                          {"world_size", dist_->world()},
+                          {"expert_parallel", dist_->expert_size()}};
   const std::string name = checkpoint_name(step);
   try {
     write_directory_atomic(path_of(step), [&](const std::string& tmp) {
@@ -137,8 +146,8 @@ int64_t ResumeState::restore(const NamedTensors& trainable, Optimizer& opt, Batc
 int64_t ResumeState::restore_from(const std::string& ck, const NamedTensors& trainable, Optimizer& opt,
                                   BatchSampler& sampler, double* elapsed_s) const {
   auto state = read_json_file(ck + "/trainer.json");
-  XFT_CHECK(state.value("stage", "") == stage_, ck, ": checkpoint of stage '", state.value("stage", ""),
-            "', not '", stage_, "'");
+  XFT_CHECK(state.value("stage", "") == stage_, ck, ": checkpoint of stage '", state.value("stage", ""), "', not '",
+            stage_, "'");
   auto saved = TrainConfig::from_json(state.at("config"), ck + "/trainer.json", "config");
   XFT_CHECK(saved.global_batch == config_.global_batch && saved.seed == config_.seed, ck,
             ": global_batch and seed must equal the interrupted run's to resume it exactly");

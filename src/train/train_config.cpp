@@ -18,27 +18,28 @@ const EnumNames<ScheduleKind> kScheduleNames = {{"linear", ScheduleKind::kLinear
                                                 {"constant_with_warmup", ScheduleKind::kConstantWithWarmup}};
 
 const ConfigReader<TrainConfig>& train_reader() {
-  static const ConfigReader<TrainConfig> r = ConfigReader<TrainConfig>("training")
-                                                 .field("epochs", &TrainConfig::epochs)
-                                                 .field("max_steps", &TrainConfig::max_steps)
-                                                 .field("global_batch", &TrainConfig::global_batch)
-                                                 .field("micro_batch", &TrainConfig::micro_batch)
-                                                 .field("loss_reduction", &TrainConfig::loss_reduction, kReductionNames)
-                                                 .field("optimizer", &TrainConfig::optimizer, kOptimizerNames)
-                                                 .field("lr", &TrainConfig::lr)
-                                                 .field("weight_decay", &TrainConfig::weight_decay)
-                                                 .field("schedule", &TrainConfig::schedule, kScheduleNames)
-                                                 .field("warmup", &TrainConfig::warmup)
-                                                 .field("max_grad_norm", &TrainConfig::max_grad_norm)
-                                                 .field("precision", &TrainConfig::precision, kPrecisionNames)
-                                                 .field("device", &TrainConfig::device)
-                                                 .field("save_every", &TrainConfig::save_every)
-                                                 .field("keep_last", &TrainConfig::keep_last)
-                                                 .field("log_every", &TrainConfig::log_every)
-                                                 .field("group_by_length", &TrainConfig::group_by_length)
-                                                 .field("activation_checkpointing", &TrainConfig::activation_checkpointing)
-                                                 .field("fused_optimizer", &TrainConfig::fused_optimizer)
-                                                 .field("seed", &TrainConfig::seed);
+  static const ConfigReader<TrainConfig> r =
+      ConfigReader<TrainConfig>("training")
+          .field("epochs", &TrainConfig::epochs)
+          .field("max_steps", &TrainConfig::max_steps)
+          .field("global_batch", &TrainConfig::global_batch)
+          .field("micro_batch", &TrainConfig::micro_batch)
+          .field("loss_reduction", &TrainConfig::loss_reduction, kReductionNames)
+          .field("optimizer", &TrainConfig::optimizer, kOptimizerNames)
+          .field("lr", &TrainConfig::lr)
+          .field("weight_decay", &TrainConfig::weight_decay)
+          .field("schedule", &TrainConfig::schedule, kScheduleNames)
+          .field("warmup", &TrainConfig::warmup)
+          .field("max_grad_norm", &TrainConfig::max_grad_norm)
+          .field("precision", &TrainConfig::precision, kPrecisionNames)
+          .field("device", &TrainConfig::device)
+          .field("save_every", &TrainConfig::save_every)
+          .field("keep_last", &TrainConfig::keep_last)
+          .field("log_every", &TrainConfig::log_every)
+          .field("group_by_length", &TrainConfig::group_by_length)
+          .field("activation_checkpointing", &TrainConfig::activation_checkpointing)
+          .field("fused_optimizer", &TrainConfig::fused_optimizer)
+          .field("seed", &TrainConfig::seed);
   return r;
 }
 

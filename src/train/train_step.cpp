@@ -12,10 +12,17 @@
 namespace xft {
 
 TrainStep::TrainStep(std::string stage, std::string stage_dir, CausalLM model, const InstructionDataset& data,
-                     const TrainConfig& config, int64_t pad_id, std::shared_ptr<const Distributed> dist,
-                     bool lockstep, GradReducer* reducer, int64_t packing_row_length)
-    : stage_(std::move(stage)), dir_(std::move(stage_dir)), model_(std::move(model)), data_(data), config_(config), pad_id_(pad_id),
-      dist_(std::move(dist)), lockstep_(lockstep), reducer_(reducer),
+                     const TrainConfig& config, int64_t pad_id, std::shared_ptr<const Distributed> dist, bool lockstep,
+                     GradReducer* reducer, int64_t packing_row_length)
+    : stage_(std::move(stage)),
+      dir_(std::move(stage_dir)),
+      model_(std::move(model)),
+      data_(data),
+      config_(config),
+      pad_id_(pad_id),
+      dist_(std::move(dist)),
+      lockstep_(lockstep),
+      reducer_(reducer),
       packing_row_length_(packing_row_length) {}
 
 std::string TrainStep::describe_bad(double loss, const std::vector<int64_t>& indices, int64_t m, int64_t M,
@@ -25,8 +32,8 @@ std::string TrainStep::describe_bad(double loss, const std::vector<int64_t>& ind
   const auto last = std::min(indices.size(), static_cast<size_t>((m + 1) * config_.micro_batch));
   for (size_t s = first; s < last; ++s) ids << (s == first ? "" : ",") << indices[s];
   std::ostringstream os;
-  os << "the loss is " << loss << " at step " << step + 1 << " (epoch " << epoch + 1 << ", micro-batch " << m + 1
-     << "/" << M << ", examples " << ids.str() << ")";
+  os << "the loss is " << loss << " at step " << step + 1 << " (epoch " << epoch + 1 << ", micro-batch " << m + 1 << "/"
+     << M << ", examples " << ids.str() << ")";
   return os.str();
 }
 
@@ -105,7 +112,8 @@ StepStats TrainStep::run(const std::vector<int64_t>& indices, int64_t step, int6
     const auto n = static_cast<int64_t>(p.loss.size());
     const int64_t M = (static_cast<int64_t>(indices.size()) + config_.micro_batch - 1) / config_.micro_batch;
     for (int64_t m = 0; m < n; ++m) {
-      if (!std::isfinite(v[m]) && bad.empty()) bad = describe_bad(v[m], indices, p.first_micro_batch + m, M, step, epoch);
+      if (!std::isfinite(v[m]) && bad.empty())
+        bad = describe_bad(v[m], indices, p.first_micro_batch + m, M, step, epoch);
       loss += v[m];
       aux += v[n + m];
     }
@@ -121,8 +129,8 @@ StepStats TrainStep::run(const std::vector<int64_t>& indices, int64_t step, int6
   if (st[3] > 0) {
     fail(stage_, ": ",
          bad.empty() ? "another rank reported a non-finite loss at step " + std::to_string(step + 1) : bad,
-         dist_->active() ? " (rank " + std::to_string(dist_->rank()) + ")" : "", "; stopped, the last checkpoint in ", dir_,
-         "/checkpoints is intact");
+         dist_->active() ? " (rank " + std::to_string(dist_->rank()) + ")" : "", "; stopped, the last checkpoint in ",
+         dir_, "/checkpoints is intact");
   }
   s.loss = st[0];
   s.aux_loss = st[1];

@@ -28,9 +28,9 @@ class TrainStep {
   // all-to-all or the sharded merge's all-reduce, need all of them); a rank short of
   // micro-batches repeats one with zero weight. `reducer` may be null.
   // `packing_row_length` > 0: micro-batches are packed into rows of that many tokens (data/packing.h).
-  TrainStep(std::string stage, std::string stage_dir, CausalLM model, const InstructionDataset& data, const TrainConfig& config,
-            int64_t pad_id, std::shared_ptr<const Distributed> dist, bool lockstep, GradReducer* reducer,
-            int64_t packing_row_length = 0);
+  TrainStep(std::string stage, std::string stage_dir, CausalLM model, const InstructionDataset& data,
+            const TrainConfig& config, int64_t pad_id, std::shared_ptr<const Distributed> dist, bool lockstep,
+            GradReducer* reducer, int64_t packing_row_length = 0);
 
   // Accumulates the gradients of global batch `indices` (step `step`, 0-based, of epoch
   // `epoch`) and returns loss, aux loss and tokens over all ranks. A non-finite loss on any rank
@@ -43,7 +43,7 @@ class TrainStep {
   struct Pass {
     std::vector<torch::Tensor> loss, aux;  // per micro-batch, detached fp64 scalars (aux 0 without one)
     double tokens = 0.0;
-    int64_t first_micro_batch = 0;         // the global index of loss[0]
+    int64_t first_micro_batch = 0;  // the global index of loss[0]
   };
   Pass backward_passes(const std::vector<int64_t>& indices);
   Batch collate_micro_batch(const std::vector<int64_t>& indices) const;

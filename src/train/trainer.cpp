@@ -74,8 +74,13 @@ std::string stop_message(const std::string& stage, int64_t step, int64_t total, 
 
 Trainer::Trainer(std::string name, CausalLM model, NamedTensors trainable, const InstructionDataset& data,
                  TrainConfig config, std::string stage_dir, int64_t pad_id)
-    : name_(std::move(name)), model_(std::move(model)), trainable_(std::move(trainable)), data_(data),
-      config_(std::move(config)), dir_(std::move(stage_dir)), pad_id_(pad_id) {
+    : name_(std::move(name)),
+      model_(std::move(model)),
+      trainable_(std::move(trainable)),
+      data_(data),
+      config_(std::move(config)),
+      dir_(std::move(stage_dir)),
+      pad_id_(pad_id) {
   XFT_CHECK(!trainable_.empty(), name_, ": nothing to train");
   XFT_CHECK(data_.size() > 0, name_, ": the training data set is empty");
   const int64_t per_epoch =
@@ -100,8 +105,8 @@ TrainResult Trainer::run(bool resume) {
   const DataParallel parallel(trainable_, dist_, sharding_);
   if (step == 0) parallel.broadcast_parameters();
   MetricsLog log(dir_, name_, total_steps_, dist_->is_lead(), step);
-  TrainStep train_step(name_, dir_, model_, data_, config_, pad_id_, dist_, lockstep_ || sharding_ != nullptr, parallel.reducer(),
-                       packing_row_length_);
+  TrainStep train_step(name_, dir_, model_, data_, config_, pad_id_, dist_, lockstep_ || sharding_ != nullptr,
+                       parallel.reducer(), packing_row_length_);
   model_->set_activation_checkpointing(config_.activation_checkpointing);
   StageClock clock(elapsed, step);
   model_->train();

@@ -6,8 +6,11 @@
 
 int main(int argc, char** argv) {
   if (argc < 2) return 2;
-  auto config = xft::ModelConfig::from_json({{"model_type", "llama"}, {"vocab_size", 50}, {"hidden_size", 16},
-                                             {"intermediate_size", 24}, {"num_hidden_layers", 1},
+  auto config = xft::ModelConfig::from_json({{"model_type", "llama"},
+                                             {"vocab_size", 50},
+                                             {"hidden_size", 16},
+                                             {"intermediate_size", 24},
+                                             {"num_hidden_layers", 1},
                                              {"num_attention_heads", 2}},
                                             "consumer");
   xft::CausalLM model(config);

@@ -8,8 +8,8 @@
 #include <cstdint>
 #include <string>
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include "xft/core/error.h"
 #include "xft/core/safetensors.h"
@@ -23,13 +23,18 @@ const char* kSource = "fuzz/config.json";
 // A 2-layer checkpoint with the tensors of a small dense config (zeros: only shapes matter).
 const xft::TensorDirectory& checkpoint() {
   static const xft::TensorDirectory dir = [] {
-    const auto config = xft::ModelConfig::from_json(
-        {{"model_type", "llama"}, {"vocab_size", 61}, {"hidden_size", 32}, {"intermediate_size", 40},
-         {"num_hidden_layers", 2}, {"num_attention_heads", 4}, {"num_key_value_heads", 2}},
-        "seed");
+    const auto config = xft::ModelConfig::from_json({{"model_type", "llama"},
+                                                     {"vocab_size", 61},
+                                                     {"hidden_size", 32},
+                                                     {"intermediate_size", 40},
+                                                     {"num_hidden_layers", 2},
+                                                     {"num_attention_heads", 4},
+                                                     {"num_key_value_heads", 2}},
+                                                    "seed");
     std::vector<std::pair<std::string, torch::Tensor>> tensors;
     for (int64_t layer = -1; layer < config.num_hidden_layers; ++layer)
-      for (const auto& t : xft::implied_tensors(config, layer, "seed")) tensors.emplace_back(t.name, torch::zeros(t.shape));
+      for (const auto& t : xft::implied_tensors(config, layer, "seed"))
+        tensors.emplace_back(t.name, torch::zeros(t.shape));
     const std::string path = "/tmp/xft-fuzz-config-" + std::to_string(::getpid());
     xft::save_tensor_directory(path, tensors);
     return xft::TensorDirectory::open(path);

@@ -39,8 +39,8 @@ inline std::string scratch(const std::string& name) {
 
 inline std::string write_scratch(const std::string& name, const uint8_t* data, size_t size) {
   const auto path = scratch(name);
-  std::ofstream(path, std::ios::binary | std::ios::trunc).write(reinterpret_cast<const char*>(data),
-                                                              static_cast<std::streamsize>(size));
+  std::ofstream(path, std::ios::binary | std::ios::trunc)
+      .write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
   return path;
 }
 
@@ -83,7 +83,8 @@ inline const Tokenizer& byte_tokenizer() {
     for (size_t i = 0; i < bytes.size(); ++i) {
       std::string utf8;
       const int c = chars[i];
-      if (c < 0x80) utf8 += static_cast<char>(c);
+      if (c < 0x80)
+        utf8 += static_cast<char>(c);
       else {
         utf8 += static_cast<char>(0xC0 | (c >> 6));
         utf8 += static_cast<char>(0x80 | (c & 0x3F));
@@ -154,16 +155,16 @@ inline void experiment_input(const uint8_t* data, size_t size) {
 
 inline void problems_input(const uint8_t* data, size_t size) {
   const auto [problems_text, samples_text] = split_at_marker(data, size);
-  const auto path = write_scratch("problems.jsonl", reinterpret_cast<const uint8_t*>(problems_text.data()),
-                                  problems_text.size());
+  const auto path =
+      write_scratch("problems.jsonl", reinterpret_cast<const uint8_t*>(problems_text.data()), problems_text.size());
   try {
     const auto problems = load_problems(path);
     for (const auto& p : problems) {
       (void)instruction_prompt(p);
       (void)extract_code(response_prefix(p) + p.canonical_solution);
     }
-    const auto samples = write_scratch("samples.jsonl", reinterpret_cast<const uint8_t*>(samples_text.data()),
-                                       samples_text.size());
+    const auto samples =
+        write_scratch("samples.jsonl", reinterpret_cast<const uint8_t*>(samples_text.data()), samples_text.size());
     (void)read_samples(samples, problems);
   } catch (const Error&) {
   }

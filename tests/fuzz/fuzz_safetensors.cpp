@@ -15,8 +15,8 @@ namespace {
 
 // One file per fuzzing process, rewritten for every input (the reader maps a path).
 const std::string& input_path() {
-  static const std::string p = (::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp") +
-                               std::string("/xft-fuzz-") + std::to_string(::getpid()) + ".safetensors";
+  static const std::string p = (::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp") + std::string("/xft-fuzz-") +
+                               std::to_string(::getpid()) + ".safetensors";
   return p;
 }
 

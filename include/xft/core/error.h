@@ -32,7 +32,7 @@ template <typename... Args>
 }  // namespace xft
 
 // XFT_CHECK(cond, "file ", path, ": expected ...") throws xft::Error with the joined message.
-#define XFT_CHECK(cond, ...)        \
-  do {                              \
+#define XFT_CHECK(cond, ...)               \
+  do {                                     \
     if (!(cond)) ::xft::fail(__VA_ARGS__); \
   } while (0)

@@ -58,8 +58,7 @@ class SafetensorsFile {
 
 // Writes the tensors (any device/layout; written contiguous, CPU, little-endian) to `path`
 // through a temporary file and a rename, so a file on disk is always whole.
-void save_safetensors(const std::string& path,
-                      const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 
 // A checkpoint directory: `model.safetensors`, or shards listed in
@@ -81,8 +80,7 @@ class TensorDirectory {
 
 // Writes `model.safetensors`, or when the total exceeds max_shard_bytes (>0), shards
 // `model-0000i-of-0000n.safetensors` plus `model.safetensors.index.json`. Each file atomic.
-void save_tensor_directory(const std::string& dir,
-                           const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+void save_tensor_directory(const std::string& dir, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
                            int64_t max_shard_bytes = 0,
                            const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
 

@@ -40,8 +40,7 @@ void shuffle_in_place(std::vector<int64_t>& v, std::mt19937_64& gen);
 // holds similar lengths (little padding) while the batch order stays random.
 class BatchSampler {
  public:
-  BatchSampler(std::vector<int64_t> lengths, int64_t batch_size, uint64_t seed, bool group_by_length,
-               bool drop_last);
+  BatchSampler(std::vector<int64_t> lengths, int64_t batch_size, uint64_t seed, bool group_by_length, bool drop_last);
 
   int64_t batches_per_epoch() const;
   std::vector<int64_t> next();  // indices of the next batch; moves to the next epoch automatically

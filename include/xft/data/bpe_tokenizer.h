@@ -48,7 +48,7 @@ class BpeTokenizer : public Tokenizer {
   std::string decode(const std::vector<int64_t>& ids, bool skip_special_tokens) const;
   int64_t bos_id() const override;  // -1 when neither the template nor tokenizer_config.json names one
   int64_t eos_id() const override;
-  int64_t pad_id() const override;  // pad token, else EOS, else 0
+  int64_t pad_id() const override;      // pad token, else EOS, else 0
   int64_t vocab_size() const override;  // largest id + 1 (model vocab and added tokens)
   // Id of a token string (added tokens first, then the model vocab); -1 when absent.
   int64_t token_to_id(const std::string& token) const;

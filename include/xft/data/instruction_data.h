@@ -25,7 +25,7 @@ enum class DataFormat { kAuto, kJsonl, kJson, kPretokenized };
 const char* to_string(DataFormat format);  // "auto", "jsonl", "json", "pretokenized"
 
 struct DataConfig {
-  std::string path;                         // .jsonl (one JSON object a line) or .json (an array of objects)
+  std::string path;  // .jsonl (one JSON object a line) or .json (an array of objects)
   DataFormat format = DataFormat::kAuto;
   std::string instruction_field = "instruction";
   std::string input_field = "input";        // Alpaca: appended to the instruction when present and non-empty

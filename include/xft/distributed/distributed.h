@@ -18,8 +18,8 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
 #include <torch/types.h>
+#include <nlohmann/json.hpp>
 
 namespace xft {
 
@@ -27,9 +27,9 @@ enum class BackendKind { kAuto, kGloo, kNccl };
 
 struct DistributedConfig {
   BackendKind backend = BackendKind::kAuto;  // "auto" (nccl for cuda devices, gloo for cpu) | "gloo" | "nccl"
-  double timeout_s = 1800;       // longest wait of any collective (rank 0 alone exports and evaluates)
-  int64_t expert_parallel = 1;   // ranks the routed experts of each MoE layer are split over (MoE stage)
-  double bucket_mb = 25;         // gradient all-reduce bucket size
+  double timeout_s = 1800;                   // longest wait of any collective (rank 0 alone exports and evaluates)
+  int64_t expert_parallel = 1;               // ranks the routed experts of each MoE layer are split over (MoE stage)
+  double bucket_mb = 25;                     // gradient all-reduce bucket size
   // The merge stage's frozen expert stacks split over the world's ranks (methods/merge.h): each
   // rank holds about N / world experts' rows, and one all-reduce per layer and forward builds W.
   bool shard_merge = false;

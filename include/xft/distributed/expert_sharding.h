@@ -39,8 +39,8 @@ class ExpertSharding {
   // dist, so only slice() and the layout queries make sense when dist's group differs).
   ExpertSharding(std::shared_ptr<const Distributed> dist, int64_t num_experts, int64_t replicated, int size, int rank);
   int64_t replicated() const { return replicated_; }
-  const BlockSplit& split() const { return split_; }  // the routed experts over the group
-  int64_t local_routed() const { return split_.size(rank_); }  // 0 on a rank beyond the routed experts
+  const BlockSplit& split() const { return split_; }                          // the routed experts over the group
+  int64_t local_routed() const { return split_.size(rank_); }                 // 0 on a rank beyond the routed experts
   int64_t first_routed() const { return replicated_ + split_.begin(rank_); }  // global index of local row `replicated`
   // The group rank holding each of `experts` (global ids of routed experts, any shape, int64).
   torch::Tensor holder_of(const torch::Tensor& experts) const;

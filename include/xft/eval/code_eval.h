@@ -20,14 +20,14 @@ struct EvalOptions {
   int64_t samples = 1;            // completions per problem (n); greedy pass@1 uses 1
   std::vector<int64_t> ks = {1};  // each k must be <= samples
   SandboxLimits limits;
-  int64_t parallelism = 2;        // test programs run at once
+  int64_t parallelism = 2;  // test programs run at once
   // Per-problem JSON lines (task_id, n, correct, statuses, failure_output, completions), written
   // atomically at the end; lines are also appended to results_path + ".partial" as problems finish,
   // and that file is removed once the full file is in place. Empty: no files.
   std::string results_path;
-  int64_t limit = -1;             // evaluate only the first `limit` problems when > 0
-  int64_t chunk = 32;             // problems per generate call (<= 0: all at once); bounds what a crash loses
-  bool resume = false;            // reuse the problems already in results_path + ".partial" (same n)
+  int64_t limit = -1;   // evaluate only the first `limit` problems when > 0
+  int64_t chunk = 32;   // problems per generate call (<= 0: all at once); bounds what a crash loses
+  bool resume = false;  // reuse the problems already in results_path + ".partial" (same n)
   // The generations in EvalPlus' samples format ({"task_id", "solution"} lines), for
   // `xft-tool score` or EvalPlus itself on another machine. Empty: not written.
   std::string samples_path;
@@ -40,7 +40,8 @@ struct EvalOptions {
 };
 
 // generate(prompts, n) returns, for each prompt, n completions: the text generated after the prompt.
-using GenerateFn = std::function<std::vector<std::vector<std::string>>(const std::vector<std::string>& prompts, int64_t n)>;
+using GenerateFn =
+    std::function<std::vector<std::vector<std::string>>(const std::vector<std::string>& prompts, int64_t n)>;
 
 // One problem's outcome: how many of its n completions passed (EvalPlus: base and plus tests).
 struct TaskOutcome {
@@ -62,9 +63,10 @@ struct EvalReport {
 
 // Prompts come from model_inputs(problems, options.prompt); the code run is solution_of(p, completion, mode)
 // inside test_program(p, code), or, for HumanEval+ / MBPP+, checked with the EvalPlus protocol
-// (check_solutions; expected outputs computed first, or read from their cache). Checks first that the sandbox can run Python at all, since every
-// problem would otherwise quietly score 0. Errors: bad options, a generator returning the wrong
-// number of completions, an unwritable results path.
-EvalReport evaluate_problems(const std::vector<Problem>& problems, const GenerateFn& generate, const EvalOptions& options);
+// (check_solutions; expected outputs computed first, or read from their cache). Checks first that the sandbox can run
+// Python at all, since every problem would otherwise quietly score 0. Errors: bad options, a generator returning the
+// wrong number of completions, an unwritable results path.
+EvalReport evaluate_problems(const std::vector<Problem>& problems, const GenerateFn& generate,
+                             const EvalOptions& options);
 
 }  // namespace xft

@@ -18,13 +18,13 @@
 namespace xft {
 
 struct CodeEvalConfig {
-  std::string problems;            // HumanEval(+) / MBPP(+) file; empty: no code evaluation
-  int64_t limit = 0;               // > 0: only the first `limit` problems
-  int64_t samples = 1;             // completions per problem (> 1 samples at temperature)
-  double temperature = 0.0;        // 0: greedy; must be > 0 when samples > 1
+  std::string problems;      // HumanEval(+) / MBPP(+) file; empty: no code evaluation
+  int64_t limit = 0;         // > 0: only the first `limit` problems
+  int64_t samples = 1;       // completions per problem (> 1 samples at temperature)
+  double temperature = 0.0;  // 0: greedy; must be > 0 when samples > 1
   int64_t max_new_tokens = 512;
-  int64_t batch = 8;               // prompts per generation batch
-  int64_t parallelism = 2;         // test programs run at once
+  int64_t batch = 8;        // prompts per generation batch
+  int64_t parallelism = 2;  // test programs run at once
   double timeout_s = 10.0;
   int64_t memory_mb = 1024;
   std::string python = "python3";

@@ -34,7 +34,7 @@ struct PlusOptions {
   // forked checker does not pay inside its timeout: added to the process timeout.
   double startup_allowance = 1.0;
   int64_t memory_bytes = evalplus_memory_cap();
-  int64_t parallelism = 2;         // processes at once
+  int64_t parallelism = 2;  // processes at once
   // Expected outputs are cached here, one file per dataset_key (they take minutes for MBPP+);
   // empty: computed every time.
   std::string cache_dir;

@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "xft/model/llama.h"
 #include "xft/data/tokenizer.h"
+#include "xft/model/llama.h"
 
 namespace xft {
 

@@ -20,7 +20,7 @@ struct Problem {
   std::string entry_point;  // HumanEval: the function check() is called on; MBPP: best guess from the first test
   std::string test;         // HumanEval: defines check(candidate); MBPP: test_setup_code (usually empty)
   std::vector<std::string> test_list;  // MBPP: one assert per entry; empty for HumanEval
-  std::string kind;  // "humaneval" | "mbpp" | "humaneval+" | "mbpp+" | "ds1000" | "multipl-e"
+  std::string kind;                    // "humaneval" | "mbpp" | "humaneval+" | "mbpp+" | "ds1000" | "multipl-e"
   std::string canonical_solution;      // HumanEval(+), MBPP+: the code after the prompt; MBPP: `code` (whole program)
   // EvalPlus records only: the record's line as the file has it (inputs and tolerance are read
   // from it by the Python side, with Python's JSON parser, as EvalPlus reads them).

@@ -21,9 +21,9 @@
 namespace xft {
 
 struct SandboxLimits {
-  double timeout_s = 10.0;            // wall clock; CPU time is capped at timeout + 1 s as well
-  int64_t memory_bytes = 1LL << 30;   // RLIMIT_AS of the interpreter
-  std::string python = "python3";     // a path, or a name looked up in PATH
+  double timeout_s = 10.0;           // wall clock; CPU time is capped at timeout + 1 s as well
+  int64_t memory_bytes = 1LL << 30;  // RLIMIT_AS of the interpreter
+  std::string python = "python3";    // a path, or a name looked up in PATH
   // Run without namespaces where they are refused (the caller's explicit choice, e.g.
   // `--unsafe-no-isolation`): rlimits, a process group and a scratch directory only.
   bool unsafe_no_isolation = false;
@@ -32,9 +32,9 @@ struct SandboxLimits {
 };
 
 struct SandboxResult {
-  bool passed = false;   // exited with status 0 within the limits
-  std::string status;    // "passed" | "failed" | "timeout" | "memory" | "error" (could not run at all)
-  int exit_code = -1;    // the exit status; 128 + signal when killed by a signal; -1 when it never ran
+  bool passed = false;      // exited with status 0 within the limits
+  std::string status;       // "passed" | "failed" | "timeout" | "memory" | "error" (could not run at all)
+  int exit_code = -1;       // the exit status; 128 + signal when killed by a signal; -1 when it never ran
   std::string output_tail;  // the last 2 KB of stdout and stderr, interleaved as written
   double seconds = 0.0;     // wall clock
   std::string output;       // the first capture_bytes of the output (empty when capture_bytes = 0)

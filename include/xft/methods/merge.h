@@ -36,8 +36,8 @@
 namespace xft {
 
 struct MergeConfig {
-  double shared_rate = 0.75;       // lambda (0.75 DeepSeek-Coder, 0.85 StableCode / TinyLlama)
-  bool fixed_shared_rate = true;   // false: the learned soup over all N experts
+  double shared_rate = 0.75;      // lambda (0.75 DeepSeek-Coder, 0.85 StableCode / TinyLlama)
+  bool fixed_shared_rate = true;  // false: the learned soup over all N experts
   void validate(const std::string& source) const;
   static MergeConfig from_json(const nlohmann::json& j, const std::string& source);
   nlohmann::json to_json() const;
@@ -69,7 +69,7 @@ class MergedFeedForwardImpl : public FeedForwardImpl {
   const MergeSharding* sharding() const { return sharding_.get(); }
   int64_t num_experts() const { return logits.size(0) + (config_.fixed_shared_rate ? 1 : 0); }
 
-  torch::Tensor logits;                      // the only trainable parameter: [N-1] (fixed rate) or [N]
+  torch::Tensor logits;                            // the only trainable parameter: [N-1] (fixed rate) or [N]
   torch::Tensor gate_stack, up_stack, down_stack;  // frozen buffers: [N, ...], or this rank's rows when sharded
 
  private:
@@ -82,9 +82,9 @@ TORCH_MODULE(MergedFeedForward);
 // `stack_dtype` (e.g. the checkpoint's bf16) stores the frozen expert stacks; default: as they are.
 // `shard_over`: a multi-rank context whose world splits the stacks (each rank keeps its rows);
 // null or one rank: every rank keeps them whole. Returns the trainable logits under their module names.
-std::vector<std::pair<std::string, torch::Tensor>> attach_merge(CausalLMImpl& model, const MergeConfig& config,
-                                                                std::optional<torch::Dtype> stack_dtype = {},
-                                                                std::shared_ptr<const Distributed> shard_over = nullptr);
+std::vector<std::pair<std::string, torch::Tensor>> attach_merge(
+    CausalLMImpl& model, const MergeConfig& config, std::optional<torch::Dtype> stack_dtype = {},
+    std::shared_ptr<const Distributed> shard_over = nullptr);
 
 // Bytes of the frozen expert stacks this rank holds (all layers): what sharding divides.
 int64_t merge_stack_bytes(CausalLMImpl& model);

@@ -16,14 +16,14 @@
 
 #include <nlohmann/json.hpp>
 
-#include "xft/model/model_io.h"
 #include "xft/model/config.h"
+#include "xft/model/model_io.h"
 
 namespace xft {
 
 // The experiment's "upcycle" section.
 struct UpcycleConfig {
-  uint64_t seed = 0;        // router initialisation
+  uint64_t seed = 0;  // router initialisation
   // 0: the base model's rope_theta (right). The authors' MoE attention ignored the checkpoint's
   // value and used 10000, which then flowed into the merged XFT model (DeepSeek-Coder's is
   // 100000): set 10000 to reproduce the published MoE / XFT runs (method notes, "Upcycling").

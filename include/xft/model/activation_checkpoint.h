@@ -25,7 +25,8 @@ using CheckpointedFn = std::function<CheckpointOutput(const torch::Tensor& x)>;
 // uses (a layer's trainable parameters); they are inputs of this op, so they get their gradients
 // even when x needs none (the merge stage freezes the embedding). fn must not keep state that a
 // second call would change: side effects check recomputing().
-CheckpointOutput checkpointed(const CheckpointedFn& fn, const torch::Tensor& x, const std::vector<torch::Tensor>& params);
+CheckpointOutput checkpointed(const CheckpointedFn& fn, const torch::Tensor& x,
+                              const std::vector<torch::Tensor>& params);
 
 // True while a backward recomputes a checkpointed forward on this thread.
 bool recomputing();

@@ -18,7 +18,7 @@ enum class Architecture {
   kLlama,     // model_type "llama", LlamaForCausalLM
   kStableLm,  // model_type "stablelm", StableLmForCausalLM (StableCode 3B)
 };
-const char* model_type_name(Architecture a);    // "llama" | "stablelm"
+const char* model_type_name(Architecture a);     // "llama" | "stablelm"
 const char* architecture_class(Architecture a);  // "LlamaForCausalLM" | "StableLmForCausalLM"
 
 // RMSNorm with a weight (Llama) or LayerNorm with weight and bias (StableLM).
@@ -58,16 +58,17 @@ RouterKind router_kind_from_string(const std::string& text, const std::string& w
 
 // The MoE layer replacing every FFN after upcycling (paper 3.1).
 struct MoeConfig {
-  int64_t num_experts = 8;        // N, including the shared expert 0 when shared_expert
-  int64_t top_k = 6;              // K active per token, including the shared expert
-  bool shared_expert = true;      // expert 0 sees every token
-  RoutingMode routing = RoutingMode::kXft;  // "xft" (Eq. 2) | "shared_no_norm" | "vanilla" (Eq. 1; default without a shared expert)
+  int64_t num_experts = 8;    // N, including the shared expert 0 when shared_expert
+  int64_t top_k = 6;          // K active per token, including the shared expert
+  bool shared_expert = true;  // expert 0 sees every token
+  RoutingMode routing =
+      RoutingMode::kXft;  // "xft" (Eq. 2) | "shared_no_norm" | "vanilla" (Eq. 1; default without a shared expert)
   // vanilla only: the chosen K weights renormalised to sum 1 (= a softmax over the top-K logits,
   // what the reference code ran for Table 4's "- Shared Expert", so the fresh MoE is the dense
   // model); false: the raw scores of Eq. 1.
   bool vanilla_renormalize = true;
   RouterKind router = RouterKind::kLinear;  // "linear" | "mlp" (W2 tanh(W1 x))
-  bool router_noise = false;      // training-time noisy gating; never at eval (ON in the authors' runs)
+  bool router_noise = false;                // training-time noisy gating; never at eval (ON in the authors' runs)
   LoadEstimate load_estimate = LoadEstimate::kShazeer;  // with router_noise: "shazeer" | "reference"
   double router_init_std = 0.02;
   AuxLossKind aux_loss = AuxLossKind::kCv2;  // "cv2" (importance + load, Shazeer) | "switch" | "none"
@@ -92,8 +93,8 @@ struct ModelConfig {
   int64_t num_attention_heads = 0;
   int64_t num_key_value_heads = 0;
   int64_t head_dim = 0;
-  double rms_norm_eps = 1e-6;     // llama
-  double layer_norm_eps = 1e-5;   // stablelm
+  double rms_norm_eps = 1e-6;    // llama
+  double layer_norm_eps = 1e-5;  // stablelm
   double rope_theta = 10000.0;
   RopeScaling rope_scaling;
   // Only the first rotary_dim() = int(head_dim * partial_rotary_factor) dims of each q/k head
@@ -101,9 +102,9 @@ struct ModelConfig {
   double partial_rotary_factor = 1.0;
   int64_t max_position_embeddings = 2048;
   bool tie_word_embeddings = false;
-  bool attention_bias = false;    // llama: bias on q, k, v and o
-  bool use_qkv_bias = false;      // stablelm: bias on q, k, v only
-  bool qk_layernorm = false;      // stablelm: per-head LayerNorm (no bias) on q and k before RoPE
+  bool attention_bias = false;         // llama: bias on q, k, v and o
+  bool use_qkv_bias = false;           // stablelm: bias on q, k, v only
+  bool qk_layernorm = false;           // stablelm: per-head LayerNorm (no bias) on q and k before RoPE
   bool use_parallel_residual = false;  // stablelm: x + attn(n(x)) + mlp(n(x)), one norm per layer
   bool mlp_bias = false;
   std::optional<int64_t> bos_token_id;
@@ -124,9 +125,7 @@ struct ModelConfig {
   ModelConfig dense() const;
 
   // The seam the model is built from (model/llama.h reads these, never `architecture`).
-  NormKind norm_kind() const {
-    return architecture == Architecture::kStableLm ? NormKind::kLayerNorm : NormKind::kRms;
-  }
+  NormKind norm_kind() const { return architecture == Architecture::kStableLm ? NormKind::kLayerNorm : NormKind::kRms; }
   double norm_eps() const { return norm_kind() == NormKind::kRms ? rms_norm_eps : layer_norm_eps; }
   bool qkv_bias() const { return attention_bias || use_qkv_bias; }
   // int() truncation, as StableLmAttention computes rotary_ndims.

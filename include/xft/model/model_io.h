@@ -18,8 +18,8 @@
 #include <torch/nn/module.h>
 
 #include "xft/core/named_tensors.h"
-#include "xft/model/llama.h"
 #include "xft/core/safetensors.h"
+#include "xft/model/llama.h"
 
 namespace xft {
 

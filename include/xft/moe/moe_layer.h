@@ -6,9 +6,9 @@
 #include <vector>
 
 #include "xft/model/config.h"
+#include "xft/model/feed_forward.h"
 #include "xft/moe/dispatch.h"
 #include "xft/moe/experts.h"
-#include "xft/model/feed_forward.h"
 #include "xft/moe/router.h"
 #include "xft/moe/routing.h"
 

@@ -18,13 +18,13 @@
 
 #include <nlohmann/json.hpp>
 
-#include "xft/model/config.h"
+#include "xft/data/instruction_data.h"
 #include "xft/distributed/distributed.h"
 #include "xft/eval/code_eval_config.h"
 #include "xft/methods/ewa.h"
-#include "xft/data/instruction_data.h"
 #include "xft/methods/merge.h"
 #include "xft/methods/upcycle.h"
+#include "xft/model/config.h"
 #include "xft/train/train_config.h"
 
 namespace xft {

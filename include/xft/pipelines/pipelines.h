@@ -19,8 +19,8 @@
 #include <optional>
 #include <string>
 
-#include "xft/pipelines/experiment.h"
 #include "xft/data/tokenizer.h"
+#include "xft/pipelines/experiment.h"
 
 namespace xft {
 

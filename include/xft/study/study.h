@@ -1,6 +1,6 @@
 // defines: StudyOptions, run_study (a multi-seed study: arms x seeds on one base, per-example
-//          held-out losses (and per-task pass/fail on a problems file), paired comparisons with bootstrap intervals and Wilcoxon p-values,
-//          and each arm's training budget, as the paper's appendices A.4 and A.5 report)
+//          held-out losses (and per-task pass/fail on a problems file), paired comparisons with bootstrap intervals and
+//          Wilcoxon p-values, and each arm's training budget, as the paper's appendices A.4 and A.5 report)
 //
 // Layout of the output directory:
 //   seed-S/                      a run directory per seed (the pipelines' layout)

@@ -13,10 +13,10 @@
 namespace xft {
 
 struct EarlyStopping {
-  int64_t eval_every = 25;  // optimizer steps between held-out evaluations (and checkpoints)
-  int64_t patience = 3;     // evaluations without a new best before stopping
-  double min_delta = 0.0;   // a new best must be lower than the old by more than this
-  int64_t max_steps = 5000; // stop here in any case
+  int64_t eval_every = 25;   // optimizer steps between held-out evaluations (and checkpoints)
+  int64_t patience = 3;      // evaluations without a new best before stopping
+  double min_delta = 0.0;    // a new best must be lower than the old by more than this
+  int64_t max_steps = 5000;  // stop here in any case
 };
 
 struct PlateauResult {

@@ -13,14 +13,15 @@ enum class ScheduleKind {
   kLinear,              // "linear"  get_linear_schedule_with_warmup:
                         //   s < warmup ? s / max(1, warmup) : max(0, (total - s) / max(1, total - warmup))
   kConstant,            // "constant"  get_constant_schedule: 1
-  kConstantWithWarmup,  // "constant_with_warmup"  get_constant_schedule_with_warmup: s < warmup ? s / max(1, warmup) : 1
+  kConstantWithWarmup,  // "constant_with_warmup"  get_constant_schedule_with_warmup: s < warmup ? s / max(1, warmup) :
+                        // 1
 };
 const char* to_string(ScheduleKind kind);
 
 struct LrSchedule {
   ScheduleKind kind = ScheduleKind::kLinear;
   int64_t warmup = 0;
-  int64_t total = 1;   // number of optimizer steps in the run
+  int64_t total = 1;  // number of optimizer steps in the run
   double peak = 5e-5;
 
   // lr for optimizer step `step` (>= 0; past `total` the linear schedule stays at 0).

@@ -32,15 +32,15 @@ namespace xft {
 enum class StageKind { kDense, kMoe, kMerge };
 
 struct MemoryPlanInput {
-  ModelConfig dense;              // the base model (dense shapes)
-  std::optional<MoeConfig> moe;   // required for kMoe and kMerge
+  ModelConfig dense;             // the base model (dense shapes)
+  std::optional<MoeConfig> moe;  // required for kMoe and kMerge
   TrainConfig train;
   int64_t max_length = 1024;
   StageKind kind = StageKind::kDense;
-  int64_t expert_parallel = 1;    // ranks the routed experts are split over (kMoe); any split,
-                                  // the busiest rank holds ceil(R / expert_parallel)
-  int64_t merge_shards = 1;       // ranks the merge's frozen stacks are split over (kMerge)
-  int64_t stack_bytes = 2;        // bytes per element of the merge stage's frozen stacks
+  int64_t expert_parallel = 1;  // ranks the routed experts are split over (kMoe); any split,
+                                // the busiest rank holds ceil(R / expert_parallel)
+  int64_t merge_shards = 1;     // ranks the merge's frozen stacks are split over (kMerge)
+  int64_t stack_bytes = 2;      // bytes per element of the merge stage's frozen stacks
 };
 
 struct StageMemory {

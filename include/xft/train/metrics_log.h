@@ -12,12 +12,12 @@ namespace xft {
 struct StepStats {
   int64_t step = 0, epoch = 0;  // 1-based, after the step
   double loss = 0.0, aux_loss = 0.0, lr = 0.0, grad_norm = 0.0;
-  double tokens = 0.0;          // attended tokens of the step over all ranks
-  double seconds = 0.0;         // wall time of the step
-  double elapsed_s = 0.0;       // of the whole stage, resumed runs included
-  int world_size = 0;           // > 0 under a launcher
+  double tokens = 0.0;                           // attended tokens of the step over all ranks
+  double seconds = 0.0;                          // wall time of the step
+  double elapsed_s = 0.0;                        // of the whole stage, resumed runs included
+  int world_size = 0;                            // > 0 under a launcher
   int64_t buckets = -1, buckets_overlapped = 0;  // gradient all-reduce buckets (-1: none)
-  nlohmann::json telemetry;     // an object whose keys join the row (moe_telemetry.h), or null
+  nlohmann::json telemetry;                      // an object whose keys join the row (moe_telemetry.h), or null
 };
 
 class MetricsLog {

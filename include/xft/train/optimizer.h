@@ -55,7 +55,7 @@ class Optimizer {
     torch::Tensor param;
     NamedTensors slots;  // (slot name, fp32 tensor on the parameter's device)
     int64_t step = 0;
-    bool decay = true;   // weight decay applies to this parameter
+    bool decay = true;  // weight decay applies to this parameter
   };
   // Checks the parameters (unique names, floating dtype, requires_grad) and that every name in
   // no_decay is one of them.

@@ -27,20 +27,20 @@ const char* to_string(Precision precision);
 
 struct TrainConfig {
   int64_t epochs = 1;
-  int64_t max_steps = -1;          // > 0: stop after this many optimizer steps (overrides epochs)
-  int64_t global_batch = 64;       // examples per optimizer step
-  int64_t micro_batch = 8;         // examples per forward/backward (global_batch % micro_batch == 0)
+  int64_t max_steps = -1;     // > 0: stop after this many optimizer steps (overrides epochs)
+  int64_t global_batch = 64;  // examples per optimizer step
+  int64_t micro_batch = 8;    // examples per forward/backward (global_batch % micro_batch == 0)
   LossReduction loss_reduction = LossReduction::kToken;
   OptimizerKind optimizer = OptimizerKind::kAdafactor;
   double lr = 5e-5;
   double weight_decay = 0.0;
   ScheduleKind schedule = ScheduleKind::kLinear;  // "linear" | "constant" | "constant_with_warmup"
   int64_t warmup = 0;
-  double max_grad_norm = 0.0;      // 0: no clipping (the reference recipe)
+  double max_grad_norm = 0.0;  // 0: no clipping (the reference recipe)
   Precision precision = Precision::kFp32;
-  std::string device = "cpu";      // cpu | cuda | cuda:N
-  int64_t save_every = 0;          // optimizer steps between checkpoints (0: only at the end)
-  int64_t keep_last = 2;           // checkpoints kept
+  std::string device = "cpu";  // cpu | cuda | cuda:N
+  int64_t save_every = 0;      // optimizer steps between checkpoints (0: only at the end)
+  int64_t keep_last = 2;       // checkpoints kept
   int64_t log_every = 1;
   bool group_by_length = false;
   // Recompute each decoder layer's forward in the backward instead of keeping its activations

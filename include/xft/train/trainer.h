@@ -39,8 +39,8 @@ class Trainer {
   // `trainable`: the parameters to train, under their module names (they are what checkpoints
   // hold; frozen parameters come from the stage's input). The model is moved to the device
   // and precision of `config` by the caller (see prepare_model).
-  Trainer(std::string name, CausalLM model, NamedTensors trainable, const InstructionDataset& data,
-          TrainConfig config, std::string stage_dir, int64_t pad_id);
+  Trainer(std::string name, CausalLM model, NamedTensors trainable, const InstructionDataset& data, TrainConfig config,
+          std::string stage_dir, int64_t pad_id);
   void set_after_step(AfterStep hook) { after_step_ = std::move(hook); }
   void set_telemetry(Telemetry telemetry) { telemetry_ = std::move(telemetry); }
   // Data parallel over dist's world (and expert parallel when `sharding` is set, the model's
