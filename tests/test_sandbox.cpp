@@ -103,6 +103,19 @@ TEST(Sandbox, MissingInterpreterIsAnErrorNotAFailure) {
   expect_error([&] { xft::run_python("", limits); }, {"timeout_s"});
 }
 
+// `--python .venv/bin/python`: a relative path names the interpreter from the caller's directory,
+// not from the scratch directory the program runs in.
+TEST(Sandbox, RelativeInterpreterPathIsTheCallersFile) {
+  xft::SandboxLimits limits = xft::test::test_limits();
+  limits.python = std::filesystem::relative(std::filesystem::canonical(limits.python)).string();
+  ASSERT_NE(limits.python.find('/'), std::string::npos) << limits.python;
+  ASSERT_NE(limits.python.front(), '/') << limits.python;
+  EXPECT_EQ(xft::isolation_problem(limits.python), xft::isolation_problem(xft::test::test_limits().python));
+  const auto r = xft::run_python("print(6 * 7)\n", limits);
+  EXPECT_TRUE(r.passed) << r.status << ": " << r.output_tail;
+  EXPECT_NE(r.output_tail.find("42"), std::string::npos);
+}
+
 TEST(Sandbox, InfiniteLoopIsKilledAtTheTimeout) {
   const auto direct = xft::run_python("while True:\n    pass\n", test_limits(1.0));
   EXPECT_EQ(direct.status, "timeout");

@@ -23,6 +23,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -197,7 +198,9 @@ pid_t spawn_child(ChildPlan* plan) {
 }
 
 std::string resolve_executable(const std::string& name) {
-  if (name.find('/') != std::string::npos) return ::access(name.c_str(), X_OK) == 0 ? name : "";
+  // A relative path names a file from here, not from the scratch directory the program runs in.
+  if (name.find('/') != std::string::npos)
+    return ::access(name.c_str(), X_OK) == 0 ? std::filesystem::absolute(name).string() : "";
   const char* path = std::getenv("PATH");
   const std::string dirs = path ? path : "/usr/local/bin:/usr/bin:/bin";
   for (size_t b = 0; b <= dirs.size();) {
