@@ -59,9 +59,13 @@ def main():
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        if os.path.exists(out):
-            shutil.rmtree(out)
         os.chmod(tmp, 0o755)
+        if os.path.exists(out):
+            if args.if_missing:  # another import finished first: keep its directory, readers may hold it
+                shutil.rmtree(tmp, ignore_errors=True)
+                print("import_gguf: %s is already there" % out)
+                return
+            shutil.rmtree(out)
         os.rename(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
