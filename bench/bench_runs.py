@@ -1,7 +1,7 @@
 """What the CPU benchmarks share: one measured process per run, the driver's step rates, and the
 machine and commit a result file names.
 
-Imported by bench/cpu_train_bench.py, bench/packing_checkpoint_bench.py and
+Imported by bench/cpu_train_bench.py, bench/packing_checkpoint_bench.py, bench/smollm2_bench.py and
 bench/sharded_merge_bench.py (run from any directory: each puts bench/ on sys.path).
 """
 import json
@@ -51,3 +51,12 @@ def commit(paths=("src", "include")):
                           text=True).stdout.strip()
     dirty = subprocess.run(["git", "-C", ROOT, "diff", "--quiet", "--", *paths]).returncode != 0
     return head + ("-dirty" if dirty else "")
+
+
+def write_result(path, lines):
+    """Writes a result file's lines (its folder made if missing) and prints them, naming the file."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"\nwritten to {path}")

@@ -103,11 +103,7 @@ def main():
     lines += ["", "Targets (SFT): tokens/s ratio >= 1.5, peak memory ratio <= 0.7.",
               "Peak RSS is the whole process; at this model size it is mostly the libraries (libtorch, and "
               "Python with transformers on the PyTorch side), not the training state."]
-    os.makedirs(a.out, exist_ok=True)
-    with open(out, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"\nwritten to {out}")
+    bench_runs.write_result(out, lines)
     shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -121,11 +121,7 @@ def main():
               f"- checkpointing: peak RSS ratio on / off = {c['on']['peak_rss'] / c['off']['peak_rss']:.2f}, "
               f"tokens/s ratio on / off = {c['on']['tokens_per_s'] / c['off']['tokens_per_s']:.2f} "
               "(the price of one more forward)"]
-    os.makedirs(a.out, exist_ok=True)
-    with open(out, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"\nwritten to {out}")
+    bench_runs.write_result(out, lines)
     shutil.rmtree(tmp, ignore_errors=True)
 
 

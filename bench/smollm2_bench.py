@@ -193,12 +193,7 @@ def main():
                          f"{g['ratio_xft_over_transformers']:.2f} | {g['same_tokens']} |")
     for side, table in prof.items():
         lines += ["", f"## Profile of one SFT step: {side} (self time per op, per step)", "", table.strip()]
-    os.makedirs(a.out, exist_ok=True)
-    out = os.path.join(a.out, f"{now:%Y-%m-%d}-{bench_runs.file_tag(cpu)}-smollm2-bf16.md")
-    with open(out, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"\nwritten to {out}")
+    bench_runs.write_result(os.path.join(a.out, f"{now:%Y-%m-%d}-{bench_runs.file_tag(cpu)}-smollm2-bf16.md"), lines)
     shutil.rmtree(tmp, ignore_errors=True)
 
 
