@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <fstream>
 #include <functional>
 #include <random>
@@ -9,6 +10,7 @@
 #include <type_traits>
 
 #include "core/config_reader.h"
+#include "data/chat_examples.h"
 #include "xft/core/error.h"
 #include "xft/data/batcher.h"
 #include "xft/data/tokenizer.h"
@@ -26,11 +28,49 @@ namespace {
 const EnumNames<DataFormat> kFormatNames = {{"auto", DataFormat::kAuto},
                                             {"jsonl", DataFormat::kJsonl},
                                             {"json", DataFormat::kJson},
-                                            {"pretokenized", DataFormat::kPretokenized}};
+                                            {"pretokenized", DataFormat::kPretokenized},
+                                            {"messages", DataFormat::kMessages}};
+
+// "path": one file, or a list of files, each a path or {"path", "weight"} (a weighted mix).
+void read_path(DataConfig& c, const json& v, const std::string& source) {
+  c.path.clear();
+  c.files.clear();
+  if (v.is_string()) {
+    c.path = v.get<std::string>();
+    return;
+  }
+  XFT_CHECK(v.is_array(), source, ": data.path must be a file name or a list of files (each a name or ",
+            "{\"path\": ..., \"weight\": ...}), got ", v.type_name());
+  for (size_t i = 0; i < v.size(); ++i) {
+    const std::string at = source + ": data.path[" + std::to_string(i) + "]";
+    DataFile f;
+    if (v[i].is_string()) {
+      f.path = v[i].get<std::string>();
+    } else {
+      XFT_CHECK(v[i].is_object(), at, " must be a file name or {\"path\", \"weight\"}, got ", v[i].type_name());
+      for (const auto& [k, x] : v[i].items())
+        XFT_CHECK(k == "path" || k == "weight", at, ": unknown field '", k, "' (known: path, weight)");
+      XFT_CHECK(v[i].contains("path") && v[i].at("path").is_string(), at, ".path must be a string");
+      f.path = v[i].at("path").get<std::string>();
+      if (v[i].contains("weight")) {
+        XFT_CHECK(v[i].at("weight").is_number(), at, ".weight must be a number, got ", v[i].at("weight").type_name());
+        f.weight = v[i].at("weight").get<double>();
+      }
+    }
+    c.files.push_back(f);
+  }
+}
+
+json write_path(const DataConfig& c) {
+  if (c.files.empty()) return c.path;
+  json list = json::array();
+  for (const auto& f : c.files) list.push_back({{"path", f.path}, {"weight", f.weight}});
+  return list;
+}
 
 const ConfigReader<DataConfig>& data_reader() {
   static const ConfigReader<DataConfig> r = ConfigReader<DataConfig>("data")
-                                                .field("path", &DataConfig::path)
+                                                .section("path", read_path, write_path)
                                                 .field("format", &DataConfig::format, kFormatNames)
                                                 .field("instruction_field", &DataConfig::instruction_field)
                                                 .field("input_field", &DataConfig::input_field)
@@ -50,7 +90,14 @@ const ConfigReader<DataConfig>& data_reader() {
 const char* to_string(DataFormat format) { return enum_name(kFormatNames, format); }
 
 void DataConfig::validate(const std::string& source) const {
-  XFT_CHECK(!path.empty(), source, ": data 'path' is empty; expected a .jsonl or .json file");
+  XFT_CHECK(!path.empty() || !files.empty(), source,
+            ": data 'path' is empty; expected a .jsonl or .json file (or a list of them)");
+  XFT_CHECK(path.empty() || files.empty(), source, ": data has both a 'path' and a list of files; give one");
+  for (size_t i = 0; i < files.size(); ++i) {
+    XFT_CHECK(!files[i].path.empty(), source, ": data.path[", i, "] is an empty file name");
+    XFT_CHECK(std::isfinite(files[i].weight) && files[i].weight > 0.0, source, ": data.path[", i, "] (", files[i].path,
+              ") has weight ", files[i].weight, "; expected a number > 0");
+  }
   XFT_CHECK(!instruction_field.empty() && !response_field.empty(), source,
             ": data 'instruction_field' and 'response_field' must be non-empty field names");
   XFT_CHECK(prompt_template.find("{instruction}") != std::string::npos, source,
@@ -84,6 +131,11 @@ std::string skip_kind(const std::string& reason) {
 std::string DataReport::summary() const {
   std::ostringstream os;
   os << path << ": " << records << " records, " << used << " used, " << skipped << " skipped";
+  if (!files.empty()) {
+    for (size_t i = 0; i < files.size(); ++i)
+      os << "\n" << files[i].summary() << "\n  -> " << mixed[i] << " examples an epoch after weighting";
+    return os.str();
+  }
   if (skipped_records.empty()) return os.str();
   // A newcomer's data set may skip hundreds of over-long prompts: count them by reason, list a few.
   std::vector<std::pair<std::string, int64_t>> kinds;
@@ -270,8 +322,46 @@ void for_each_record(const DataConfig& c, bool array,
 
 }  // namespace
 
-InstructionDataset InstructionDataset::load(const DataConfig& config, const Tokenizer* tokenizer) {
-  config.validate(config.path);
+InstructionDataset InstructionDataset::load(const DataConfig& config, const Tokenizer* tokenizer,
+                                            const ConversationRenderer& render) {
+  config.validate(config.files.empty() ? config.path : "data");
+  if (!config.files.empty()) {
+    // A weighted mix: each file read as if alone, then its examples taken floor(weight) times
+    // plus a seeded share of the fraction (seed: the file's place in the list), in list order;
+    // the batcher shuffles them per epoch.
+    InstructionDataset mix;
+    DataReport& rep = mix.report_;
+    rep.path = "data mix of " + std::to_string(config.files.size()) + " files";
+    for (size_t i = 0; i < config.files.size(); ++i) {
+      DataConfig one = config;
+      one.files.clear();
+      one.path = config.files[i].path;
+      const auto part = load(one, tokenizer, render);
+      const double w = config.files[i].weight;
+      const auto copies = static_cast<int64_t>(std::floor(w));
+      for (int64_t k = 0; k < copies; ++k)
+        mix.examples_.insert(mix.examples_.end(), part.examples_.begin(), part.examples_.end());
+      std::vector<int64_t> order(part.size());
+      for (size_t k = 0; k < order.size(); ++k) order[k] = static_cast<int64_t>(k);
+      std::mt19937_64 gen(i);
+      shuffle_in_place(order, gen);
+      order.resize(
+          static_cast<size_t>(std::llround((w - static_cast<double>(copies)) * static_cast<double>(part.size()))));
+      std::sort(order.begin(), order.end());
+      for (int64_t k : order) mix.examples_.push_back(part.examples_[static_cast<size_t>(k)]);
+      rep.records += part.report_.records;
+      rep.used += part.report_.used;
+      rep.skipped += part.report_.skipped;
+      rep.files.push_back(part.report_);
+      rep.mixed.push_back(static_cast<int64_t>(copies * static_cast<int64_t>(part.size())) +
+                          static_cast<int64_t>(order.size()));
+    }
+    XFT_CHECK(!mix.examples_.empty(), rep.path, ": the weights leave no example (", rep.summary(), ")");
+    return mix;
+  }
+  const bool messages = config.format == DataFormat::kMessages;
+  XFT_CHECK(!messages || render != nullptr, config.path,
+            ": format 'messages' renders conversations with the model's chat template; none was given");
   const bool pretokenized = config.format == DataFormat::kPretokenized;
   XFT_CHECK(pretokenized || tokenizer != nullptr, config.path, ": a tokenizer is needed for format '",
             to_string(config.format), "' (only 'pretokenized' works without one)");
@@ -282,12 +372,30 @@ InstructionDataset InstructionDataset::load(const DataConfig& config, const Toke
   DataReport& rep = data.report_;
   rep.path = config.path;
   rep.array_elements = array;
+  auto skip = [&](int64_t number, const std::string& reason) {
+    if (config.strict) {
+      fail(config.path, array ? ": element " : ":", number, ": ", reason,
+           " (strict mode; set strict=false to skip records that cannot be used)");
+    }
+    ++rep.skipped;
+    rep.skipped_records.push_back({number, reason});
+  };
+  std::vector<Conversation> conversations;  // messages: rendered all at once after the read
+  std::vector<int64_t> conversation_records;
   for_each_record(config, array, [&](int64_t number, const json* rec, const std::string& parse_problem) {
     ++rep.records;
     Example ex;
     std::string reason = parse_problem;
     if (reason.empty() && !rec->is_object()) reason = std::string("not a JSON object (found ") + rec->type_name() + ")";
-    if (reason.empty()) {
+    if (reason.empty() && messages) {
+      Conversation conversation;
+      reason = parse_conversation(*rec, &conversation);
+      if (reason.empty()) {
+        conversations.push_back(std::move(conversation));
+        conversation_records.push_back(number);
+        return;
+      }
+    } else if (reason.empty()) {
       reason = pretokenized ? make_pretokenized_example(*rec, config, vocab, &ex)
                             : make_text_example(*rec, config, *tokenizer, &ex);
     }
@@ -296,13 +404,23 @@ InstructionDataset InstructionDataset::load(const DataConfig& config, const Toke
       ++rep.used;
       return;
     }
-    if (config.strict) {
-      fail(config.path, array ? ": element " : ":", number, ": ", reason,
-           " (strict mode; set strict=false to skip records that cannot be used)");
-    }
-    ++rep.skipped;
-    rep.skipped_records.push_back({number, reason});
+    skip(number, reason);
   });
+  if (!conversations.empty()) {
+    std::vector<Example> made;
+    const auto reasons = make_chat_examples(conversations, render, *tokenizer, config.max_length, &made);
+    size_t next = 0;
+    for (size_t i = 0; i < conversations.size(); ++i) {
+      if (!reasons[i].empty()) {
+        skip(conversation_records[i], reasons[i]);
+        continue;
+      }
+      data.examples_.push_back(std::move(made[next++]));
+      ++rep.used;
+    }
+    std::stable_sort(rep.skipped_records.begin(), rep.skipped_records.end(),
+                     [](const SkippedRecord& a, const SkippedRecord& b) { return a.line < b.line; });
+  }
   XFT_CHECK(rep.used > 0, config.path, ": no usable record (", rep.records, " records, ", rep.skipped_records.size(),
             " skipped); expected at least one valid record\n", rep.summary());
   return data;

@@ -91,7 +91,8 @@ std::vector<std::string> render_chat(const ChatTemplate& chat_template,
                   {"add_generation_prompt", add_generation_prompt},
                   {"special_tokens", chat_template.special_tokens}};
   SandboxLimits l = interpreter_with(limits, {"jinja2"});
-  l.timeout_s = std::max(l.timeout_s, 60.0);
+  // A data file's conversations render in this one process: allow ~10 ms each beyond a minute.
+  l.timeout_s = std::max({l.timeout_s, 60.0, 0.01 * static_cast<double>(conversations.size())});
   l.capture_bytes = int64_t{1} << 30;
   const SandboxResult r = run_python(python_program(args, chat_template_program()), l);
   json reply;
@@ -108,6 +109,13 @@ std::vector<std::string> render_chat(const ChatTemplate& chat_template,
   XFT_CHECK(rendered.size() == conversations.size(), "chat prompt: ", rendered.size(), " renderings for ",
             conversations.size(), " conversations");
   return rendered;
+}
+
+ConversationRenderer chat_renderer(ChatTemplate chat_template, SandboxLimits limits) {
+  return [chat_template = std::move(chat_template), limits = std::move(limits)](
+             const std::vector<Conversation>& conversations, bool add_generation_prompt) {
+    return render_chat(chat_template, conversations, add_generation_prompt, limits);
+  };
 }
 
 }  // namespace xft

@@ -13,7 +13,21 @@
 
 namespace xft {
 
+namespace {
+const EnumNames<MergeMethod> kMergeMethodNames = {{"learned", MergeMethod::kLearned},
+                                                  {"init", MergeMethod::kInit},
+                                                  {"task_arithmetic", MergeMethod::kTaskArithmetic},
+                                                  {"ties", MergeMethod::kTies},
+                                                  {"dare", MergeMethod::kDare}};
+}  // namespace
+
+const char* to_string(MergeMethod method) { return enum_name(kMergeMethodNames, method); }
+
 void MergeConfig::validate(const std::string& source) const {
+  // mergekit keeps density in (0, 1]: at 0 nothing of a task vector is left (and DARE's rescale
+  // divides by it).
+  XFT_CHECK(density > 0.0 && density <= 1.0, source, ": merge.density must be in (0, 1], got ", density);
+  XFT_CHECK(std::isfinite(scaling), source, ": merge.scaling must be a finite number, got ", scaling);
   // Table 12 sweeps lambda over 0, 0.25, 0.5, 0.75, 1: at 1 the merged model is the shared
   // expert (the routed coefficients (1 - lambda) * softmax are 0), at 0 it is ignored. The learned
   // soup only starts at lambda, through log(lambda): there it must lie strictly inside (0, 1).
@@ -29,8 +43,12 @@ void MergeConfig::validate(const std::string& source) const {
 namespace {
 const ConfigReader<MergeConfig>& merge_reader() {
   static const ConfigReader<MergeConfig> r = ConfigReader<MergeConfig>("merge")
+                                                 .field("method", &MergeConfig::method, kMergeMethodNames)
                                                  .field("shared_rate", &MergeConfig::shared_rate)
-                                                 .field("fixed_shared_rate", &MergeConfig::fixed_shared_rate);
+                                                 .field("fixed_shared_rate", &MergeConfig::fixed_shared_rate)
+                                                 .field("density", &MergeConfig::density)
+                                                 .field("scaling", &MergeConfig::scaling)
+                                                 .field("seed", &MergeConfig::seed);
   return r;
 }
 }  // namespace

@@ -6,6 +6,8 @@
 #include <iostream>
 
 #include "xft/core/error.h"
+#include "xft/eval/chat_template.h"
+#include "xft/methods/task_vector_merge.h"
 #include "xft/methods/upcycle.h"
 #include "xft/moe/expert_parallel.h"
 #include "xft/pipelines/run_layout.h"
@@ -31,7 +33,14 @@ Workspace load_workspace(const ExperimentConfig& c) {
     ws.tokenizer = Tokenizer::load(c.tokenizer);
     ws.pad_id = ws.tokenizer->pad_id() >= 0 ? ws.tokenizer->pad_id() : 0;
   }
-  auto all = InstructionDataset::load(c.data, ws.tokenizer.get());
+  // Chat data renders through the model's own chat template (the evaluation's chat prompts' path).
+  ConversationRenderer render;
+  if (c.data.format == DataFormat::kMessages) {
+    SandboxLimits limits;
+    limits.python = c.code_eval.python;
+    render = chat_renderer(load_chat_template(c.tokenizer), limits);
+  }
+  auto all = InstructionDataset::load(c.data, ws.tokenizer.get(), render);
   if (lead) std::cerr << all.report().summary() << "\n";
   if (c.heldout > 0) {
     XFT_CHECK(static_cast<size_t>(c.heldout) < all.size(), c.source, ": heldout (", c.heldout,
@@ -45,7 +54,8 @@ Workspace load_workspace(const ExperimentConfig& c) {
   if (!c.eval_data.empty()) {
     DataConfig eval = c.data;
     eval.path = c.eval_data;
-    ws.heldout.emplace(InstructionDataset::load(eval, ws.tokenizer.get()));
+    eval.files.clear();
+    ws.heldout.emplace(InstructionDataset::load(eval, ws.tokenizer.get(), render));
     if (lead) std::cerr << ws.heldout->report().summary() << "\n";
   }
   if (lead) {
@@ -174,6 +184,21 @@ void train_merge(const std::string& moe_final, const fs::path& mdir, const Exper
                  bool resume) {
   const fs::path final_dir = mdir / "final";
   if (reuse_if_finished(c, ws, final_dir, "merge")) return;
+  switch (c.merge.method) {
+    case MergeMethod::kLearned:
+    case MergeMethod::kInit: break;
+    case MergeMethod::kTaskArithmetic:
+    case MergeMethod::kTies:
+    case MergeMethod::kDare:
+      // The baselines compute W directly from the tuned experts: nothing trains.
+      if (ws.dist->is_lead())
+        std::cerr << "[merge] " << to_string(c.merge.method) << " of " << moe_final << " (density " << c.merge.density
+                  << ", scaling " << c.merge.scaling << ")\n";
+      export_stage(c, ws, final_dir, "merge", /*collective=*/false, [&] {
+        export_task_vector_merge(moe_final, final_dir.string(), c.merge, dtype_from_name(c.save_dtype));
+      });
+      return;
+  }
   const auto t = train_config_for_rank(ws, c.merge_train, "merge");
   auto model = load_model(moe_final);
   prepare_model(*model, t);
@@ -192,14 +217,16 @@ void train_merge(const std::string& moe_final, const fs::path& mdir, const Exper
       export_merged(*model, (mdir / "init").string(), dtype_from_name(c.save_dtype));  // the INIT ablation
     if (ws.dist->is_lead()) copy_tokenizer_files(c, mdir / "init");
   }
-  Trainer trainer("merge", model, logits, *ws.train, t, mdir.string(), ws.pad_id);
-  if (c.data.packing) trainer.set_packing(c.data.max_length);
-  trainer.set_parallel(ws.dist);
-  trainer.set_lockstep(sharded);
-  trainer.set_telemetry([&] {
-    return nlohmann::json{{"coefficients", merge_coefficients_json(*model, c.merge)["layers"]}};
-  });
-  trainer.run(resume);
+  if (c.merge.method == MergeMethod::kLearned) {  // init: W at the initial coefficients, untrained
+    Trainer trainer("merge", model, logits, *ws.train, t, mdir.string(), ws.pad_id);
+    if (c.data.packing) trainer.set_packing(c.data.max_length);
+    trainer.set_parallel(ws.dist);
+    trainer.set_lockstep(sharded);
+    trainer.set_telemetry([&] {
+      return nlohmann::json{{"coefficients", merge_coefficients_json(*model, c.merge)["layers"]}};
+    });
+    trainer.run(resume);
+  }
   if (ws.dist->is_lead())
     write_file_atomic((mdir / "coefficients.json").string(), merge_coefficients_json(*model, c.merge).dump(2) + "\n");
   export_stage(c, ws, final_dir, "merge", sharded,
@@ -228,7 +255,8 @@ std::string run_xft(const ExperimentConfig& c, Workspace& ws, bool resume) {
   write_eval(ws, moe_final, run.moe / "eval.json", c.moe_train);
   // 3. Learnable merge (Eq. 5-6): only the mixing logits train.
   train_merge(moe_final, run.merge, c, ws, resume);
-  write_eval(ws, (run.merge / "init").string(), run.merge / "eval_init.json", c.merge_train);
+  if (fs::exists(run.merge / "init" / "config.json"))  // the task-vector methods have no initial point
+    write_eval(ws, (run.merge / "init").string(), run.merge / "eval_init.json", c.merge_train);
   write_eval(ws, (run.merge / "final").string(), run.merge / "eval.json", c.merge_train);
   return (run.merge / "final").string();
 }

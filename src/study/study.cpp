@@ -40,7 +40,8 @@ ExperimentConfig seed_config(const StudyOptions& o, uint64_t seed, const Ablatio
     else
       run_dir /= "ablation-" + ab->name;
   }
-  for (const char* k : {"sft_train.seed=", "moe_train.seed=", "merge_train.seed=", "ewa_train.seed=", "upcycle.seed="})
+  for (const char* k :
+       {"sft_train.seed=", "moe_train.seed=", "merge_train.seed=", "ewa_train.seed=", "upcycle.seed=", "merge.seed="})
     sets.push_back(k + s);
   sets.push_back("run_dir=" + run_dir.string());
   return ExperimentConfig::load(o.config_path, sets, overlays);

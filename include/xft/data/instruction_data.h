@@ -1,8 +1,9 @@
-// defines: DataConfig, DataFormat, Example, SkippedRecord, DataReport, InstructionDataset
+// defines: DataConfig, DataFormat, DataFile, Example, SkippedRecord, DataReport, InstructionDataset
 //
-// Instruction records (Magicoder / evol-codealpaca / Alpaca JSONL or JSON) -> token examples whose
-// labels mask the prompt. Real datasets hold a few broken records; those are skipped and reported
-// (file:line: reason) instead of aborting a long run, unless `strict` asks otherwise.
+// Instruction records (Magicoder / evol-codealpaca / Alpaca JSONL or JSON) and chat conversations
+// ({"messages": [...]} or ShareGPT's {"conversations": [...]}) -> token examples whose labels mask
+// what the model is not taught to write. Real datasets hold a few broken records; those are skipped
+// and reported (file:line: reason) instead of aborting a long run, unless `strict` asks otherwise.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -12,6 +13,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "xft/data/conversation.h"
+
 namespace xft {
 
 class Tokenizer;
@@ -20,12 +23,24 @@ class Tokenizer;
 constexpr int64_t kIgnoreLabel = -100;
 
 // auto: '[' as the first non-space character means a JSON array, '{' JSONL (the extension only
-// decides when neither); jsonl | json force the layout; pretokenized reads prompt_ids/response_ids.
-enum class DataFormat { kAuto, kJsonl, kJson, kPretokenized };
-const char* to_string(DataFormat format);  // "auto", "jsonl", "json", "pretokenized"
+// decides when neither); jsonl | json force the layout; pretokenized reads prompt_ids/response_ids;
+// messages reads conversations (either layout), rendered by the model's own chat template, with
+// the loss on the assistant turns only.
+enum class DataFormat { kAuto, kJsonl, kJson, kPretokenized, kMessages };
+const char* to_string(DataFormat format);  // "auto", "jsonl", "json", "pretokenized", "messages"
+
+// One file of a weighted mix: each epoch sees its examples `weight` times (2: twice; 0.5: a fixed,
+// seeded half of them).
+struct DataFile {
+  std::string path;
+  double weight = 1.0;
+};
 
 struct DataConfig {
-  std::string path;  // .jsonl (one JSON object a line) or .json (an array of objects)
+  // "path": a file (.jsonl, one JSON object a line, or .json, an array of objects), or a list of
+  // files, each a path or {"path", "weight"}: then `files` holds them and `path` is empty.
+  std::string path;
+  std::vector<DataFile> files;
   DataFormat format = DataFormat::kAuto;
   std::string instruction_field = "instruction";
   std::string input_field = "input";        // Alpaca: appended to the instruction when present and non-empty
@@ -67,7 +82,12 @@ struct DataReport {
   bool array_elements = false;  // skipped records' `line` counts array elements (JSON array), not lines
   int64_t records = 0, used = 0, skipped = 0;
   std::vector<SkippedRecord> skipped_records;
-  // Counts, the skipped records counted by reason, then "path:line: reason" for the first few.
+  // A weighted mix: each file's own report (records, used, skipped above are their sums; `used`
+  // counts examples before weighting) and the examples each contributed after weighting.
+  std::vector<DataReport> files;
+  std::vector<int64_t> mixed;
+  // Counts, the skipped records counted by reason, then "path:line: reason" for the first few
+  // (a mix: one such block per file, then what each file contributed).
   std::string summary() const;
 };
 
@@ -77,11 +97,14 @@ std::string skip_kind(const std::string& reason);
 class InstructionDataset {
  public:
   InstructionDataset() = default;
-  // Reads, validates and tokenises `config.path`. Malformed records (invalid JSON line, not an object,
-  // missing field, non-string field, empty or whitespace-only response, a prompt that alone fills
-  // max_length) are skipped and reported; with strict the first one throws. A file without any usable
-  // record throws. Blank JSONL lines are ignored. `tokenizer` may be null for the pretokenized format.
-  static InstructionDataset load(const DataConfig& config, const Tokenizer* tokenizer);
+  // Reads, validates and tokenises `config.path` (or each of `config.files`, mixed by weight).
+  // Malformed records (invalid JSON line, not an object, missing field, non-string field, empty or
+  // whitespace-only response, a prompt that alone fills max_length) are skipped and reported; with
+  // strict the first one throws. A file without any usable record throws. Blank JSONL lines are
+  // ignored. `tokenizer` may be null for the pretokenized format. The messages format needs
+  // `render` (the model's chat template; eval/chat_template.h chat_renderer).
+  static InstructionDataset load(const DataConfig& config, const Tokenizer* tokenizer,
+                                 const ConversationRenderer& render = nullptr);
 
   size_t size() const { return examples_.size(); }
   const Example& operator[](size_t i) const;  // throws xft::Error when out of range

@@ -1,4 +1,4 @@
-// defines: ChatMessage, ChatTemplate, load_chat_template, render_chat
+// defines: ChatTemplate, load_chat_template, render_chat, chat_renderer
 //
 // A model's own chat template (Jinja, from its Hugging Face directory), rendered by a real Jinja
 // implementation: Jinja2 in a Python step (chat_template.py), with the environment transformers'
@@ -9,14 +9,10 @@
 #include <string>
 #include <vector>
 
+#include "xft/data/conversation.h"
 #include "xft/eval/sandbox.h"
 
 namespace xft {
-
-struct ChatMessage {
-  std::string role;  // "system" | "user" | "assistant" | ...
-  std::string content;
-};
 
 struct ChatTemplate {
   std::string source;  // the file it came from (for errors)
@@ -39,5 +35,9 @@ ChatTemplate load_chat_template(const std::string& model_dir);
 std::vector<std::string> render_chat(const ChatTemplate& chat_template,
                                      const std::vector<std::vector<ChatMessage>>& conversations,
                                      bool add_generation_prompt, const SandboxLimits& limits = {});
+
+// render_chat bound to `chat_template` and `limits`: what chat-format data (data.format
+// "messages") renders its conversations with.
+ConversationRenderer chat_renderer(ChatTemplate chat_template, SandboxLimits limits = {});
 
 }  // namespace xft

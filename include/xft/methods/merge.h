@@ -1,4 +1,4 @@
-// defines: MergeConfig, MergedFeedForwardImpl / MergedFeedForward (the learnable merge of one
+// defines: MergeMethod, MergeConfig, MergedFeedForwardImpl / MergedFeedForward (the learnable merge of one
 //          MoE layer, paper 3.2), attach_merge (swap every MoE layer of a model for its merge),
 //          merge_coefficients_json, export_merged (the dense checkpoint of the base architecture)
 //
@@ -21,6 +21,7 @@
 // must run the same number of forwards per step (Trainer::set_lockstep).
 #pragma once
 #include <array>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -35,9 +36,25 @@
 
 namespace xft {
 
+// How the merge stage folds the tuned MoE into a dense model:
+//   learned          Eq. 5-6: the mixing logits train (the paper's XFT; the default);
+//   init             Eq. 5 at the initial coefficients, no training (the paper's XFT (INIT));
+//   task_arithmetic  the routed experts' differences from the shared expert added to it (Ilharco
+//                    et al. 2023), TIES (Yadav et al. 2023) and DARE (Yu et al. 2024): the standard
+//                    merge baselines, elementwise (methods/task_vector_merge.h).
+enum class MergeMethod { kLearned, kInit, kTaskArithmetic, kTies, kDare };
+const char* to_string(MergeMethod method);  // "learned", "init", "task_arithmetic", "ties", "dare"
+
 struct MergeConfig {
+  MergeMethod method = MergeMethod::kLearned;
   double shared_rate = 0.75;      // lambda (0.75 DeepSeek-Coder, 0.85 StableCode / TinyLlama)
   bool fixed_shared_rate = true;  // false: the learned soup over all N experts
+  // The task-vector methods' parameters, with mergekit's defaults: the fraction of each task
+  // vector kept (ties: the largest magnitudes; dare: a random keep, rescaled by 1 / density), the
+  // scale of the summed task vectors (Task Arithmetic's lambda), and the seed of DARE's draws.
+  double density = 1.0;
+  double scaling = 1.0;
+  uint64_t seed = 0;
   void validate(const std::string& source) const;
   static MergeConfig from_json(const nlohmann::json& j, const std::string& source);
   nlohmann::json to_json() const;
