@@ -120,3 +120,40 @@ TEST(RealModel, XftPipelineRunsOnSmolLM2AndItsExportLoadsInTransformers) {
   expect_transformers_logits(merged, ids, dir, 3e-4);
   expect_transformers_logits(dir + "/run/sft/final", ids, dir, 3e-4);
 }
+
+// Chat-format data (data.format messages) tunes SmolLM2 through its own chat template: the SFT
+// driver reads {"messages"} and ShareGPT records, trains on the assistant turns, and the
+// held-out loss is over those turns only.
+TEST(RealModel, ChatDataTrainsSmolLM2ThroughItsChatTemplate) {
+  const auto dir = xft::test::scratch_dir("chat_sft");
+  {
+    std::ofstream data(dir + "/chat.jsonl");
+    for (int i = 0; i < 8; ++i) {
+      const std::string ask = "Write a Python function double_" + std::to_string(i) + "(x).";
+      const std::string answer = "```python\ndef double_" + std::to_string(i) + "(x):\n    return 2 * x\n```";
+      if (i % 2 == 0)
+        data << json({{"messages",
+                       {{{"role", "user"}, {"content", ask}}, {{"role", "assistant"}, {"content", answer}}}}})
+                    .dump()
+             << "\n";
+      else
+        data << json({{"conversations", {{{"from", "human"}, {"value", ask}}, {{"from", "gpt"}, {"value", answer}}}}})
+                    .dump()
+             << "\n";
+    }
+  }
+  const std::string config = xft::test::env_or_empty("XFT_SOURCE_DIR") + "/configs/smollm2-135m.json";
+  const std::string sets =
+      " --config " + config + " --set run_dir=" + dir + "/run --set base_model=" + smollm2() +
+      " --set data.path=" + dir + "/chat.jsonl --set eval_data=" + dir + "/chat.jsonl" +
+      " --set data.format=messages --set data.max_length=96 --set sft_train.max_steps=2" +
+      " --set sft_train.global_batch=2 --set sft_train.micro_batch=2 --set sft_train.precision=fp32";
+  const auto log = dir + "/sft.log";
+  ASSERT_EQ(xft::test::driver("sft", sets, log), 0) << xft::test::read_all(log);
+  EXPECT_NE(xft::test::read_all(log).find("chat.jsonl: 8 records, 8 used, 0 skipped"), std::string::npos)
+      << xft::test::read_all(log);
+  EXPECT_TRUE(fs::exists(dir + "/run/sft/final/config.json"));
+  const auto eval = json::parse(xft::test::read_all(dir + "/run/sft/eval.json"));
+  EXPECT_GT(eval["heldout_loss"].get<double>(), 0.0);
+  EXPECT_LT(eval["heldout_loss"].get<double>(), 5.0);  // the instruct model already half knows these answers
+}
