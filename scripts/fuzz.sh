@@ -22,7 +22,8 @@ target=${1:?usage: scripts/fuzz.sh safetensors|config|tokenizer|data|experiment|
 seconds=${2:-60}
 shift $(( $# < 2 ? $# : 2 ))
 core="src/core/safetensors.cpp src/core/atomic_writer.cpp src/core/files.cpp"
-tokenizer="src/data/tokenizer.cpp src/data/bpe_tokenizer.cpp src/data/bpe_text.cpp src/data/bpe_pipeline.cpp"
+tokenizer="src/data/tokenizer.cpp src/data/bpe_tokenizer.cpp src/data/bpe_text.cpp src/data/bpe_pipeline.cpp
+           src/data/unicode_normalization.cpp"
 case $target in
   safetensors) sources="$core" ;;
   config) sources="src/model/config.cpp src/model/config_check.cpp $core" ;;
@@ -30,7 +31,7 @@ case $target in
   data) sources="src/data/instruction_data.cpp $tokenizer src/core/files.cpp" ;;
   experiment) sources="src/pipelines/experiment.cpp src/train/train_config.cpp src/model/config.cpp
                        src/methods/merge.cpp src/methods/ewa.cpp src/methods/upcycle.cpp src/data/instruction_data.cpp
-                       src/eval/code_eval_config.cpp
+                       src/eval/code_eval_config.cpp src/train/logging_config.cpp
                        src/core/files.cpp" ;;
   problems) sources="src/eval/problems.cpp src/eval/samples.cpp src/core/files.cpp" ;;
   *) echo "scripts/fuzz.sh: unknown target '$target' (safetensors, config, tokenizer, data, experiment or problems)" >&2
@@ -63,7 +64,7 @@ for src in tests/fuzz/fuzz_$target.cpp $sources; do
   objs+=("$obj")
 done
 "$cxx" "${flags[@]}" -fsanitize=fuzzer "${objs[@]}" -o "$out/fuzz_$target" \
-  -L"$root/build/src" -Wl,-rpath,"$root/build/src" -lxft $(pkg-config --libs sentencepiece libpcre2-8) \
+  -L"$root/build/src" -Wl,-rpath,"$root/build/src" -lxft $(pkg-config --libs sentencepiece libpcre2-8 libutf8proc) \
   -L"$torch_dir/lib" -Wl,-rpath,"$torch_dir/lib" -ltorch -ltorch_cpu -lc10 -lz
 if [[ $target == safetensors && ! -f $out/corpus-$target/seed-valid ]]; then
   # A valid two-tensor file: header length, JSON header, data buffer.

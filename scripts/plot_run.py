@@ -10,7 +10,9 @@ Writes into --out (default RUN_DIR/plots):
   merge_coefficients.png per merge stage and layer: every expert's mixing coefficient over steps
   study.png              for a study directory (xft-study, xft-demo): the arms per seed and the
                          paired comparisons with their confidence intervals (scripts/plot_study.py)
---tensorboard DIR also writes TensorBoard event files (needs the `tensorboard` package).
+--tensorboard DIR also writes TensorBoard event files afterwards (the `tensorboard` package of
+scripts/requirements.txt), with the tags a run writes live under the experiment config's
+logging.tensorboard (src/train/tensorboard_log.h).
 """
 import argparse
 import json
@@ -132,7 +134,7 @@ def write_tensorboard(all_rows, directory):
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError as e:  # the tensorboard package is what SummaryWriter needs
-        sys.exit(f"--tensorboard needs the tensorboard package (pip install tensorboard): {e}")
+        sys.exit(f"--tensorboard needs the tensorboard package (scripts/setup.sh installs it): {e}")
     for name, rows in all_rows.items():
         writer = SummaryWriter(str(Path(directory) / name.replace("/", "_")))
         for r in rows:
@@ -142,6 +144,8 @@ def write_tensorboard(all_rows, directory):
             for layer, stats in enumerate(r.get("moe", [])):
                 writer.add_scalar(f"moe/layer{layer}/entropy", stats["entropy"], r["step"])
                 writer.add_scalar(f"moe/layer{layer}/shared_weight", stats["shared_weight"], r["step"])
+                if "aux_loss" in stats:
+                    writer.add_scalar(f"moe/layer{layer}/aux_loss", stats["aux_loss"], r["step"])
                 for e, frac in enumerate(stats["load"]):
                     writer.add_scalar(f"moe/layer{layer}/load_expert{e}", frac, r["step"])
             for layer, coefs in enumerate(r.get("coefficients", [])):

@@ -11,7 +11,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-apt_packages=(nlohmann-json3-dev libsentencepiece-dev sentencepiece libcli11-dev libpcre2-dev zlib1g-dev libgtest-dev libgmock-dev ninja-build clang-format
+apt_packages=(nlohmann-json3-dev libsentencepiece-dev sentencepiece libcli11-dev libpcre2-dev libutf8proc-dev zlib1g-dev libgtest-dev libgmock-dev ninja-build clang-format
   # MultiPL-E's toolchains (the evaluation compiles and runs C++, Java, JavaScript, TypeScript, Rust, Go, PHP
   # and Bash programs in its sandbox)
   g++ default-jdk-headless nodejs node-typescript rustc golang-go php-cli)

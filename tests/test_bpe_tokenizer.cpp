@@ -7,7 +7,9 @@
 #include <cstdio>
 #include <fstream>
 #include <thread>
+#include <unordered_map>
 
+#include "data/unicode_normalization.h"
 #include "test_util.h"
 #include "xft/core/files.h"
 #include "xft/data/bpe_tokenizer.h"
@@ -38,6 +40,16 @@ std::string show(const std::string& s) {
       out += "\\x" + std::string(1, "0123456789abcdef"[u >> 4]) + "0123456789abcdef"[u & 15];
   }
   return out;
+}
+
+// The UTF-8 of code point cp (not a surrogate).
+std::string utf8(uint32_t cp) {
+  const auto byte = [](uint32_t v) { return static_cast<char>(v); };
+  if (cp < 0x80) return {byte(cp)};
+  if (cp < 0x800) return {byte(0xC0 | (cp >> 6)), byte(0x80 | (cp & 0x3F))};
+  if (cp < 0x10000) return {byte(0xE0 | (cp >> 12)), byte(0x80 | ((cp >> 6) & 0x3F)), byte(0x80 | (cp & 0x3F))};
+  return {byte(0xF0 | (cp >> 18)), byte(0x80 | ((cp >> 12) & 0x3F)), byte(0x80 | ((cp >> 6) & 0x3F)),
+          byte(0x80 | (cp & 0x3F))};
 }
 
 bool has_replacement_char(const std::string& s) { return s.find("\xEF\xBF\xBD") != std::string::npos; }
@@ -89,8 +101,6 @@ TEST_P(Config, EncodeGivesTheIdsOfTokenizers) {
   ASSERT_GE(e.at("encode").size(), 40u);
   for (const json& c : e.at("encode")) {
     const std::string text = c.at("text");
-    // xft's NFC is the identity (no Unicode tables): only NFC input is expected to agree there.
-    if (GetParam() == "qwen" && !c.at("nfc").get<bool>()) continue;
     EXPECT_EQ(tok->encode(text), ids_of(c.at("ids"))) << GetParam() << ": text \"" << show(text) << "\"";
   }
 }
@@ -182,12 +192,41 @@ TEST_P(Config, InvalidUtf8RoundTripsBytewise) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Tokenizers, Config,
-                         ::testing::Values("gpt2", "deepseek", "ignore_merges", "qwen", "added", "splits", "unk",
-                                           "smollm2", "llama_legacy", "llama_metaspace", "llama_metaspace_split",
-                                           "llama_never", "llama_partial_bytes"),
+                         ::testing::Values("gpt2", "deepseek", "ignore_merges", "qwen", "added", "splits", "nfc", "nfd",
+                                           "nfkc", "nfkd", "unk", "smollm2", "llama_legacy", "llama_metaspace",
+                                           "llama_metaspace_split", "llama_never", "llama_partial_bytes",
+                                           "llama_unicode"),
                          [](const auto& info) { return info.param; });
 
 // --------------------------------------------------------------------------------- the rest
+
+// Every code point through each Unicode normalizer, alone, as tokenizers normalizes it
+// (unicode_forms.json lists the ones it changes; every other one must come back unchanged).
+TEST(UnicodeNormalization, EveryCodePointAsTokenizers) {
+  const json forms = xft::read_json_file(fixture("bpe/unicode_forms.json"));
+  const std::pair<const char*, xft::bpe::UnicodeForm> names[] = {{"NFC", xft::bpe::UnicodeForm::kNfc},
+                                                                 {"NFD", xft::bpe::UnicodeForm::kNfd},
+                                                                 {"NFKC", xft::bpe::UnicodeForm::kNfkc},
+                                                                 {"NFKD", xft::bpe::UnicodeForm::kNfkd}};
+  for (const auto& [name, form] : names) {
+    std::unordered_map<uint32_t, std::string> changed;
+    for (const json& c : forms.at(name)) changed.emplace(c.at(0).get<uint32_t>(), c.at(1).get<std::string>());
+    ASSERT_GT(changed.size(), 1000u) << name;
+    int wrong = 0;
+    for (uint32_t cp = 1; cp < 0x110000 && wrong < 20; ++cp) {
+      if (cp >= 0xD800 && cp < 0xE000) continue;
+      const std::string c = utf8(cp);
+      const auto it = changed.find(cp);
+      const std::string want = it == changed.end() ? c : it->second;
+      const std::string got = xft::bpe::unicode_normalize(c, form);
+      if (got != want) {
+        ++wrong;
+        ADD_FAILURE() << name << " of U+" << std::hex << cp << ": \"" << show(got) << "\", tokenizers \"" << show(want)
+                      << "\"";
+      }
+    }
+  }
+}
 
 // tokenizers < 0.20 wrote merges as "a b" strings and, before 0.14, no model "type".
 TEST(BpeTokenizer, LegacyMergeStringsGiveTheSameIds) {
@@ -260,8 +299,12 @@ TEST(BpeTokenizer, UnsupportedOrBrokenFilesAreClearErrors) {
   write_file(path, "{\"model\": {\"type\": \"BPE\",\n  oops");
   expect_error(load, {path, "invalid JSON"});
   expect_error([&] { BpeTokenizer::from_file(dir + "/missing.json"); }, {dir + "/missing.json", "cannot open"});
-  with([](json& j) { j["normalizer"] = {{"type", "NFKC"}}; });
-  expect_error(load, {path, "normalizer", "NFKC", "not supported"});
+  with([](json& j) { j["normalizer"] = {{"type", "BertNormalizer"}}; });
+  expect_error(load, {path, "normalizer", "BertNormalizer", "not supported", "NFKC"});
+  with([](json& j) {
+    j["normalizer"] = {{"type", "Sequence"}, {"normalizers", {{{"type", "NFC"}}, {{"type", "NFKC_CF"}}}}};
+  });
+  expect_error(load, {path, "normalizer", "NFKC_CF", "not supported"});
   with([](json& j) { j["pre_tokenizer"] = {{"type", "Sequence"}, {"pretokenizers", {{{"type", "Whitespace"}}}}}; });
   expect_error(load, {path, "pre_tokenizer", "Whitespace", "not supported"});
   with([](json& j) {

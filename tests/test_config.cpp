@@ -34,7 +34,8 @@ TEST(Config, ATypoInEverySectionNamesTheSectionAndTheKnownKeys) {
                         {"merge_train", "precison", "precision"},
                         {"ewa_train", "epoch", "epochs"},
                         {"distributed", "expert_paralel", "expert_parallel"},
-                        {"upcycle", "rope_teta", "rope_theta"}};
+                        {"upcycle", "rope_teta", "rope_theta"},
+                        {"logging", "tensorbord", "tensorboard"}};
   for (const auto& c : cases) {
     json j = minimal();
     if (std::string(c.section) == "moe") j["moe"] = {{"num_experts", 8}, {"top_k", 6}};

@@ -1,6 +1,7 @@
 // The drivers end to end on a tiny model and tokenizer made here, and the shipped configs.
 #include <filesystem>
 #include <fstream>
+#include <tuple>
 
 #include "test_util.h"
 #include "tiny_world.h"
@@ -51,7 +52,8 @@ TEST(Drivers, SftXftEwaRunEndToEndAndDoNotRedoFinishedStages) {
   const auto config = xft::test::env_or_empty("XFT_SOURCE_DIR") + "/configs/tiny.json";
   const std::string sets = " --config " + config + " --set run_dir=" + dir + "/run --set base_model=" + dir +
                            "/base --set data.path=" + dir + "/data.jsonl --set eval_data=" + dir + "/data.jsonl" +
-                           " --set data.max_length=512";  // a 300-token vocabulary makes the template long
+                           " --set data.max_length=512" +  // a 300-token vocabulary makes the template long
+                           " --set logging.tensorboard=" + dir + "/tb";
   for (const auto* name : {"sft", "xft", "ewa"}) {
     const auto log = dir + "/" + name + ".log";
     ASSERT_EQ(driver(name, sets, log), 0) << read_all(log);
@@ -88,6 +90,22 @@ TEST(Drivers, SftXftEwaRunEndToEndAndDoNotRedoFinishedStages) {
   EXPECT_EQ(merge_eval["telemetry"]["coefficients"].size(), 2u) << merge_eval.dump();
   // EWA's upcycled model carries the tokenizer files too, as XFT's does.
   EXPECT_EQ(fs::exists(dir + "/base/tokenizer.model"), fs::exists(dir + "/run/ewa/moe-init/tokenizer.model"));
+  // Each stage's TensorBoard run, as tensorboard reads it, equals its metrics.jsonl
+  // (tests/test_tensorboard.cpp checks the live writing and the resume).
+  const auto py = xft::test::env_or_empty("XFT_PYTHON"), src = xft::test::env_or_empty("XFT_SOURCE_DIR");
+  const std::tuple<const char*, const char*, const char*> tensorboard_runs[] = {
+      {"sft", "sft", "loss"},
+      {"xft_moe", "xft/moe", "moe/layer1/load_expert1"},
+      {"xft_merge", "xft/merge", "merge/layer1/expert0"},
+      {"ewa", "ewa", "moe/layer0/entropy"}};
+  for (const auto& [run, stage, tag] : tensorboard_runs) {
+    const auto log = dir + "/tb-" + run + ".log";
+    EXPECT_EQ(
+        xft::test::run(py + " " + src + "/tests/python/check_tensorboard_events.py " + dir + "/tb/" + run + " " + dir +
+                       "/run/" + stage + "/metrics.jsonl " + src + " --require " + tag + " > " + log + " 2>&1"),
+        0)
+        << read_all(log);
+  }
   // The pictures of the run.
   const auto plots = dir + "/plots";
   ASSERT_EQ(xft::test::run(xft::test::env_or_empty("XFT_PYTHON") + " " + xft::test::env_or_empty("XFT_SOURCE_DIR") +

@@ -23,7 +23,7 @@ TEST(Study, MergeBaselinesRunAsArmsBesideTheLearnedMerge) {
       "/data.jsonl --set eval_data=" + dir + "/data.jsonl --set data.max_length=512 --seeds 1 --arms xft,xft_init" +
       " --bootstrap 200 --out " + dir + "/study" + " --ablation ta:merge.method=task_arithmetic,merge.scaling=0.5" +
       " --ablation ties:merge.method=ties,merge.density=0.5 --ablation dare:merge.method=dare,merge.density=0.5" +
-      " --ablation init:merge.method=init";
+      " --ablation init:merge.method=init --set logging.tensorboard=" + dir + "/tb";
   ASSERT_EQ(driver("xft-study", args, dir + "/study.log"), 0) << read_all(dir + "/study.log");
   const auto r = read_json_file(dir + "/study/results.json");
   for (const auto* arm : {"ta", "ties", "dare", "init"}) {
@@ -49,6 +49,10 @@ TEST(Study, MergeBaselinesRunAsArmsBesideTheLearnedMerge) {
   EXPECT_LE(xft::test::max_abs_diff(out.get("model.layers.0.mlp.up_proj.weight"), want), 1e-6);
   // The study draws DARE's drops from the seed: merge.seed follows --seeds.
   EXPECT_EQ(read_json_file(dir + "/study/seed-1/experiment.json")["merge"]["seed"], 1);
+  // TensorBoard runs per seed: the stages' names repeat across seeds and ablations.
+  EXPECT_TRUE(fs::exists(dir + "/tb/seed-1/xft_moe")) << read_all(dir + "/study.log");
+  EXPECT_TRUE(fs::exists(dir + "/tb/seed-1/xft_merge"));
+  EXPECT_FALSE(fs::exists(dir + "/tb/xft_moe"));
   // Each baseline is compared with the learned merge.
   bool compared = false;
   for (const auto& c : r["comparisons"]) compared = compared || (c["a"] == "ties" && c["b"] == "xft");

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <iterator>
+#include <optional>
 #include <utility>
 
 #include <nlohmann/json.hpp>
@@ -58,13 +59,24 @@ void read_metaspace(const json& m, const std::string& where, std::string& replac
   split = flag(m, "split", true);
 }
 
+// The Unicode normalization form a normalizer type names, if it names one.
+std::optional<UnicodeForm> unicode_form(const std::string& type) {
+  const std::pair<const char*, UnicodeForm> names[] = {{"NFC", UnicodeForm::kNfc},
+                                                       {"NFD", UnicodeForm::kNfd},
+                                                       {"NFKC", UnicodeForm::kNfkc},
+                                                       {"NFKD", UnicodeForm::kNfkd}};
+  for (const auto& [name, form] : names)
+    if (type == name) return form;
+  return std::nullopt;
+}
+
 void read_normalizer(const json& n, const std::string& file, Pipeline& p) {
   if (n.is_null()) return;
   const std::string type = type_of(n);
   if (type == "Sequence") {
     for (const json& s : n.at("normalizers")) read_normalizer(s, file, p);
-  } else if (type == "NFC") {
-    p.nfc = true;
+  } else if (const auto form = unicode_form(type)) {
+    p.normalizers.push_back({Normalizer::Kind::Unicode, "", "", *form});
   } else if (type == "Prepend") {
     p.normalizers.push_back({Normalizer::Kind::Prepend, n.at("prepend").get<std::string>(), ""});
   } else if (type == "Replace") {
@@ -72,7 +84,7 @@ void read_normalizer(const json& n, const std::string& file, Pipeline& p) {
     p.normalizers.push_back({Normalizer::Kind::Replace, from, n.at("content").get<std::string>()});
   } else {
     fail(file, ": normalizer \"", type,
-         "\" is not supported; expected none, NFC, Prepend, Replace (String pattern) "
+         "\" is not supported; expected none, NFC, NFD, NFKC, NFKD, Prepend, Replace (String pattern) "
          "or a Sequence of these");
   }
 }
@@ -263,10 +275,12 @@ Pipeline read_pipeline(const json& j, const std::string& file) {
 
 void normalize(const std::vector<Normalizer>& normalizers, std::string& s) {
   for (const Normalizer& n : normalizers) {
-    if (n.kind == Normalizer::Kind::Prepend) {
-      if (!s.empty()) s.insert(0, n.text);
-    } else {
-      s = replace_all(s, n.text, n.with);
+    switch (n.kind) {
+      case Normalizer::Kind::Prepend:
+        if (!s.empty()) s.insert(0, n.text);
+        break;
+      case Normalizer::Kind::Replace: s = replace_all(s, n.text, n.with); break;
+      case Normalizer::Kind::Unicode: s = unicode_normalize(s, n.form); break;
     }
   }
 }

@@ -10,14 +10,16 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "data/bpe_text.h"
+#include "data/unicode_normalization.h"
 
 namespace xft::bpe {
 
-// One normalizer of a (flattened) Sequence. NFC is not one: it is the identity (bpe_tokenizer.cpp).
+// One normalizer of a (flattened) Sequence.
 struct Normalizer {
-  enum class Kind { Prepend, Replace } kind = Kind::Prepend;
-  std::string text;  // Prepend: what goes in front; Replace: the String pattern
-  std::string with;  // Replace: the content
+  enum class Kind { Prepend, Replace, Unicode } kind = Kind::Prepend;
+  std::string text;                      // Prepend: what goes in front; Replace: the String pattern
+  std::string with;                      // Replace: the content
+  UnicodeForm form = UnicodeForm::kNfc;  // Unicode: NFC, NFD, NFKC or NFKD
 };
 
 // One decoder of a (flattened) Sequence; each maps the list of token strings to a new list.
@@ -31,7 +33,6 @@ struct Decoder {
 
 struct Pipeline {
   std::vector<Normalizer> normalizers;
-  bool nfc = false;  // an NFC normalizer was named (applied as the identity)
   std::vector<Step> steps;
   bool byte_level_pre = false;  // a ByteLevel pre-tokenizer maps bytes to GPT-2's characters
   std::vector<Decoder> decoders;

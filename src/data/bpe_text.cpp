@@ -265,7 +265,7 @@ void split_added(const Piece& piece, const AddedSet& set, std::vector<Piece>& ou
   while (pos < s.size()) {
     const AddedToken* tok = nullptr;
     for (const AddedToken* t : set[static_cast<unsigned char>(s[pos])])
-      if (s.compare(pos, t->content.size(), t->content) == 0) {
+      if (s.compare(pos, t->match.size(), t->match) == 0) {
         tok = t;
         break;
       }
@@ -273,7 +273,7 @@ void split_added(const Piece& piece, const AddedSet& set, std::vector<Piece>& ou
       ++pos;
       continue;
     }
-    size_t start = pos, stop = pos + tok->content.size();
+    size_t start = pos, stop = pos + tok->match.size();
     pos = stop;
     if (tok->single_word) {
       if ((start > 0 && is_word_char(s, char_before(s, start))) || (stop < s.size() && is_word_char(s, stop))) continue;

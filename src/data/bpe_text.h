@@ -91,6 +91,9 @@ void apply(const Step& step, const Piece& s, std::vector<Piece>& out);
 
 struct AddedToken {
   std::string content;
+  // What split_added looks for: the content, put through the normalizers for a normalized token
+  // (tokenizers matches those in normalized text, so it normalizes their content alike).
+  std::string match;
   int64_t id = -1;
   bool special = false, single_word = false, lstrip = false, rstrip = false, normalized = true;
 };

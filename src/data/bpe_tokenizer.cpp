@@ -9,10 +9,8 @@
 // normalizer, pre-tokenizer and decoder and the decoder chain in bpe_pipeline.cpp; this file holds
 // the BPE model, the reading of the rest of tokenizer.json and of tokenizer_config.json.
 //
-// Two documented differences, both outside what tokenizers can be given or can do:
-// - NFC: xft links no Unicode normalisation tables (ICU is not a dependency), so the NFC
-//   normalizer is the identity. Text already in NFC, which is nearly all text and code, gets the
-//   same ids; decomposed text keeps its code points (a warning says so when such a file loads).
+// The NFC, NFD, NFKC and NFKD normalizers run through utf8proc (unicode_normalization.h).
+// One documented difference, outside what tokenizers can be given:
 // - Invalid UTF-8: tokenizers only receives valid text (Python str). xft splits the input at every
 //   byte that is not part of a well-formed UTF-8 sequence; the valid runs are encoded as usual and
 //   each invalid byte becomes the token of its byte-level character (or the added token with that
@@ -27,7 +25,6 @@
 #include <array>
 #include <cstdio>
 #include <filesystem>
-#include <iostream>
 #include <mutex>
 #include <queue>
 #include <shared_mutex>
@@ -206,7 +203,7 @@ struct BpeTokenizer::Impl {
     if (text.empty()) return;
     std::vector<Piece> pieces;
     split_added({std::string(text), -1, at_start}, raw_set, pieces);
-    // NFC, if named, is the identity (see the top of the file); the other normalizers run here.
+    // The normalizers run on the text between the added tokens that skip them.
     pieces = refine(std::move(pieces), [&](Piece p, std::vector<Piece>& out) {
       normalize(pipe.normalizers, p.text);
       split_added(p, normalized_set, out);
@@ -319,14 +316,16 @@ void BpeTokenizer::Impl::load_added_tokens(const json& j) {
     t.id = v != model.vocab.end() ? v->second : (max_id >= model_size || model_size == 0) ? max_id + 1 : model_size;
     max_id = std::max(max_id, t.id);
     added_ids.emplace(t.content, t.id);
+    t.match = t.content;
+    if (t.normalized) normalize(pipe.normalizers, t.match);
     added.push_back(std::move(t));
   }
   for (const AddedToken& t : added)
-    (t.normalized ? normalized_set : raw_set)[static_cast<unsigned char>(t.content[0])].push_back(&t);
+    (t.normalized ? normalized_set : raw_set)[static_cast<unsigned char>(t.match[0])].push_back(&t);
   for (AddedSet* set : {&raw_set, &normalized_set})
     for (auto& bucket : *set)
       std::stable_sort(bucket.begin(), bucket.end(),
-                       [](auto* x, auto* y) { return x->content.size() > y->content.size(); });
+                       [](auto* x, auto* y) { return x->match.size() > y->match.size(); });
 }
 
 // BOS/EOS from the template that tokenizers would add around a single sequence ("<bos> $A").
@@ -379,8 +378,8 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::from_file(const std::string& tokeniz
   XFT_CHECK(j.is_object(), tokenizer_json, ": expected a JSON object (a Hugging Face tokenizer.json)");
   try {
     t->load_model(j);
+    t->pipe = read_pipeline(j, tokenizer_json);  // before the added tokens: normalized ones go through it
     t->load_added_tokens(j);
-    t->pipe = read_pipeline(j, tokenizer_json);
     t->load_post_processor(j.value("post_processor", json()));
   } catch (const json::exception& e) {
     fail(tokenizer_json, ": unexpected tokenizer.json content (", e.what(), ")");
@@ -407,10 +406,6 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::from_file(const std::string& tokeniz
   for (const AddedToken& a : t->added) t->tokens[a.id] = a.content, t->known[a.id] = 1, t->special[a.id] = a.special;
   for (const int64_t id : {t->bos, t->eos, t->pad})
     XFT_CHECK(id < size, tokenizer_json, ": special token id ", id, " is outside the vocabulary (size ", size, ")");
-  if (t->pipe.nfc)
-    std::cerr << "xft: " << tokenizer_json
-              << ": the NFC normalizer is applied as the identity (no Unicode tables); "
-                 "text already in NFC, nearly all text, gets the same ids as Hugging Face tokenizers\n";
   return std::unique_ptr<BpeTokenizer>(new BpeTokenizer(std::move(t)));
 }
 

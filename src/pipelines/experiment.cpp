@@ -77,6 +77,7 @@ const ConfigReader<ExperimentConfig>& experiment_reader() {
     add_section<EwaConfig, &E::ewa>(r, "ewa");
     add_section<DistributedConfig, &E::distributed>(r, "distributed");
     add_section<CodeEvalConfig, &E::code_eval>(r, "code_eval");
+    add_section<LoggingConfig, &E::logging>(r, "logging");
     add_training<&E::sft_train>(r, "sft_train");
     add_training<&E::moe_train>(r, "moe_train");
     add_training<&E::merge_train>(r, "merge_train");

@@ -155,6 +155,7 @@ std::string train_full(const std::string& name, const std::string& in_dir, const
   Trainer trainer(name, model, model_tensors(*model), *ws.train, t, stage_dir.string(), ws.pad_id);
   if (c.data.packing) trainer.set_packing(c.data.max_length);
   trainer.set_parallel(ws.dist, sharding);
+  trainer.set_tensorboard(c.logging.tensorboard_dir(c.run_dir, stage_dir.string()));
   if (stage.after_step)
     trainer.set_after_step([&](int64_t step, int64_t total) { stage.after_step(*model, step, total); });
   if (model->config().moe) trainer.set_telemetry([&] { return moe_telemetry(*model, *ws.dist); });
@@ -221,6 +222,7 @@ void train_merge(const std::string& moe_final, const fs::path& mdir, const Exper
     Trainer trainer("merge", model, logits, *ws.train, t, mdir.string(), ws.pad_id);
     if (c.data.packing) trainer.set_packing(c.data.max_length);
     trainer.set_parallel(ws.dist);
+    trainer.set_tensorboard(c.logging.tensorboard_dir(c.run_dir, mdir.string()));
     trainer.set_lockstep(sharded);
     trainer.set_telemetry([&] {
       return nlohmann::json{{"coefficients", merge_coefficients_json(*model, c.merge)["layers"]}};

@@ -44,6 +44,12 @@ ExperimentConfig seed_config(const StudyOptions& o, uint64_t seed, const Ablatio
        {"sft_train.seed=", "moe_train.seed=", "merge_train.seed=", "ewa_train.seed=", "upcycle.seed=", "merge.seed="})
     sets.push_back(k + s);
   sets.push_back("run_dir=" + run_dir.string());
+  auto c = ExperimentConfig::load(o.config_path, sets, overlays);
+  // Each seed (and each ablation with its own run) gets its own TensorBoard runs under the
+  // configured directory: the stages' names repeat across seeds, and a fresh stage starts its runs anew.
+  if (c.logging.tensorboard.empty()) return c;
+  sets.push_back("logging.tensorboard=" +
+                 (fs::path(c.logging.tensorboard) / fs::relative(run_dir, o.out_dir)).lexically_normal().string());
   return ExperimentConfig::load(o.config_path, sets, overlays);
 }
 

@@ -8,9 +8,11 @@
 #include <iomanip>
 #include <iostream>
 #include <sstream>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "train/tensorboard_log.h"
 #include "xft/core/error.h"
 #include "xft/core/files.h"
 
@@ -28,34 +30,42 @@ std::string format_eta(double seconds) {
   return buf;
 }
 
-// Keeps the metrics lines of steps <= `step` (a resumed run continues the same curve).
-void truncate_metrics(const fs::path& file, int64_t step) {
-  if (!fs::exists(file)) return;
+// Keeps the metrics lines of steps <= `step` (a resumed run continues the same curve); returns
+// them parsed.
+std::vector<nlohmann::json> truncate_metrics(const fs::path& file, int64_t step) {
+  std::vector<nlohmann::json> rows;
+  if (!fs::exists(file)) return rows;
   std::ifstream in(file);
   std::string line, kept;
   while (std::getline(in, line)) {
     auto j = nlohmann::json::parse(line, nullptr, false);
-    if (!j.is_discarded() && j.contains("step") && j["step"].get<int64_t>() <= step) kept += line + "\n";
+    if (!j.is_discarded() && j.contains("step") && j["step"].get<int64_t>() <= step) {
+      kept += line + "\n";
+      rows.push_back(std::move(j));
+    }
   }
   write_file_atomic(file.string(), kept);
+  return rows;
 }
 
 }  // namespace
 
 MetricsLog::MetricsLog(const std::string& stage_dir, std::string stage, int64_t total_steps, bool lead,
-                       int64_t resumed_step)
+                       int64_t resumed_step, const std::string& tensorboard_dir)
     : stage_(std::move(stage)), total_steps_(total_steps), lead_(lead), tty_(::isatty(STDERR_FILENO)) {
   if (!lead_) return;
   const fs::path path = fs::path(stage_dir) / "metrics.jsonl";
+  std::vector<nlohmann::json> kept;
   if (resumed_step > 0) {
     std::cerr << "[" << stage_ << "] resumed at step " << resumed_step << "/" << total_steps_ << "\n";
-    truncate_metrics(path, resumed_step);
+    kept = truncate_metrics(path, resumed_step);
   } else {
     fs::remove(path);
   }
   path_ = path.string();
   file_.open(path, std::ios::app);
   XFT_CHECK(file_.good(), path_, ": cannot open for appending: ", describe_write_error(errno));
+  if (!tensorboard_dir.empty()) tensorboard_ = std::make_unique<TensorboardLog>(tensorboard_dir, kept);
 }
 
 MetricsLog::~MetricsLog() {
@@ -85,6 +95,7 @@ void MetricsLog::write(const StepStats& s, double per_step_s) {
   // A metrics row that did not reach the disk (full disk) stops the stage rather than leaving a
   // curve with holes; errno still holds the failed write's cause.
   XFT_CHECK(file_.good(), path_, ": cannot append the row of step ", s.step, ": ", describe_write_error(errno));
+  if (tensorboard_) tensorboard_->write(row);
   std::ostringstream line;
   line << "[" << stage_ << "] step " << s.step << "/" << total_steps_ << " epoch " << s.epoch << " loss " << std::fixed
        << std::setprecision(4) << s.loss;

@@ -104,7 +104,7 @@ TrainResult Trainer::run(bool resume) {
   int64_t step = resume ? checkpoints.restore(trainable_, *opt, sampler, &elapsed) : 0;
   const DataParallel parallel(trainable_, dist_, sharding_);
   if (step == 0) parallel.broadcast_parameters();
-  MetricsLog log(dir_, name_, total_steps_, dist_->is_lead(), step);
+  MetricsLog log(dir_, name_, total_steps_, dist_->is_lead(), step, tensorboard_dir_);
   TrainStep train_step(name_, dir_, model_, data_, config_, pad_id_, dist_, lockstep_ || sharding_ != nullptr,
                        parallel.reducer(), packing_row_length_);
   model_->set_activation_checkpointing(config_.activation_checkpointing);

@@ -4,16 +4,18 @@ usage: make_bpe_fixtures.py OUT_DIR
 
 Each configuration is a directory OUT_DIR/<name>/ holding tokenizer.json (as `tokenizers` saves
 it; some also a tokenizer_config.json) and expected.json:
-  encode:  [{"text", "ids", "decoded", "nfc"}]  ids = tok.encode(text, add_special_tokens=False).ids,
-           decoded = tok.decode(ids, skip_special_tokens=False), nfc = whether text is in NFC
+  encode:  [{"text", "ids", "decoded"}]  ids = tok.encode(text, add_special_tokens=False).ids,
+           decoded = tok.decode(ids, skip_special_tokens=False)
   decode:  [{"ids", "text", "skipped"}]         tok.decode(ids) keeping / skipping special tokens
   special: {"bos_id", "eos_id", "pad_id", "vocab_size"}  what xft must report (-1: none)
   fffd_exact: whether U+FFFD in tokenizers' decoding comes only from its ByteFallback decoder,
            which xft reproduces (a ByteLevel decoder's U+FFFD are raw bytes in xft)
 The byte-level configurations are GPT-2, DeepSeek-Coder and Qwen style; the llama_* ones are
 Llama-2 style byte-fallback BPEs (<0xNN> tokens, <unk>; the old Prepend/Replace form and the
-Metaspace form). smollm2 holds only expected.json: its tokenizer is the real SmolLM2-135M-Instruct
+Metaspace form); nfc/nfd/nfkc/nfkd and llama_unicode run the Unicode normalizers (utf8proc in
+xft) on the decomposed and compatibility text of the corpus. smollm2 holds only expected.json: its tokenizer is the real SmolLM2-135M-Instruct
 one at OUT_DIR/../smollm2/ (the import_smollm2 step; imported here if that has not run yet).
+unicode_forms.json holds what each Unicode normalizer makes of every code point.
 The C++ test (tests/test_bpe_tokenizer.cpp) must reproduce every id. The corpus is the lines below,
 HumanEval's 164 prompts and a held-out standard library file; the training text is Python standard
 library source read from this interpreter (plus a few lines of other scripts), in sorted file
@@ -27,7 +29,6 @@ import os
 import subprocess
 import sys
 import sysconfig
-import unicodedata
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from tokenizers.trainers import BpeTrainer
@@ -116,6 +117,15 @@ CORPUS = [
     "<s>hello</s> world <s> again",
     "</s>",
     "a <unk> b",
+    # Text that the Unicode normalizers change: decomposed accents, Hangul as conjoining jamo and
+    # as syllables, compatibility ligatures, full-width and circled forms, canonical singletons,
+    # combining marks in code strings and after non-letters, reordering of stacked marks.
+    "cafe\u0301 re\u0301sume\u0301 nai\u0308ve A\u030angstro\u0308m \u212b \u2126 \u1e9b\u0323",
+    "\u1100\u1161\u11a8 \u1112\u1161\u11ab\u1100\u116e\u11a8 \uac01 \ud55c\uad6d\uc5b4 \u1100\u1161x",
+    "\ufb01le \ufb02ow e\ufb03cient \ufb00 \u2460\u2461 \uff46\uff55\uff4c\uff4c \u00bd x\u00b2 \u338f \u2026 \u3000",
+    "s = \"cafe\u0301\"  # n\u0303 u\u0308ber \u2014 name = 'Zoe\u0308'\nassert len(s) == 5\n",
+    "q\u0307\u0323 a\u0323\u0307 o\u031b\u0301 1\u0301 \u0301start  \u0308\u0308 x\u20d7",
+    "\u2167 \u2079 \ufe37 \u1d2c \u02b0 \u00a0\u2002\u200a \u3250 \u32ff \u1f75",
 ]
 
 
@@ -234,6 +244,10 @@ def add_llama_configs(configs, texts, corpus):
     # <unk>, fused, and placed after the byte tokens of the characters that follow them, as
     # tokenizers' BPE::merge_word does.
     configs["llama_partial_bytes"] = llama(base, legacy_normalizer, None, legacy_decoder, drop_bytes=range(0xF0, 0x100))
+    # (12a) Unicode normalizers inside a Sequence, on a pipeline without regexes (bytes that are
+    # not UTF-8 travel through it): NFD then NFKC, then Llama's Prepend/Replace.
+    unicode_normalizer = {"type": "Sequence", "normalizers": [{"type": "NFD"}, {"type": "NFKC"}, *legacy_normalizer["normalizers"]]}
+    configs["llama_unicode"] = llama(base, unicode_normalizer, None, legacy_decoder)
     t = configs["llama_legacy"][0]
     assert any(i in range(3, 259) for s in corpus for i in t.encode(s, add_special_tokens=False).ids), "no byte fallback"
     t = configs["llama_partial_bytes"][0]
@@ -330,6 +344,18 @@ def make_configs(corpus):
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     configs["splits"] = (t, None, {"bos_id": -1, "eos_id": -1, "pad_id": 0})
 
+    # (7a) Each Unicode normalization form (tokenizers' normalizers.NFC ... NFKD, which follow the
+    # Unicode standard through the unicode-normalization crate), with GPT-2's regex ByteLevel.
+    for name, form in (("nfc", normalizers.NFC()), ("nfd", normalizers.NFD()),
+                       ("nfkc", normalizers.NFKC()), ("nfkd", normalizers.NFKD())):
+        t = copy(gpt2_base)
+        t.normalizer = form
+        t.add_tokens([AddedToken("cafe\u0301", special=False, normalized=True)])  # matched after normalizing
+        configs[name] = (t, None, {"bos_id": -1, "eos_id": -1, "pad_id": 0})
+        # The corpus must show the normalizer: some text whose ids it changes.
+        plain = copy(gpt2_base)
+        assert any(t.encode(s).ids != plain.encode(s).ids for s in corpus), f"{name} changed no encoding"
+
     # (7) Unknown characters: an ASCII-only alphabet with a fused <unk>; other bytes become <unk>.
     ascii_texts = ["".join(c for c in s if ord(c) < 128) for s in texts]
     t = train(pre_tokenizers.ByteLevel(add_prefix_space=False), ascii_texts, 400,
@@ -380,8 +406,7 @@ def write_expected(d, tokenizer_json, special, corpus):
     encode = []
     for text in corpus:
         ids = tok.encode(text, add_special_tokens=False).ids
-        encode.append({"text": text, "ids": ids, "decoded": tok.decode(ids, skip_special_tokens=False),
-                       "nfc": unicodedata.is_normalized("NFC", text)})
+        encode.append({"text": text, "ids": ids, "decoded": tok.decode(ids, skip_special_tokens=False)})
     # Decode cases: the concatenation of several encodings with special tokens between them, and
     # slices that end on a token boundary (valid UTF-8 only: xft returns raw bytes where
     # tokenizers would put U+FFFD).
@@ -407,6 +432,21 @@ def write_expected(d, tokenizer_json, special, corpus):
         json.dump(expected, f, ensure_ascii=False, indent=1)
 
 
+def write_unicode_forms(out):
+    """unicode_forms.json: {"NFC": [[code point, normalized], ...], "NFD": ..., ...}, every code
+    point (surrogates aside) that tokenizers' normalizer changes when it stands alone; the test
+    expects xft to change exactly these, to the same text."""
+    cps = [c for c in range(1, 0x110000) if not 0xD800 <= c < 0xE000]
+    text = "\0".join(chr(c) for c in cps)  # NUL: a starter that neither composes nor changes
+    forms = {}
+    for name in ("NFC", "NFD", "NFKC", "NFKD"):
+        pieces = getattr(normalizers, name)().normalize_str(text).split("\0")
+        assert len(pieces) == len(cps), name
+        forms[name] = [[c, p] for c, p in zip(cps, pieces) if p != chr(c)]
+    with open(os.path.join(out, "unicode_forms.json"), "w", encoding="utf-8") as f:
+        json.dump(forms, f, ensure_ascii=False)
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit("usage: make_bpe_fixtures.py OUT_DIR")
@@ -416,6 +456,7 @@ def main():
     for name, cfg in configs.items():
         write_config(out, name, *cfg, corpus)
     write_smollm2(out, corpus)
+    write_unicode_forms(out)
     print(f"wrote {len(configs) + 1} tokenizers fixtures to {out}")
 
 

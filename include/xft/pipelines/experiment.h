@@ -10,7 +10,9 @@
 //   "ewa": {"beta": 0.3, "schedule": "constant"},
 //   "sft_train": {...TrainConfig}, "moe_train": {...}, "merge_train": {...}, "ewa_train": {...},
 //   "distributed": {...DistributedConfig},  // used when launched by torchrun (distributed.h)
-//   "code_eval": {...CodeEvalConfig}        // a problems file a study scores every arm on
+//   "code_eval": {...CodeEvalConfig},       // a problems file a study scores every arm on
+//   "logging": {"tensorboard": ""}          // a directory: live TensorBoard curves of every
+//                                           // stage, one run each (train/logging_config.h)
 // }
 #pragma once
 #include <string>
@@ -25,6 +27,7 @@
 #include "xft/methods/merge.h"
 #include "xft/methods/upcycle.h"
 #include "xft/model/config.h"
+#include "xft/train/logging_config.h"
 #include "xft/train/train_config.h"
 
 namespace xft {
@@ -50,6 +53,7 @@ struct ExperimentConfig {
   TrainConfig sft_train, moe_train, merge_train, ewa_train;
   DistributedConfig distributed;
   CodeEvalConfig code_eval;
+  LoggingConfig logging;
 
   // Reads `path` over the files it includes ("include": "base.json" or a list, relative to it,
   // objects merged key by key), applies "a.b.c=value" overrides (value parsed as JSON, else

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <fstream>
+#include <memory>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -20,11 +21,15 @@ struct StepStats {
   nlohmann::json telemetry;                      // an object whose keys join the row (moe_telemetry.h), or null
 };
 
+class TensorboardLog;  // src/train/tensorboard_log.h (internal)
+
 class MetricsLog {
  public:
   // On rank 0 (`lead`): a fresh run starts a new file; a run resumed at `resumed_step` keeps
   // the lines of steps <= resumed_step, so the curve continues. Elsewhere it writes nothing.
-  MetricsLog(const std::string& stage_dir, std::string stage, int64_t total_steps, bool lead, int64_t resumed_step);
+  // A non-empty `tensorboard_dir` also gets every row as TensorBoard scalars, resumed alike.
+  MetricsLog(const std::string& stage_dir, std::string stage, int64_t total_steps, bool lead, int64_t resumed_step,
+             const std::string& tensorboard_dir = "");
   ~MetricsLog();
   // One JSON line, and the progress line with tokens/s and ETA (ETA from `per_step_s`).
   void write(const StepStats& s, double per_step_s);
@@ -35,6 +40,7 @@ class MetricsLog {
   bool lead_, tty_;
   std::string path_;
   std::ofstream file_;
+  std::unique_ptr<TensorboardLog> tensorboard_;
 };
 
 }  // namespace xft

@@ -58,6 +58,9 @@ class Trainer {
   // data.packing: each micro-batch's examples packed into rows of at most `row_length` tokens
   // (data/packing.h; the config's data.max_length). 0: one example per row (the default).
   void set_packing(int64_t row_length) { packing_row_length_ = row_length; }
+  // logging.tensorboard: rank 0 also writes every logged step as TensorBoard scalars under
+  // `dir` (src/train/tensorboard_log.h), flushed at each step. Empty: none (the default).
+  void set_tensorboard(std::string dir) { tensorboard_dir_ = std::move(dir); }
   // Trains to the end. With resume, continues from the newest checkpoint in stage_dir, if any;
   // without it, an existing checkpoint is an error (no silent overwrite of a run).
   TrainResult run(bool resume);
@@ -73,6 +76,7 @@ class Trainer {
   int64_t pad_id_;
   int64_t total_steps_ = 0;
   int64_t packing_row_length_ = 0;
+  std::string tensorboard_dir_;
   bool lockstep_ = false;
   AfterStep after_step_;
   Telemetry telemetry_;
