@@ -4,10 +4,12 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <type_traits>
 
 #include "core/config_reader.h"
+#include "model/hf_remote_code.h"
 #include "xft/core/error.h"
 
 namespace fs = std::filesystem;
@@ -338,6 +340,15 @@ nlohmann::json rope_scaling_json(const RopeScaling& rs) {
   return s;
 }
 
+// A dense config keeps its source's auto_map (if any) but not the entries naming the MoE's
+// modeling file, which is not written beside it.
+void drop_remote_code_entries(nlohmann::json& j) {
+  if (!j.contains("auto_map") || !j.at("auto_map").is_object()) return;
+  auto& map = j.at("auto_map");
+  for (auto it = map.begin(); it != map.end();) it = names_remote_code(it.value()) ? map.erase(it) : std::next(it);
+  if (map.empty()) j.erase("auto_map");
+}
+
 }  // namespace
 
 nlohmann::json ModelConfig::to_json() const {
@@ -364,15 +375,23 @@ nlohmann::json ModelConfig::to_json() const {
   if (eos_token_id && !(j.contains("eos_token_id") && j["eos_token_id"].is_array())) j["eos_token_id"] = *eos_token_id;
   j["torch_dtype"] = torch_dtype;
   j["dtype"] = torch_dtype;  // transformers >= 4.56 reads this name
-  if (moe)
+  if (moe) {
     j["moe"] = moe->to_json();
-  else
+    // The directory's model code is modeling_xft_moe.py (save() writes it): another entry, a
+    // base model's remote code say, would name a file xft does not write.
+    j["auto_map"] = remote_code_auto_map(architecture);
+  } else {
     j.erase("moe");
+    drop_remote_code_entries(j);
+  }
   return j;
 }
 
 void ModelConfig::save(const std::string& dir) const {
   fs::create_directories(dir);
+  // The file config.json's auto_map names, so that transformers can load the MoE
+  // (trust_remote_code); written first, so a config.json on disk never names a missing file.
+  if (moe) write_file_atomic((fs::path(dir) / kRemoteCodeFile).string(), modeling_xft_moe());
   write_file_atomic((fs::path(dir) / "config.json").string(), to_json().dump(2) + "\n");
 }
 
