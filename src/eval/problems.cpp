@@ -58,6 +58,18 @@ std::string string_field(const json& rec, const char* key, bool required, const 
   return rec.at(key).get<std::string>();
 }
 
+// A list of strings (MBPP's asserts, MultiPL-E's stop tokens); `what` says what its items are.
+std::vector<std::string> string_list_field(const json& rec, const char* key, const char* what,
+                                           const std::string& where) {
+  XFT_CHECK(rec.contains(key) && rec.at(key).is_array(), where, ": field '", key, "' must be a list of ", what);
+  std::vector<std::string> out;
+  for (const auto& t : rec.at(key)) {
+    XFT_CHECK(t.is_string(), where, ": field '", key, "' must hold strings, found ", t.type_name());
+    out.push_back(t.get<std::string>());
+  }
+  return out;
+}
+
 // HumanEval ids are strings, MBPP's are integers.
 std::string task_id_field(const json& rec, const std::string& where) {
   XFT_CHECK(rec.contains("task_id") && !rec.at("task_id").is_null(), where, ": missing field 'task_id'");
@@ -168,12 +180,7 @@ Problem mbpp_record(const json& rec, const std::string& where) {
   p.prompt = string_field(rec, "text", true, where);
   p.canonical_solution = string_field(rec, "code", false, where);
   p.test = string_field(rec, "test_setup_code", false, where);
-  XFT_CHECK(rec.contains("test_list") && rec.at("test_list").is_array(), where,
-            ": field 'test_list' must be a list of assert statements");
-  for (const auto& t : rec.at("test_list")) {
-    XFT_CHECK(t.is_string(), where, ": field 'test_list' must hold strings, found ", t.type_name());
-    p.test_list.push_back(t.get<std::string>());
-  }
+  p.test_list = string_list_field(rec, "test_list", "assert statements", where);
   XFT_CHECK(!p.test_list.empty(), where, ": field 'test_list' is empty (a problem needs at least one test)");
   p.entry_point = guess_entry_point(p.test_list.front());
   return p;
@@ -208,11 +215,7 @@ Problem multipl_e_record(const json& rec, const std::string& where) {
   p.group = string_field(rec, "language", true, where);
   p.prompt = string_field(rec, "prompt", true, where);
   p.test = string_field(rec, "tests", true, where);
-  XFT_CHECK(rec.at("stop_tokens").is_array(), where, ": field 'stop_tokens' must be a list of strings");
-  for (const auto& t : rec.at("stop_tokens")) {
-    XFT_CHECK(t.is_string(), where, ": field 'stop_tokens' must hold strings, found ", t.type_name());
-    p.stop_tokens.push_back(t.get<std::string>());
-  }
+  p.stop_tokens = string_list_field(rec, "stop_tokens", "strings", where);
   return p;
 }
 
