@@ -1,5 +1,7 @@
 #include "xft/methods/task_vector_merge.h"
 
+#include <map>
+
 #include "xft/core/error.h"
 #include "xft/model/hf_names.h"
 #include "xft/model/model_io.h"
@@ -78,19 +80,23 @@ void export_task_vector_merge(const std::string& moe_dir, const std::string& out
   // One generator for the whole model, drawn in a fixed order (layer, then gate, up, down): the
   // same seed gives the same checkpoint.
   auto generator = at::make_generator<at::CPUGeneratorImpl>(config.seed);
+  // One pass over the MoE's tensors: everything but the FFN passes through, the expert stacks
+  // are kept by name for the merge.
   NamedTensors dense;
-  for (const auto& [name, t] : model_tensors(*model))
-    if (!hf::is_ffn(name)) dense.emplace_back(name, t);
-  const auto tensors = model_tensors(*model);
-  auto find = [&](const std::string& name) {
-    for (const auto& [n, t] : tensors)
-      if (n == name) return t;
-    fail(moe_dir, ": the MoE has no tensor '", name, "'");
-  };
-  for (int64_t l = 0; l < model->config().num_hidden_layers; ++l)
-    for (const auto& proj : hf::kProjections)
-      dense.emplace_back(hf::dense_ffn(l, proj),
-                         merge_task_vectors(find(hf::expert_stack(l, proj)), config, generator));
+  std::map<std::string, torch::Tensor> stacks;
+  for (const auto& [name, t] : model_tensors(*model)) {
+    if (!hf::is_ffn(name))
+      dense.emplace_back(name, t);
+    else if (hf::is_expert_stack(name))
+      stacks.emplace(name, t);
+  }
+  for (int64_t l = 0; l < model->config().num_hidden_layers; ++l) {
+    for (const auto& proj : hf::kProjections) {
+      const auto it = stacks.find(hf::expert_stack(l, proj));
+      XFT_CHECK(it != stacks.end(), moe_dir, ": the MoE has no tensor '", hf::expert_stack(l, proj), "'");
+      dense.emplace_back(hf::dense_ffn(l, proj), merge_task_vectors(it->second, config, generator));
+    }
+  }
   save_model_tensors(model->config().dense(), dense, out_dir, save_dtype);
 }
 
